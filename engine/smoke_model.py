@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The `smoke` model: a tiny random-weight Stable Diffusion + ControlNet, built offline.
+
+It is written once into a cache folder in the diffusers format and then loaded through
+the same `from_pretrained` path as any local model, so tests and first-time users can run
+the whole pipeline in seconds without downloading anything. Its images are noise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+SMOKE_NOTE = "smoke model: random weights, for checking the pipeline (its images are noise)"
+SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15"}
+
+# The layout every smoke folder shares; bump to rebuild caches written by older code.
+_FORMAT = 1
+
+
+def is_smoke(spec: str) -> bool:
+    return spec.strip().lower() in SMOKE_NAMES
+
+
+def smoke_family(spec: str) -> str:
+    return SMOKE_NAMES[spec.strip().lower()]
+
+
+def smoke_dir(cache_dir: str, family: str) -> str:
+    return os.path.join(cache_dir, "smoke", f"v{_FORMAT}", family)
+
+
+def ensure_smoke_pipeline(cache_dir: str, family: str = "sd15") -> str:
+    """The folder of the smoke base pipeline, built and written on first use."""
+    target = os.path.join(smoke_dir(cache_dir, family), "base")
+    if not os.path.isfile(os.path.join(target, "model_index.json")):
+        _write_atomically(target, lambda path: _build_base(family).save_pretrained(path))
+    return target
+
+
+def ensure_smoke_controlnet(cache_dir: str, family: str = "sd15", kind: str = "depth") -> str:
+    """The folder of a smoke ControlNet for `kind` (each kind gets its own random weights)."""
+    target = os.path.join(smoke_dir(cache_dir, family), f"controlnet-{kind}")
+    if not os.path.isfile(os.path.join(target, "config.json")):
+        _write_atomically(target, lambda path: _build_controlnet(family, kind).save_pretrained(path))
+    return target
+
+
+def _write_atomically(target: str, write) -> None:
+    # Build beside the target and rename, so a crash or a second process never leaves half a model.
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".building-", dir=parent)
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not os.path.isdir(target):  # someone else finished first otherwise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _seed_for(name: str) -> int:
+    return sum(ord(c) * 31 ** i for i, c in enumerate(name)) % (2**31)
+
+
+_UNET_BLOCKS = dict(
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    # Attention only at the lower resolution keeps 512x512 smoke runs fast on a CPU.
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=32,
+    norm_num_groups=32,
+)
+
+
+def _tokenizer():
+    from transformers import CLIPTokenizer
+
+    # A byte-level vocabulary with no merges: every character is a token. Offline and tiny.
+    chars = [chr(i) for i in range(33, 127)] + [chr(i) for i in range(161, 173)] + [chr(i) for i in range(174, 256)]
+    chars += [chr(256 + i) for i in range(256 - len(chars))]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars:
+        vocab.setdefault(c, len(vocab))
+    for c in chars:
+        vocab.setdefault(c + "</w>", len(vocab))
+    folder = tempfile.mkdtemp(prefix="smoke-tokenizer-")
+    try:
+        with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(vocab, f)
+        with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+        # Without model_max_length the pipeline overflows computing the padding length.
+        return CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"),
+                             model_max_length=77)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, vocab_size=vocab_size,
+        projection_dim=32,
+    )
+    return CLIPTextModel(config)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    # Four blocks, like the real VAE: 8x downsampling, so latents have real SD proportions.
+    return AutoencoderKL(
+        block_out_channels=(32, 32, 64, 64),
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4, layers_per_block=1, norm_num_groups=32, sample_size=64,
+    )
+
+
+def _build_base(family: str):
+    import torch
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    if family != "sd15":
+        raise ValueError(f"no smoke model for family {family!r}")
+    torch.manual_seed(_seed_for("base-" + family))
+    tokenizer = _tokenizer()
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **_UNET_BLOCKS)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False,
+    )
+    return StableDiffusionPipeline(
+        vae=_vae(), text_encoder=_text_encoder(len(tokenizer)), tokenizer=tokenizer, unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _build_controlnet(family: str, kind: str):
+    import torch
+    from diffusers import ControlNetModel
+
+    if family != "sd15":
+        raise ValueError(f"no smoke ControlNet for family {family!r}")
+    torch.manual_seed(_seed_for(f"controlnet-{family}-{kind}"))
+    # Four embedding blocks downsample the control image 8x, to the latent size.
+    blocks = {k: v for k, v in _UNET_BLOCKS.items() if k != "up_block_types"}
+    return ControlNetModel(
+        in_channels=4, conditioning_embedding_out_channels=(16, 32, 32, 32), **blocks,
+    )
