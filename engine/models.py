@@ -159,3 +159,19 @@ def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: 
         raise DiffusionError(
             f"The {what} {repo_id} is not in the local cache and the hub cannot be reached ({error})", fix,
         ) from None
+
+
+def check_available(spec: str, allow_online: bool) -> None:
+    """Fail fast (no torch, no download) when a base model can be neither found nor fetched."""
+    spec = spec.strip()
+    if not spec:
+        raise DiffusionError("No model is set", "type a hub id, a local folder, or 'smoke' in the Model field")
+    if smoke_model.is_smoke(spec):
+        return
+    expanded = os.path.expanduser(spec)
+    if os.path.isdir(expanded):
+        return
+    if os.path.exists(expanded) or looks_like_path(spec):
+        _local_or_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises the path's error
+    if not allow_online or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        fetch_from_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises unless cached

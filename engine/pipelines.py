@@ -22,6 +22,11 @@ class PipelineCache:
         self._controlnets: dict[str, object] = {}
         self._variants: dict[tuple, object] = {}
 
+    @property
+    def current_base(self):
+        """The loaded base pipeline, or None."""
+        return self._base
+
     def clear(self) -> None:
         self._base_source = None
         self._base = None

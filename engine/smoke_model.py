@@ -16,7 +16,7 @@ SMOKE_NOTE = "smoke model: random weights, for checking the pipeline (its images
 SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15"}
 
 # The layout every smoke folder shares; bump to rebuild caches written by older code.
-_FORMAT = 1
+_FORMAT = 2
 
 
 def is_smoke(spec: str) -> bool:
@@ -155,6 +155,15 @@ def _build_controlnet(family: str, kind: str):
     torch.manual_seed(_seed_for(f"controlnet-{family}-{kind}"))
     # Four embedding blocks downsample the control image 8x, to the latent size.
     blocks = {k: v for k, v in _UNET_BLOCKS.items() if k != "up_block_types"}
-    return ControlNetModel(
+    controlnet = ControlNetModel(
         in_channels=4, conditioning_embedding_out_channels=(16, 32, 32, 32), **blocks,
     )
+    # A new ControlNet starts with zero convolutions, so its control image would change
+    # nothing; random ones make the smoke model show whether conditions reach the UNet.
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.normal_(0.0, 0.2)
+            conv.bias.normal_(0.0, 0.2)
+    return controlnet

@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The scene camera and the output size it is rendered at."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+
+from ..engine.errors import DiffusionError
+
+MIN_SIZE, MAX_SIZE = 64, 4096
+
+
+def require_camera(scene: bpy.types.Scene) -> bpy.types.Object:
+    """The scene's active camera, or an error that says how to get one."""
+    camera = scene.camera
+    if camera is None or camera.type != 'CAMERA':
+        raise DiffusionError("No active camera",
+                             "add one with Shift+A > Camera and make it the scene camera (Ctrl+Numpad 0)")
+    return camera
+
+
+@dataclass(frozen=True)
+class OutputSize:
+    """The generation size: the render resolution (with its %), rounded to a multiple of 8."""
+    width: int
+    height: int
+    render_width: int
+    render_height: int
+
+    @property
+    def rounded(self) -> bool:
+        return (self.width, self.height) != (self.render_width, self.render_height)
+
+    def describe(self) -> str:
+        if not self.rounded:
+            return f"{self.width}×{self.height}"
+        return (f"{self.width}×{self.height} (render size {self.render_width}×{self.render_height} "
+                f"rounded to a multiple of 8)")
+
+
+def round_to_8(value: int) -> int:
+    return max(8, int(round(value / 8.0)) * 8)
+
+
+def output_size(scene: bpy.types.Scene) -> OutputSize:
+    """The size to generate at, checked against what Stable Diffusion can do."""
+    render = scene.render
+    width = int(render.resolution_x * render.resolution_percentage / 100)
+    height = int(render.resolution_y * render.resolution_percentage / 100)
+    size = OutputSize(round_to_8(width), round_to_8(height), width, height)
+    for name, value in (("width", size.width), ("height", size.height)):
+        if value > MAX_SIZE:
+            raise DiffusionError(f"The render {name} {value} px is over {MAX_SIZE} px",
+                                 "lower the resolution or its % in Output Properties > Format")
+        if value < MIN_SIZE:
+            raise DiffusionError(f"The render {name} {value} px is under {MIN_SIZE} px",
+                                 "raise the resolution or its % in Output Properties > Format")
+    return size

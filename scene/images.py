@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""numpy images in and out of Blender image datablocks."""
+from __future__ import annotations
+
+import json
+
+import bpy
+import numpy as np
+
+RECIPE_KEY = "scene_diffusion"
+
+
+def new_image(name: str, rgb: np.ndarray, recipe: dict, *, colorspace: str = "sRGB",
+              float_buffer: bool = False, pack: bool = True) -> bpy.types.Image:
+    """A NEW image datablock holding `rgb` (HxWx3 float32 0..1, row 0 at the top).
+
+    Blender gives the name a .001 suffix when it is taken, so nothing is ever overwritten.
+    The image is packed and kept with a fake user, so it is saved inside the .blend file
+    even before anything uses it; it carries its recipe.
+    """
+    height, width = rgb.shape[:2]
+    image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=float_buffer)
+    image.colorspace_settings.name = colorspace
+    set_pixels(image, rgb)
+    if pack:
+        image.pack()
+    image.use_fake_user = True
+    set_recipe(image, recipe)
+    return image
+
+
+def set_pixels(image: bpy.types.Image, rgb: np.ndarray) -> None:
+    """Write HxWx3 (or HxWx4) float 0..1 pixels; Blender stores rows bottom-up."""
+    height, width = rgb.shape[:2]
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    rgba[..., : rgb.shape[2]] = rgb[::-1]
+    image.pixels.foreach_set(rgba.ravel())
+    image.update()
+
+
+def get_pixels(image: bpy.types.Image) -> np.ndarray:
+    """HxWx4 float32, row 0 at the top."""
+    width, height = image.size
+    flat = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(flat)
+    return flat.reshape(height, width, 4)[::-1].copy()
+
+
+def set_recipe(image: bpy.types.Image, recipe: dict) -> None:
+    """Store how the image was made as an ID-property group, `image["scene_diffusion"]`."""
+    image[RECIPE_KEY] = _id_property_safe(recipe)
+
+
+def get_recipe(image: bpy.types.Image) -> dict:
+    value = image.get(RECIPE_KEY)
+    return value.to_dict() if value is not None else {}
+
+
+def _id_property_safe(value):
+    # ID properties hold str/int/float/dicts/lists of those; anything else is stored as text.
+    if isinstance(value, dict):
+        return {str(k): _id_property_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_id_property_safe(v) for v in value]
+        if items and all(isinstance(v, dict) for v in items):
+            return items
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            return items
+        return json.dumps(items)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def show_in_image_editors(image: bpy.types.Image) -> int:
+    """Show the image in every open Image Editor (none exist headless); returns how many."""
+    shown = 0
+    window_manager = bpy.context.window_manager
+    for window in window_manager.windows if window_manager else ():
+        for area in window.screen.areas:
+            if area.type == 'IMAGE_EDITOR':
+                area.spaces.active.image = image
+                shown += 1
+    return shown
