@@ -49,8 +49,8 @@ class Engine:
         base = models.resolve_base(request.model, self.cache_dir, request.allow_online)
         controlnets = [models.resolve_controlnet(unit.model, unit.kind, base, self.cache_dir, request.allow_online)
                        for unit in request.controls]
-        if base.smoke:
-            log.warning(SMOKE_NOTE)
+        if base.smoke and base.path not in self.loads:
+            log.warning(SMOKE_NOTE)  # once, when it is loaded
         pipe = self.pipelines.pipeline(base, controlnets)
         loaded = time.perf_counter()
         if cancel is not None and cancel.cancelled:
