@@ -121,8 +121,7 @@ class SCENE_DIFFUSION_OT_generate_image(bpy.types.Operator):
             outcome = jobs.start(work, "Generate Image", lambda result: write_result(job, result),
                                  blocking=blocking)
         except DiffusionError as error:
-            self.report({'ERROR'}, str(error))
-            return {'CANCELLED'}
+            return jobs.report_error(self, error)
         if outcome is not None:
             return jobs.report_outcome(self, outcome)
         return {'FINISHED'}

@@ -244,8 +244,15 @@ class SCENE_DIFFUSION_OT_report(bpy.types.Operator):
 
 def report_outcome(operator: bpy.types.Operator, outcome: Outcome) -> set[str]:
     """Report a blocking job's outcome from its operator; the operator's return value."""
+    global _last_outcome
+    _last_outcome = outcome
     operator.report({outcome.level}, outcome.message)
     return {'FINISHED'} if outcome.level != 'ERROR' else {'CANCELLED'}
+
+
+def report_error(operator: bpy.types.Operator, error: DiffusionError) -> set[str]:
+    """Report a problem found before a job started; the operator's return value."""
+    return report_outcome(operator, Outcome('ERROR', str(error)))
 
 
 classes = (SCENE_DIFFUSION_OT_cancel, SCENE_DIFFUSION_OT_report)
