@@ -40,7 +40,7 @@ class OutputSize:
 
 
 def round_to_8(value: int) -> int:
-    return max(8, int(round(value / 8.0)) * 8)
+    return max(8, int(value / 8.0 + 0.5) * 8)  # half up, not banker's rounding
 
 
 def output_size(scene: bpy.types.Scene) -> OutputSize:

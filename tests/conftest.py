@@ -74,3 +74,9 @@ def empty_scene(extension):
     import bpy
     bpy.ops.wm.read_homefile(use_empty=True)
     return bpy.context.scene
+
+
+@pytest.fixture
+def ext_module(extension):
+    """A submodule of the loaded extension, e.g. ext_module("operators.jobs")."""
+    return lambda name: sys.modules[f"{extension.__name__}.{name}"]

@@ -1,8 +1,87 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""The checkout as a real Blender extension: manifest, enable/disable, and what enabling costs."""
+import json
+import os
+import subprocess
 import sys
 
+import pytest
 
-def test_extension_enables(extension):
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def registered_names():
     import bpy
-    assert extension.__name__ == "bl_ext.dev.scene_diffusion"
-    assert hasattr(bpy.types.Scene, "scene_diffusion")
+    return {name for name in dir(bpy.types) if name.startswith(("SCENE_DIFFUSION", "SceneDiffusion"))}
+
+
+def test_enable_disable_enable_leaves_nothing_behind(extension):
+    import addon_utils
+    import bpy
+
+    module = extension.__name__
+    names = registered_names()
+    assert "SCENE_DIFFUSION_PT_generate" in names
+    assert "SCENE_DIFFUSION_OT_generate_image" in names
+    handlers = len(bpy.app.handlers.load_pre)
+
+    addon_utils.disable(module, default_set=True)
+    try:
+        assert registered_names() == set()
+        assert not hasattr(bpy.types.Scene, "scene_diffusion")
+        assert len(bpy.app.handlers.load_pre) == handlers - 1
+    finally:
+        assert addon_utils.enable(module, default_set=True) is not None
+    assert registered_names() == names
+    assert len(bpy.app.handlers.load_pre) == handlers
+    assert hasattr(bpy.context.scene, "scene_diffusion")
+
+
+ENABLE_IN_A_FRESH_PROCESS = r"""
+import os, sys, time, tempfile, json
+home = tempfile.mkdtemp()
+for name in ("CONFIG", "SCRIPTS", "DATAFILES", "EXTENSIONS"):
+    os.environ["BLENDER_USER_" + name] = os.path.join(home, name.lower())
+import bpy, addon_utils
+repo = os.path.join(home, "repo"); os.makedirs(repo)
+os.symlink(sys.argv[1], os.path.join(repo, "scene_diffusion"))
+bpy.context.preferences.extensions.repos.new(name="dev", module="dev", custom_directory=repo, source='USER')
+start = time.perf_counter()
+module = addon_utils.enable("bl_ext.dev.scene_diffusion", default_set=True)
+seconds = time.perf_counter() - start
+print(json.dumps({"loaded": module is not None, "seconds": seconds,
+                  "heavy": sorted(m for m in ("torch", "diffusers", "transformers", "cv2") if m in sys.modules)}))
+"""
+
+
+def test_enabling_is_fast_and_imports_no_torch():
+    out = subprocess.run([sys.executable, "-c", ENABLE_IN_A_FRESH_PROCESS, REPO_ROOT],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["loaded"], out.stderr
+    assert report["heavy"] == []
+    assert report["seconds"] < 1.0
+
+
+def test_manifest_passes_blenders_validator():
+    tool = os.path.join(REPO_ROOT, "scripts", "blender_ext.py")
+    out = subprocess.run([sys.executable, tool, "validate", REPO_ROOT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Success" in out.stdout, out.stdout
+
+
+def test_build_makes_a_zip_without_dev_files(tmp_path):
+    import zipfile
+    tool = os.path.join(REPO_ROOT, "scripts", "blender_ext.py")
+    out = subprocess.run([sys.executable, tool, "build", "--source-dir", REPO_ROOT, "--output-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (archive,) = tmp_path.glob("scene_diffusion-*.zip")
+    names = zipfile.ZipFile(archive).namelist()
+    for needed in ("blender_manifest.toml", "__init__.py", "constraints.txt", "requirements.txt",
+                   "engine/generate.py", "operators/image.py"):
+        assert needed in names
+    dev = [n for n in names if n.split("/")[0] in {"tests", "scripts", ".ci", ".venv", ".git", "Makefile", "out"}
+           or n.endswith(".pyc")]
+    assert dev == []

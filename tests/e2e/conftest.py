@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+import math
+import pytest
+
+
+@pytest.fixture
+def demo_scene(empty_scene):
+    """A floor, a cube and a camera looking at them; 96x64 px; the smoke model, 2 steps."""
+    import bpy
+
+    scene = empty_scene
+    scene.render.resolution_x, scene.render.resolution_y = 96, 64
+    scene.render.resolution_percentage = 100
+    bpy.ops.mesh.primitive_plane_add(size=10)
+    bpy.ops.mesh.primitive_cube_add(size=1.5, location=(0, 0, 0.75))
+    bpy.ops.object.camera_add(location=(0, -6, 3), rotation=(math.radians(65), 0, 0))
+    scene.camera = bpy.context.object
+    settings = scene.scene_diffusion
+    settings.model = "smoke"
+    settings.steps = 2
+    settings.seed = 7
+    settings.prompt = "a wooden crate on a stone floor"
+    return scene

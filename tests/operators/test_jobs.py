@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Jobs seen from Blender: drained on the main thread, cancelled, dropped when a file opens."""
+import threading
+import time
+
+import pytest
+
+
+def drain_until_done(jobs, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = jobs.drain()
+        if outcome is not None:
+            return outcome
+        time.sleep(0.01)
+    raise AssertionError("the job did not end")
+
+
+def test_async_job_reports_progress_and_applies_its_result(extension, ext_module):
+    jobs = ext_module("operators.jobs")
+    progress_type = ext_module("engine.requests").Progress
+    gate = threading.Event()
+    applied = []
+
+    def work(report, cancel):
+        report(progress_type(step=1, total=4, elapsed=0.5, eta=1.5))
+        gate.wait(5)
+        return 42
+
+    def on_finished(result):
+        applied.append((result, threading.current_thread() is threading.main_thread()))
+        return "the answer"
+
+    assert jobs.start(work, "Test Job", on_finished, blocking=False) is None
+    assert jobs.is_running()
+    time.sleep(0.2)
+    assert jobs.drain() is None
+    status = jobs.status()
+    assert (status.step, status.total) == (1, 4)
+    assert "step 1/4" in status.text() and "2 s left" in status.text()
+    gate.set()
+    outcome = drain_until_done(jobs)
+    assert (outcome.level, outcome.message) == ('INFO', "the answer")
+    assert applied == [(42, True)]  # applied once, on the main thread
+    assert not jobs.is_running()
+
+
+def test_only_one_job_at_a_time(extension, ext_module):
+    jobs = ext_module("operators.jobs")
+    errors = ext_module("engine.errors")
+    gate = threading.Event()
+    jobs.start(lambda report, cancel: gate.wait(5), "First", lambda r: "ok", blocking=False)
+    with pytest.raises(errors.DiffusionError, match="still running"):
+        jobs.start(lambda report, cancel: None, "Second", lambda r: "ok", blocking=False)
+    gate.set()
+    drain_until_done(jobs)
+
+
+def test_cancel_operator_stops_the_job(extension, ext_module):
+    import bpy
+    jobs = ext_module("operators.jobs")
+    cancelled_type = ext_module("engine.errors").Cancelled
+    applied = []
+
+    def work(report, cancel):
+        while not cancel.cancelled:
+            time.sleep(0.01)
+        raise cancelled_type()
+
+    jobs.start(work, "Long Job", applied.append, blocking=False)
+    assert bpy.ops.scene_diffusion.cancel() == {'FINISHED'}
+    outcome = drain_until_done(jobs)
+    assert outcome.level == 'WARNING' and "cancelled" in outcome.message
+    assert applied == []
+    assert not bpy.ops.scene_diffusion.cancel.poll()
+
+
+def test_opening_another_file_cancels_and_drops_the_result(empty_scene, ext_module):
+    import bpy
+    jobs = ext_module("operators.jobs")
+    started = threading.Event()
+    applied = []
+
+    def work(report, cancel):
+        started.set()
+        deadline = time.monotonic() + 5
+        while not cancel.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "finished anyway"  # even a result that arrives is dropped
+
+    jobs.start(work, "Doomed Job", applied.append, blocking=False)
+    assert started.wait(5)
+    bpy.ops.wm.read_homefile(use_empty=True)  # load_pre cancels the job
+    outcome = drain_until_done(jobs, timeout=2)
+    assert outcome.level == 'WARNING'
+    assert applied == []
+    assert not jobs.is_running()
