@@ -4,6 +4,7 @@
 execute: blocking (scripts, tests, background mode). invoke: pip on a worker thread, a
 modal timer shows its progress. Both end in `finish_install`.
 """
+import functools
 import os
 
 import bpy
@@ -74,12 +75,35 @@ def write_log_text(log) -> bpy.types.Text:
     return text
 
 
+def job_finished(job: dependencies.InstallJob) -> bool:
+    """Collect the worker's new lines (main thread); True once pip is done and all are in."""
+    if not job.done:
+        job.drain()
+        return False
+    job.drain()  # lines queued between the last poll and the end
+    return True
+
+
+def finish_detached(job: dependencies.InstallJob) -> float | None:
+    """bpy.app.timers function finishing an install whose window closed; None when done."""
+    if not job_finished(job):
+        return 0.5
+    kind, message = finish_install(job.result)
+    print(f"Scene Diffusion: {kind}: {message}")
+    redraw_package_lists(bpy.context)
+    return None
+
+
 def show_progress(context, message: str | None) -> None:
     """Progress in the status bar and a redraw of the places that show the package list."""
     if context.workspace is not None:
         context.workspace.status_text_set(message)
+    redraw_package_lists(context)
+
+
+def redraw_package_lists(context) -> None:
     for window in context.window_manager.windows:
-        for area in window.screen.areas:
+        for area in window.screen.areas if window.screen else ():
             if area.type in {'PREFERENCES', 'VIEW_3D'}:
                 area.tag_redraw()
 
@@ -100,6 +124,9 @@ class SCENE_DIFFUSION_OT_install_dependencies(bpy.types.Operator):
         description="Install these requirements instead of the extension's own requirements.txt",
         subtype='FILE_PATH', options={'SKIP_SAVE', 'HIDDEN'},
     )
+
+    _job = None  # the background install, while modal
+    _timer = None
 
     @classmethod
     def poll(cls, context):
@@ -132,18 +159,17 @@ class SCENE_DIFFUSION_OT_install_dependencies(bpy.types.Operator):
     def modal(self, context, event):
         if event.type != 'TIMER':
             return {'PASS_THROUGH'}
-        self._job.drain()
-        if not self._job.done:
+        if not job_finished(self._job):
             show_progress(context, f"Installing dependencies: {self._job.progress_text}")
             return {'RUNNING_MODAL'}
-        self._job.drain()  # lines queued between the last poll and the end
         self._stop(context)
         return self._report(self._job.result)
 
     def cancel(self, context):
-        # Blender cancels modal operators when their window closes: stop pip with it.
-        self._job.cancel()
-        self._stop(context)
+        # Blender ends modal operators when their window (e.g. Preferences) closes: pip goes
+        # on, and a timer finishes the install (log, status) without a window to report to.
+        context.window_manager.event_timer_remove(self._timer)
+        bpy.app.timers.register(functools.partial(finish_detached, self._job), first_interval=0.5)
 
     def _stop(self, context) -> None:
         context.window_manager.event_timer_remove(self._timer)

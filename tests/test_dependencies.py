@@ -159,6 +159,16 @@ def test_pip_launcher_uses_blenders_python():
     assert dependencies.pip_launcher("/blender/python")[0] == "/blender/python"
 
 
+def test_bundled_pip_wheel_runs_when_python_has_no_pip():
+    # Some Blender builds ship ensurepip but not pip: pip then runs from ensurepip's wheel.
+    wheel = dependencies.bundled_pip_wheel()
+    if wheel is None:
+        pytest.skip("this Python has no ensurepip wheel")
+    lines: list[str] = []
+    assert dependencies.run_command([sys.executable, os.path.join(wheel, "pip"), "--version"], lines.append) == 0
+    assert lines[0].startswith("pip ") and wheel in lines[0]
+
+
 # --- Results and runs (real subprocesses, real pip) ----------------------------------------
 
 def test_result_summary_is_the_line_that_matters():
