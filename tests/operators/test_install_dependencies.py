@@ -55,6 +55,13 @@ def test_refuses_when_online_access_is_off_and_changes_nothing(installer, tmp_pa
     assert deps.LOG_TEXT_NAME not in bpy.data.texts
 
 
+def test_refuses_a_wheel_folder_that_does_not_exist(installer, tmp_path):
+    import bpy
+    missing = str(tmp_path / "no-wheels-here")
+    with pytest.raises(RuntimeError, match="Local wheel folder not found: .*no-wheels-here: choose the folder"):
+        bpy.ops.scene_diffusion.install_dependencies(wheel_dir=missing)
+
+
 def test_online_access_preference_lifts_the_refusal(installer):
     import bpy
     deps, ops, site = installer
