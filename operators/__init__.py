@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: glue between the scene (scene/) and the engine (engine/)."""
-from . import image, jobs
+from . import dependencies, image, jobs
 
-_modules = (jobs, image)
+_modules = (jobs, image, dependencies)
 
 
 def register() -> None:
