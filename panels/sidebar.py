@@ -38,7 +38,10 @@ class SCENE_DIFFUSION_PT_generate(bpy.types.Panel):
             box = layout.box()
             box.label(text="Missing Python packages:", icon='ERROR')
             box.label(text=", ".join(missing))
-            box.operator("scene_diffusion.install_dependencies", icon='IMPORT')
+            if dependencies.install_running():
+                box.label(text=dependencies.current_install().progress_text, icon='SORTTIME')
+            else:
+                box.operator("scene_diffusion.install_dependencies", icon='IMPORT')
             return
 
         col = layout.column()
