@@ -19,7 +19,7 @@ from . import models
 from .devices import Placement, choose_placement
 from .errors import Cancelled
 from .inputs import check_request, fit_to_size
-from .pipelines import PipelineCache, Plan, make_plan
+from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
 from .smoke_model import SMOKE_NOTE
 
@@ -49,7 +49,7 @@ class Engine:
                                       request.controlnet_overrides)
             for unit in request.controls
         )
-        return make_plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls))
+        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls))
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
@@ -65,7 +65,8 @@ class Engine:
         _stop_if_cancelled(cancel)
 
         reporter = _StepReporter(on_progress, cancel)
-        output = pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+        with without_vacuous_dtype_warning():
+            output = pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
         finished = time.perf_counter()
         return GenerationResult(
             images=[np.asarray(image, dtype=np.float32) for image in output.images],
@@ -121,7 +122,7 @@ def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
                      control_guidance_start=[u.guidance_start for u in units],
                      control_guidance_end=[u.guidance_end for u in units])
     if plan.controls == "union":
-        arguments.update(control_mode=[models.union_mode(c, u.kind) for c, u in zip(plan.controlnets, units)])
+        arguments.update(control_mode=plan.control_modes)
     return arguments
 
 

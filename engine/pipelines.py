@@ -2,19 +2,21 @@
 """Loaded pipelines, kept between generations.
 
 One base model is kept loaded at a time; every pipeline variant (text-to-image,
-image-to-image, inpainting, each with or without ControlNets) is made from it with
-`from_pipe`, which shares the weights instead of loading them again. `loads` records
+image-to-image, inpainting, each with or without ControlNets) is made of its modules,
+like `from_pipe`, sharing the weights instead of loading them again. `loads` records
 every folder read from disk, so callers (and tests) can see that switching modes, or a
 second generation, loaded nothing.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass
 
 from .devices import Placement, torch_dtype
-from .models import ModelSource, check_controlnets
+from .models import ModelSource, check_controlnets, union_mode
+from .requests import MODES
 
 # The diffusers class for each (family, kind of ControlNets, mode). "single" are classic
 # ControlNets (one or several); "union" are union ControlNets (one model, several modes).
@@ -39,14 +41,22 @@ PIPELINE_CLASSES = {
 
 @dataclass(frozen=True)
 class Plan:
-    """What to run: a base model, a mode, and the ControlNet of each control unit, in order.
-
-    Made only by `make_plan`, which refuses ControlNets that cannot run with the base
-    before anything is loaded.
+    """What to run: a base model, a mode, and the ControlNet and condition kind of each
+    control unit, in order. Making one refuses ControlNets that cannot run with the base
+    (another family, union mixed with single-kind, a kind the union model lacks), so no
+    path gets as far as loading them.
     """
     base: ModelSource
     mode: str
     controlnets: tuple[ModelSource, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if len(self.kinds) != len(self.controlnets):
+            raise ValueError("a Plan needs one condition kind per ControlNet")
+        check_controlnets(self.base, self.controlnets, self.kinds)
 
     @property
     def controls(self) -> str:
@@ -61,13 +71,13 @@ class Plan:
         return self.controls == "union" and len({c.path for c in self.controlnets}) == 1
 
     @property
+    def control_modes(self) -> list[int]:
+        """The union model's control mode for each unit (union plans only)."""
+        return [union_mode(c, kind) for c, kind in zip(self.controlnets, self.kinds)]
+
+    @property
     def pipeline_class(self) -> str:
         return PIPELINE_CLASSES[(self.base.family, self.controls, self.mode)]
-
-
-def make_plan(base: ModelSource, mode: str, controlnets: tuple[ModelSource, ...], kinds: tuple[str, ...]) -> Plan:
-    check_controlnets(base, controlnets, kinds)
-    return Plan(base, mode, controlnets)
 
 
 class PipelineCache:
@@ -101,10 +111,7 @@ class PipelineCache:
 
             cls = getattr(diffusers, plan.pipeline_class)
             extra = {"controlnet": self._controlnet_for(plan)} if plan.controlnets else {}
-            with _without_vacuous_dtype_warning():
-                # from_pipe casts every module to `dtype` (float32 unless told): pass ours,
-                # or a half-precision base would be turned to float32 in place.
-                variant = cls.from_pipe(pipe, dtype=torch_dtype(self.placement.dtype), **extra)
+            variant = _sharing(cls, pipe, **extra)
             variant.set_progress_bar_config(disable=True)
             self._variants[key] = variant
         return self._variants[key]
@@ -151,6 +158,19 @@ class PipelineCache:
         return MultiControlNetUnionModel(models) if plan.controls == "union" else MultiControlNetModel(models)
 
 
+def _sharing(cls, pipe, **replacements):
+    """A `cls` pipeline on `pipe`'s very modules, with its settings (requires_safety_checker...).
+
+    This is diffusers' documented `Img2ImgPipeline(**pipe.components)`; `from_pipe` does the
+    same plus a cast of every module to one dtype, which ours already have (they are all
+    loaded in the engine's): that pass alone took 90% of a mode switch.
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    components = {name: module for name, module in pipe.components.items() if name in accepted}
+    settings = {name: value for name, value in pipe.config.items() if name in accepted and name not in components}
+    return cls(**{**components, **settings, **replacements})
+
+
 class _VacuousDtypeWarning(logging.Filter):
     """Drops diffusers' warning that a cast would touch float32-only modules when there are none."""
 
@@ -160,7 +180,9 @@ class _VacuousDtypeWarning(logging.Filter):
 
 
 @contextlib.contextmanager
-def _without_vacuous_dtype_warning():
+def without_vacuous_dtype_warning():
+    """SDXL's image-to-image and inpainting cast the VAE to float32 and back at every call,
+    and log that warning each time: noise in Blender's console."""
     logger = logging.getLogger("diffusers.models.modeling_utils")
     drop = _VacuousDtypeWarning()
     logger.addFilter(drop)

@@ -50,8 +50,8 @@ class GenerationRequest:
 
     init_image: HxWx3 float32 0..1 (image-to-image); another size than width x height is
         resized to it (the result's notes say so).
-    strength: how much of the init image is redrawn, 0..1 (1: all of it); diffusers runs
-        int(steps x strength) denoising steps.
+    strength: how much of the init image is redrawn, 0..1 (1: all of it; in inpainting, the
+        masked area from scratch); diffusers runs about steps x strength denoising steps.
     mask: HxW float32 0..1 the size of the init image, >= 0.5 = repaint (inpainting).
     tiling: "" (none), "x", "y" or "xy": seamless along those axes.
     model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.

@@ -215,3 +215,17 @@ def test_bad_inputs_are_refused_before_loading(smoke_engine, init_image, mask, c
         smoke_engine.generate(make_request(**changes(init_image, mask)))
     assert error.value.fix  # every refusal says what to do
     assert smoke_engine.loads == loads
+
+
+def test_mode_switches_keep_the_weights_in_their_precision(model_cache, init_image, mask, edges):
+    # from_pipe casts to float32 unless told: a half-precision GPU model would double in memory.
+    from engine import Engine
+
+    engine = Engine(model_cache, device="cpu", dtype="bfloat16")
+    units = (ControlUnit("canny", edges),)
+    for changes in (dict(), dict(init_image=init_image), dict(init_image=init_image, mask=mask)):
+        image = engine.generate(make_request(controls=units, steps=2, **changes)).images[0]
+        assert image.dtype == np.float32 and np.isfinite(image).all()
+    base = engine.pipelines.current_base
+    variant = engine.pipelines.pipeline(engine.plan(make_request(controls=units, init_image=init_image, mask=mask)))
+    assert {base.unet.dtype, base.vae.dtype, base.text_encoder.dtype, variant.controlnet.dtype} == {torch.bfloat16}
