@@ -31,9 +31,10 @@ def check_request(request: GenerationRequest) -> None:
         raise DiffusionError("Steps must be at least 1", "raise Steps")
     for unit in request.controls:
         image = unit.image
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DiffusionError(f"The {unit.kind} condition must be an HxWx3 uint8 image, not "
-                                 f"{image.dtype} {image.shape}", "capture the condition again")
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            found = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise DiffusionError(f"The {unit.kind} condition must be an HxWx3 uint8 image, not {found}",
+                                 "capture the condition again")
     if request.mask is not None and request.init_image is None:
         raise DiffusionError("An inpainting mask needs an init image to repaint",
                              "set the init image, or remove the mask to generate from the prompt")

@@ -183,12 +183,16 @@ def union_control_types(path: str, config: dict) -> int:
     weights = os.path.join(path, "diffusion_pytorch_model.safetensors")
     if not os.path.isfile(weights):
         return 0
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(weights, framework="np") as f:
-        if "task_embedding" not in f.keys():
-            return 0
-        return int(f.get_slice("task_embedding").get_shape()[0])
+    try:
+        with safe_open(weights, framework="np") as f:
+            if "task_embedding" not in f.keys():
+                return 0
+            return int(f.get_slice("task_embedding").get_shape()[0])
+    except (OSError, SafetensorError) as error:
+        raise DiffusionError(f"Cannot read the ControlNet weights {weights}: {error}",
+                             "download the ControlNet again, or pick another") from None
 
 
 def read_config(folder: str) -> dict:
