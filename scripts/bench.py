@@ -34,10 +34,12 @@ class Row:
 
 
 def interleaved_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median seconds of a() and b(), run alternately so drifts in machine load hit both."""
+    """Median seconds of a() and b(), run alternately so drifts in machine load hit both;
+    which goes first alternates too (a b, b a, ...), so running second is no advantage."""
     times_a, times_b = [], []
-    for _ in range(runs):
-        for fn, times in ((a, times_a), (b, times_b)):
+    for run in range(runs):
+        pairs = [(a, times_a), (b, times_b)]
+        for fn, times in pairs if run % 2 == 0 else pairs[::-1]:
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
