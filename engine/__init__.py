@@ -6,13 +6,13 @@ It uses only relative imports, so `sys.path.insert(0, repo_root); import engine`
 """
 from .errors import Cancelled, DiffusionError
 from .requests import (
-    CONTROL_KINDS, CancelToken, ControlUnit, GenerationRequest, GenerationResult,
+    CONTROL_KINDS, MODES, CancelToken, ControlUnit, GenerationRequest, GenerationResult,
     LoraSpec, Progress,
 )
 
 __all__ = [
     "CONTROL_KINDS", "CancelToken", "Cancelled", "ControlUnit", "DiffusionError", "Engine",
-    "GenerationRequest", "GenerationResult", "LoraSpec", "Progress",
+    "GenerationRequest", "GenerationResult", "LoraSpec", "MODES", "Progress",
 ]
 
 

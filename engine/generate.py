@@ -2,8 +2,10 @@
 """`Engine.generate`: one request in, images out, exactly what diffusers gives.
 
 The engine adds no math of its own to a generation: it resolves and caches models,
-builds the same call a person would write by hand, and reports progress and checks for
-cancellation at every step (raising out of the step callback, so no VAE decode is wasted).
+picks the pipeline for the request's mode (text-to-image, image-to-image, inpainting,
+each with any number of ControlNets), builds the same call a person would write by
+hand, and reports progress and checks for cancellation at every step (raising out of
+the step callback, so no VAE decode is wasted).
 """
 from __future__ import annotations
 
@@ -15,14 +17,13 @@ import numpy as np
 
 from . import models
 from .devices import Placement, choose_placement
-from .errors import Cancelled, DiffusionError
-from .pipelines import PipelineCache
+from .errors import Cancelled
+from .inputs import check_request, fit_to_size
+from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
 from .smoke_model import SMOKE_NOTE
 
 log = logging.getLogger(__name__)
-
-MIN_SIZE, MAX_SIZE = 64, 4096
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -40,55 +41,50 @@ class Engine:
         """Every model folder read from disk so far, in order."""
         return self.pipelines.loads
 
+    def plan(self, request: GenerationRequest) -> Plan:
+        """The models and pipeline a request needs, found and checked; nothing is loaded."""
+        base = models.resolve_base(request.model, self.cache_dir, request.allow_online)
+        controlnets = tuple(
+            models.resolve_controlnet(unit.model, unit.kind, base, self.cache_dir, request.allow_online,
+                                      request.controlnet_overrides)
+            for unit in request.controls
+        )
+        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls))
+
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
         check_request(request)
         started = time.perf_counter()
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
-        base = models.resolve_base(request.model, self.cache_dir, request.allow_online)
-        controlnets = [models.resolve_controlnet(unit.model, unit.kind, base, self.cache_dir, request.allow_online)
-                       for unit in request.controls]
-        if base.smoke and base.path not in self.loads:
+        _stop_if_cancelled(cancel)
+        request, notes = fit_to_size(request)
+        plan = self.plan(request)
+        if plan.base.smoke and plan.base.path not in self.loads:
             log.warning(SMOKE_NOTE)  # once, when it is loaded
-        pipe = self.pipelines.pipeline(base, controlnets)
+        pipe = self.pipelines.pipeline(plan)
         loaded = time.perf_counter()
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
+        _stop_if_cancelled(cancel)
 
         reporter = _StepReporter(on_progress, cancel)
-        output = pipe(**call_arguments(request), callback_on_step_end=reporter)
+        with without_vacuous_dtype_warning():
+            output = pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
         finished = time.perf_counter()
         return GenerationResult(
             images=[np.asarray(image, dtype=np.float32) for image in output.images],
             seed=request.seed,
             model=request.model,
-            family=base.family,
+            family=plan.base.family,
+            mode=plan.mode,
+            controlnets=tuple(c.spec for c in plan.controlnets),
             timings={"load": loaded - started, "denoise": finished - loaded, "total": finished - started},
-            notes=(SMOKE_NOTE,) if base.smoke else (),
+            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes,
         )
 
 
-def check_request(request: GenerationRequest) -> None:
-    """Fail before loading anything when the request cannot work."""
-    for name, value in (("width", request.width), ("height", request.height)):
-        if not MIN_SIZE <= value <= MAX_SIZE:
-            raise DiffusionError(f"The image {name} {value} is outside {MIN_SIZE}..{MAX_SIZE} pixels",
-                                 "change the render resolution (Output Properties > Format)")
-        if value % 8:
-            raise DiffusionError(f"The image {name} {value} is not a multiple of 8",
-                                 "round the resolution to a multiple of 8")
-    if request.steps < 1:
-        raise DiffusionError("Steps must be at least 1", "raise Steps")
-    for unit in request.controls:
-        image = unit.image
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DiffusionError(f"The {unit.kind} condition must be an HxWx3 uint8 image, not "
-                                 f"{image.dtype} {image.shape}", "capture the condition again")
+def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
+    """The keyword arguments of the plain diffusers call that this request stands for.
 
-
-def call_arguments(request: GenerationRequest) -> dict:
-    """The keyword arguments of the plain diffusers call that this request stands for."""
+    `request` is already fitted (init image and mask at the output size, float32).
+    """
     import torch
     from PIL import Image
 
@@ -104,19 +100,35 @@ def call_arguments(request: GenerationRequest) -> dict:
         generator=torch.Generator(device="cpu").manual_seed(request.seed),
         output_type="np",
     )
+    if plan.mode in ("img2img", "inpaint"):
+        arguments.update(image=request.init_image, strength=request.strength)
+    if plan.mode == "inpaint":
+        arguments.update(mask_image=request.mask)
+
     units = request.controls
-    if len(units) == 1:
+    if not units:
+        return arguments
+    # Text-to-image ControlNet pipelines take the control image as `image`; the others
+    # (and every union pipeline) as `control_image`, `image` being the init image there.
+    control_key = "image" if plan.mode == "txt2img" and plan.controls == "single" else "control_image"
+    # The unit's own scale always: the pipelines' defaults differ (1.0, 0.8, 0.5).
+    if len(units) == 1 and plan.controls == "single":
         unit = units[0]
-        arguments.update(image=Image.fromarray(unit.image), controlnet_conditioning_scale=unit.scale,
+        arguments.update({control_key: Image.fromarray(unit.image)}, controlnet_conditioning_scale=float(unit.scale),
                          control_guidance_start=unit.guidance_start, control_guidance_end=unit.guidance_end)
-    elif units:
-        arguments.update(
-            image=[Image.fromarray(u.image) for u in units],
-            controlnet_conditioning_scale=[u.scale for u in units],
-            control_guidance_start=[u.guidance_start for u in units],
-            control_guidance_end=[u.guidance_end for u in units],
-        )
+        return arguments
+    arguments.update({control_key: [Image.fromarray(u.image) for u in units]},
+                     controlnet_conditioning_scale=[float(u.scale) for u in units],
+                     control_guidance_start=[u.guidance_start for u in units],
+                     control_guidance_end=[u.guidance_end for u in units])
+    if plan.controls == "union":
+        arguments.update(control_mode=plan.control_modes)
     return arguments
+
+
+def _stop_if_cancelled(cancel: CancelToken | None) -> None:
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled()
 
 
 class _StepReporter:
@@ -128,12 +140,11 @@ class _StepReporter:
         self.started = time.perf_counter()
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        if self.cancel is not None and self.cancel.cancelled:
-            # Raising here leaves the denoising loop before the VAE decode.
-            raise Cancelled()
+        # Raising here leaves the denoising loop before the VAE decode, in every pipeline.
+        _stop_if_cancelled(self.cancel)
         if self.on_progress is not None:
             done = step + 1
-            total = pipe.num_timesteps
+            total = pipe.num_timesteps  # the steps that run: fewer than asked in img2img/inpaint
             elapsed = time.perf_counter() - self.started
             eta = elapsed / done * (total - done)
             self.on_progress(Progress(step=done, total=total, elapsed=elapsed, eta=eta))

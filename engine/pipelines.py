@@ -1,16 +1,83 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Loaded pipelines, kept between generations.
 
-One base model is kept loaded at a time; every pipeline variant (with or without
-ControlNets) is made from it with `from_pipe`, which shares the weights instead of
-loading them again. `loads` records every folder read from disk, so callers (and tests)
-can see that a second generation loaded nothing.
+One base model is kept loaded at a time; every pipeline variant (text-to-image,
+image-to-image, inpainting, each with or without ControlNets) is made of its modules,
+like `from_pipe`, sharing the weights instead of loading them again. `loads` records
+every folder read from disk, so callers (and tests) can see that switching modes, or a
+second generation, loaded nothing.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
+import logging
+from dataclasses import dataclass
+
 from .devices import Placement, torch_dtype
-from .errors import DiffusionError
-from .models import FAMILY_NAMES, ModelSource
+from .models import ModelSource, check_controlnets, union_mode
+from .requests import MODES
+
+# The diffusers class for each (family, kind of ControlNets, mode). "single" are classic
+# ControlNets (one or several); "union" are union ControlNets (one model, several modes).
+PIPELINE_CLASSES = {
+    ("sd15", "none", "txt2img"): "StableDiffusionPipeline",
+    ("sd15", "none", "img2img"): "StableDiffusionImg2ImgPipeline",
+    ("sd15", "none", "inpaint"): "StableDiffusionInpaintPipeline",
+    ("sd15", "single", "txt2img"): "StableDiffusionControlNetPipeline",
+    ("sd15", "single", "img2img"): "StableDiffusionControlNetImg2ImgPipeline",
+    ("sd15", "single", "inpaint"): "StableDiffusionControlNetInpaintPipeline",
+    ("sdxl", "none", "txt2img"): "StableDiffusionXLPipeline",
+    ("sdxl", "none", "img2img"): "StableDiffusionXLImg2ImgPipeline",
+    ("sdxl", "none", "inpaint"): "StableDiffusionXLInpaintPipeline",
+    ("sdxl", "single", "txt2img"): "StableDiffusionXLControlNetPipeline",
+    ("sdxl", "single", "img2img"): "StableDiffusionXLControlNetImg2ImgPipeline",
+    ("sdxl", "single", "inpaint"): "StableDiffusionXLControlNetInpaintPipeline",
+    ("sdxl", "union", "txt2img"): "StableDiffusionXLControlNetUnionPipeline",
+    ("sdxl", "union", "img2img"): "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    ("sdxl", "union", "inpaint"): "StableDiffusionXLControlNetUnionInpaintPipeline",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run: a base model, a mode, and the ControlNet and condition kind of each
+    control unit, in order. Making one refuses ControlNets that cannot run with the base
+    (another family, union mixed with single-kind, a kind the union model lacks), so no
+    path gets as far as loading them.
+    """
+    base: ModelSource
+    mode: str
+    controlnets: tuple[ModelSource, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if len(self.kinds) != len(self.controlnets):
+            raise ValueError("a Plan needs one condition kind per ControlNet")
+        check_controlnets(self.base, self.controlnets, self.kinds)
+
+    @property
+    def controls(self) -> str:
+        """"none", "single" or "union": which family of diffusers pipelines runs the plan."""
+        if not self.controlnets:
+            return "none"
+        return "union" if self.controlnets[0].union else "single"
+
+    @property
+    def shared_union(self) -> bool:
+        """One union model serves every unit, each with its own control mode."""
+        return self.controls == "union" and len({c.path for c in self.controlnets}) == 1
+
+    @property
+    def control_modes(self) -> list[int]:
+        """The union model's control mode for each unit (union plans only)."""
+        return [union_mode(c, kind) for c, kind in zip(self.controlnets, self.kinds)]
+
+    @property
+    def pipeline_class(self) -> str:
+        return PIPELINE_CLASSES[(self.base.family, self.controls, self.mode)]
 
 
 class PipelineCache:
@@ -33,7 +100,23 @@ class PipelineCache:
         self._controlnets.clear()
         self._variants.clear()
 
-    def base(self, source: ModelSource):
+    def pipeline(self, plan: Plan):
+        """The pipeline that runs `plan`, sharing the base pipeline's weights."""
+        pipe = self._load_base(plan.base)
+        key = (plan.mode, tuple(c.path for c in plan.controlnets))
+        if key == ("txt2img", ()):
+            return pipe
+        if key not in self._variants:
+            import diffusers
+
+            cls = getattr(diffusers, plan.pipeline_class)
+            extra = {"controlnet": self._controlnet_for(plan)} if plan.controlnets else {}
+            variant = _sharing(cls, pipe, **extra)
+            variant.set_progress_bar_config(disable=True)
+            self._variants[key] = variant
+        return self._variants[key]
+
+    def _load_base(self, source: ModelSource):
         """The base text-to-image pipeline for `source`, loaded once."""
         if self._base_source != source:
             self.clear()  # free the previous model before loading the next
@@ -51,40 +134,59 @@ class PipelineCache:
             self._base, self._base_source = pipe, source
         return self._base
 
-    def controlnet(self, source: ModelSource, base: ModelSource):
-        if source.family != base.family:
-            raise DiffusionError(
-                f"The ControlNet {source.spec} is for {FAMILY_NAMES[source.family]} but the model "
-                f"{base.spec} is {FAMILY_NAMES[base.family]}",
-                f"pick a {FAMILY_NAMES[base.family]} ControlNet for this kind in the preferences",
-            )
+    def _load_controlnet(self, source: ModelSource):
         if source.path not in self._controlnets:
-            from diffusers import ControlNetModel
+            from diffusers import ControlNetModel, ControlNetUnionModel
 
-            model = ControlNetModel.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
-                                                    local_files_only=True, use_safetensors=True)
+            cls = ControlNetUnionModel if source.union else ControlNetModel
+            model = cls.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
+                                        local_files_only=True, use_safetensors=True)
             self.loads.append(source.path)
             if self.placement.device != "cpu":
                 model.to(self.placement.device)
             self._controlnets[source.path] = model
         return self._controlnets[source.path]
 
-    def pipeline(self, base: ModelSource, controlnets: list[ModelSource]):
-        """Text-to-image with zero or more ControlNets, sharing the base pipeline's weights."""
-        pipe = self.base(base)
-        if not controlnets:
-            return pipe
-        key = ("txt2img", tuple(c.path for c in controlnets))
-        if key not in self._variants:
-            models = [self.controlnet(c, base) for c in controlnets]
-            from diffusers import (
-                StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline,
-            )
-            from diffusers import MultiControlNetModel
+    def _controlnet_for(self, plan: Plan):
+        """The `controlnet` component: one model, or one per unit wrapped for diffusers."""
+        from diffusers.models.controlnets import MultiControlNetModel, MultiControlNetUnionModel
 
-            cls = StableDiffusionXLControlNetPipeline if base.family == "sdxl" else StableDiffusionControlNetPipeline
-            controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
-            variant = cls.from_pipe(pipe, controlnet=controlnet)
-            variant.set_progress_bar_config(disable=True)
-            self._variants[key] = variant
-        return self._variants[key]
+        models = [self._load_controlnet(c) for c in plan.controlnets]
+        if len(models) == 1 or plan.shared_union:
+            return models[0]  # a shared union model takes every unit as one of its modes
+        # A model used by several units appears several times: the weights are shared.
+        return MultiControlNetUnionModel(models) if plan.controls == "union" else MultiControlNetModel(models)
+
+
+def _sharing(cls, pipe, **replacements):
+    """A `cls` pipeline on `pipe`'s very modules, with its settings (requires_safety_checker...).
+
+    This is diffusers' documented `Img2ImgPipeline(**pipe.components)`; `from_pipe` does the
+    same plus a cast of every module to one dtype, which ours already have (they are all
+    loaded in the engine's): that pass alone took 90% of a mode switch.
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    components = {name: module for name, module in pipe.components.items() if name in accepted}
+    settings = {name: value for name, value in pipe.config.items() if name in accepted and name not in components}
+    return cls(**{**components, **settings, **replacements})
+
+
+class _VacuousDtypeWarning(logging.Filter):
+    """Drops diffusers' warning that a cast would touch float32-only modules when there are none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("There are modules in") and "kept in float32: []" in message)
+
+
+@contextlib.contextmanager
+def without_vacuous_dtype_warning():
+    """SDXL's image-to-image and inpainting cast the VAE to float32 and back at every call,
+    and log that warning each time: noise in Blender's console."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    drop = _VacuousDtypeWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)

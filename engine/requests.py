@@ -16,6 +16,10 @@ CONTROL_KINDS = (
     "lineart", "scribble", "softedge", "mlsd",
 )
 
+# What a request asks for, from its inputs: no init image -> txt2img; an init image ->
+# img2img; an init image and a mask -> inpaint. Each may have any number of ControlNets.
+MODES = ("txt2img", "img2img", "inpaint")
+
 
 @dataclass(frozen=True, eq=False)
 class ControlUnit:
@@ -44,10 +48,16 @@ class LoraSpec:
 class GenerationRequest:
     """Everything one generation needs.
 
-    init_image: HxWx3 float32 0..1 (image-to-image); strength: how much of it is redrawn.
-    mask: HxW float32 0..1, 1 = repaint (inpainting).
+    init_image: HxWx3 float32 0..1 (image-to-image); another size than width x height is
+        resized to it (the result's notes say so).
+    strength: how much of the init image is redrawn, 0..1 (1: all of it; in inpainting, the
+        masked area from scratch); diffusers runs about steps x strength denoising steps.
+    mask: HxW float32 0..1 the size of the init image, >= 0.5 = repaint (inpainting).
     tiling: "" (none), "x", "y" or "xy": seamless along those axes.
-    model: "smoke", a hub id, a local diffusers folder or a single .safetensors file.
+    model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.
+    controlnet_overrides: the ControlNet spec to use per condition kind instead of the family
+        default, keyed "<kind>" or "<family>:<kind>" ("sdxl:depth"; wins over "depth");
+        empty values are ignored. A unit's own `model` wins over both.
     """
     prompt: str
     negative_prompt: str = ""
@@ -59,6 +69,7 @@ class GenerationRequest:
     model: str = "smoke"
     scheduler: str = "default"
     controls: tuple[ControlUnit, ...] = ()
+    controlnet_overrides: dict[str, str] = field(default_factory=dict)
     init_image: np.ndarray | None = None
     strength: float = 0.75
     mask: np.ndarray | None = None
@@ -67,6 +78,13 @@ class GenerationRequest:
     num_images: int = 1
     allow_online: bool = False
     preview_every: int = 0  # 0: no previews; n: a preview image every n steps
+
+    @property
+    def mode(self) -> str:
+        """"txt2img", "img2img" or "inpaint", from the inputs given (see MODES)."""
+        if self.init_image is None:
+            return "txt2img"
+        return "img2img" if self.mask is None else "inpaint"
 
 
 @dataclass(frozen=True)
@@ -82,11 +100,16 @@ class Progress:
 
 @dataclass(frozen=True, eq=False)
 class GenerationResult:
-    """images: list of HxWx3 float32 0..1 arrays."""
+    """images: list of HxWx3 float32 0..1 arrays.
+
+    controlnets: the ControlNet spec each control unit ran with, in the units' order.
+    """
     images: list[np.ndarray]
     seed: int
     model: str
     family: str
+    mode: str = "txt2img"
+    controlnets: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # things the person should know (e.g. "random weights")
 

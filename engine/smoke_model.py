@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The `smoke` model: a tiny random-weight Stable Diffusion + ControlNet, built offline.
+"""The `smoke` models: tiny random-weight Stable Diffusion + ControlNets, built offline.
 
-It is written once into a cache folder in the diffusers format and then loaded through
-the same `from_pretrained` path as any local model, so tests and first-time users can run
-the whole pipeline in seconds without downloading anything. Its images are noise.
+`smoke` is SD 1.5, `smoke-sdxl` is SDXL (two text encoders, the text-time embedding),
+each with a ControlNet per condition kind; SDXL also has a union ControlNet. They are
+written once into a cache folder in the diffusers format and then loaded through the
+same `from_pretrained` path as any local model, so tests and first-time users can run
+the whole pipeline in seconds without downloading anything. Their images are noise.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import shutil
 import tempfile
 
 SMOKE_NOTE = "smoke model: random weights, for checking the pipeline (its images are noise)"
-SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15"}
+SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15", "smoke-sdxl": "sdxl"}
 
 # The layout every smoke folder shares; bump to rebuild caches written by older code.
 _FORMAT = 2
@@ -47,6 +49,14 @@ def ensure_smoke_controlnet(cache_dir: str, family: str = "sd15", kind: str = "d
     return target
 
 
+def ensure_smoke_union_controlnet(cache_dir: str) -> str:
+    """The folder of the smoke SDXL union ControlNet (one model, a control mode per kind)."""
+    target = os.path.join(smoke_dir(cache_dir, "sdxl"), "controlnet-union")
+    if not os.path.isfile(os.path.join(target, "config.json")):
+        _write_atomically(target, lambda path: _build_union_controlnet().save_pretrained(path))
+    return target
+
+
 def _write_atomically(target: str, write) -> None:
     # Build beside the target and rename, so a crash or a second process never leaves half a model.
     parent = os.path.dirname(target)
@@ -77,6 +87,25 @@ _UNET_BLOCKS = dict(
     norm_num_groups=32,
 )
 
+# SDXL's UNet sees both text encoders' hidden states side by side (32 + 32), and adds
+# an embedding of the pooled text (32, the projection) and six size/crop numbers (6 x 8).
+_TEXT_HIDDEN, _TIME_EMBED = 32, 8
+_SDXL_BLOCKS = dict(
+    _UNET_BLOCKS,
+    cross_attention_dim=2 * _TEXT_HIDDEN,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=_TIME_EMBED,
+    projection_class_embeddings_input_dim=_TEXT_HIDDEN + 6 * _TIME_EMBED,
+)
+
+
+def _blocks(family: str) -> dict:
+    if family == "sd15":
+        return _UNET_BLOCKS
+    if family == "sdxl":
+        return _SDXL_BLOCKS
+    raise ValueError(f"no smoke model for family {family!r}")
+
 
 def _tokenizer():
     from transformers import CLIPTokenizer
@@ -102,15 +131,16 @@ def _tokenizer():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _text_encoder(vocab_size: int):
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _text_encoder(vocab_size: int, with_projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        hidden_size=_TEXT_HIDDEN, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         bos_token_id=0, eos_token_id=1, pad_token_id=1, vocab_size=vocab_size,
-        projection_dim=32,
+        projection_dim=_TEXT_HIDDEN,
     )
-    return CLIPTextModel(config)
+    # SDXL's second encoder also gives the pooled, projected text embedding.
+    return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
 def _vae():
@@ -128,36 +158,65 @@ def _vae():
 
 def _build_base(family: str):
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
 
-    if family != "sd15":
-        raise ValueError(f"no smoke model for family {family!r}")
+    blocks = _blocks(family)
     torch.manual_seed(_seed_for("base-" + family))
     tokenizer = _tokenizer()
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **_UNET_BLOCKS)
-    scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False,
-    )
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **blocks)
+    noise_schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    if family == "sdxl":
+        # The real SDXL base ships an Euler scheduler with "leading" spacing.
+        return StableDiffusionXLPipeline(
+            vae=_vae(), text_encoder=_text_encoder(len(tokenizer)),
+            text_encoder_2=_text_encoder(len(tokenizer), with_projection=True),
+            tokenizer=tokenizer, tokenizer_2=_tokenizer(), unet=unet,
+            scheduler=EulerDiscreteScheduler(timestep_spacing="leading", **noise_schedule),
+        )
     return StableDiffusionPipeline(
         vae=_vae(), text_encoder=_text_encoder(len(tokenizer)), tokenizer=tokenizer, unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
+        scheduler=PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **noise_schedule),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+
+
+def _controlnet_blocks(family: str) -> dict:
+    # Four embedding blocks downsample the control image 8x, to the latent size.
+    blocks = {k: v for k, v in _blocks(family).items() if k != "up_block_types"}
+    return dict(blocks, in_channels=4, conditioning_embedding_out_channels=(16, 32, 32, 32))
 
 
 def _build_controlnet(family: str, kind: str):
     import torch
     from diffusers import ControlNetModel
 
-    if family != "sd15":
-        raise ValueError(f"no smoke ControlNet for family {family!r}")
     torch.manual_seed(_seed_for(f"controlnet-{family}-{kind}"))
-    # Four embedding blocks downsample the control image 8x, to the latent size.
-    blocks = {k: v for k, v in _UNET_BLOCKS.items() if k != "up_block_types"}
-    controlnet = ControlNetModel(
-        in_channels=4, conditioning_embedding_out_channels=(16, 32, 32, 32), **blocks,
-    )
+    return _randomize_zero_convs(ControlNetModel(**_controlnet_blocks(family)))
+
+
+def _build_union_controlnet():
+    import torch
+    from diffusers import ControlNetUnionModel
+
+    torch.manual_seed(_seed_for("controlnet-sdxl-union"))
+    # Six control types, like xinsir's controlnet-union-sdxl-1.0; the task transformer works
+    # on the condition embedding, so its width is the first block's.
+    width = _UNET_BLOCKS["block_out_channels"][0]
+    union = ControlNetUnionModel(**_controlnet_blocks("sdxl"), num_control_type=6,
+                                 num_trans_channel=width, num_trans_head=2, num_proj_channel=width)
+    with torch.no_grad():
+        # Zero-initialised too: random, so the control mode (the kind) changes the image.
+        union.spatial_ch_projs.weight.normal_(0.0, 0.2)
+        union.spatial_ch_projs.bias.normal_(0.0, 0.2)
+    return _randomize_zero_convs(union)
+
+
+def _randomize_zero_convs(controlnet):
+    import torch
+
     # A new ControlNet starts with zero convolutions, so its control image would change
     # nothing; random ones make the smoke model show whether conditions reach the UNet.
     zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,

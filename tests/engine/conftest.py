@@ -18,3 +18,61 @@ def control_image() -> np.ndarray:
     disc = ((x - 48) ** 2 + (y - 32) ** 2) < 20 ** 2
     image = np.where(disc, 230, ramp).astype(np.uint8)
     return np.repeat(image[..., None], 3, axis=2)
+
+
+@pytest.fixture
+def init_image() -> np.ndarray:
+    """A smooth colour image, HxWx3 float32 0..1, 64x64."""
+    y, x = np.mgrid[0:64, 0:64] / 63.0
+    return np.stack([x, y, 1.0 - x * y], axis=2).astype(np.float32)
+
+
+@pytest.fixture
+def mask() -> np.ndarray:
+    """A centred square to repaint, HxW float32, 64x64."""
+    mask = np.zeros((64, 64), dtype=np.float32)
+    mask[16:48, 16:48] = 1.0
+    return mask
+
+
+@pytest.fixture
+def edges() -> np.ndarray:
+    """A Canny-like control image: white lines on black, 64x64x3 uint8."""
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    image[20, 8:56] = image[44, 8:56] = 255
+    image[8:56, 20] = image[8:56, 44] = 255
+    return image
+
+
+@pytest.fixture
+def cancel_at_step_two():
+    """Runs a request on an engine, cancelling at step 2; returns (steps seen, VAE decodes)."""
+    from engine import CancelToken, Cancelled
+
+    def run(engine, request) -> tuple[list[int], int]:
+        engine.generate(request)  # loaded, so the VAE patched below is the one every variant uses
+        vae = engine.pipelines.current_base.vae
+        decodes = []
+        original_decode = vae.decode
+
+        def counting_decode(*args, **kwargs):
+            decodes.append(1)
+            return original_decode(*args, **kwargs)
+
+        token = CancelToken()
+        steps_seen = []
+
+        def on_progress(progress):
+            steps_seen.append(progress.step)
+            if progress.step == 2:
+                token.cancel()
+
+        vae.decode = counting_decode
+        try:
+            with pytest.raises(Cancelled):
+                engine.generate(request, on_progress, token)
+        finally:
+            del vae.decode
+        return steps_seen, len(decodes)
+
+    return run
