@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import models
+from . import memory, models, previews, tiling
 from .devices import Placement, choose_placement
-from .errors import Cancelled
+from .errors import Cancelled, DiffusionError
 from .inputs import check_request, fit_to_size
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
@@ -35,6 +35,8 @@ class Engine:
         self.cache_dir = cache_dir
         self.placement: Placement = choose_placement(device, dtype)
         self.pipelines = PipelineCache(self.placement)
+        self.memory = memory.MemoryManager(self.placement.device)
+        self.previews = previews.Previews(self.placement.device, self.placement.dtype)
 
     @property
     def loads(self) -> list[str]:
@@ -54,6 +56,7 @@ class Engine:
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
         check_request(request)
+        _check_extras(request)
         started = time.perf_counter()
         _stop_if_cancelled(cancel)
         request, notes = fit_to_size(request)
@@ -61,12 +64,16 @@ class Engine:
         if plan.base.smoke and plan.base.path not in self.loads:
             log.warning(SMOKE_NOTE)  # once, when it is loaded
         pipe = self.pipelines.pipeline(plan)
+        choice = self.memory.configure(pipe, request.memory, request.width, request.height, request.num_images,
+                                       request.guidance, len(request.controls), seamless=bool(request.tiling))
+        previewer = None
+        if on_progress is not None and request.preview_every > 0:
+            previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
         loaded = time.perf_counter()
         _stop_if_cancelled(cancel)
 
-        reporter = _StepReporter(on_progress, cancel)
-        with without_vacuous_dtype_warning():
-            output = pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+        reporter = _StepReporter(on_progress, cancel, previewer, request.preview_every)
+        output = self._call(pipe, request, plan, reporter, choice)
         finished = time.perf_counter()
         return GenerationResult(
             images=[np.asarray(image, dtype=np.float32) for image in output.images],
@@ -76,8 +83,24 @@ class Engine:
             mode=plan.mode,
             controlnets=tuple(c.spec for c in plan.controlnets),
             timings={"load": loaded - started, "denoise": finished - loaded, "total": finished - started},
-            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes,
+            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes + choice.reasons,
         )
+
+    def _call(self, pipe, request: GenerationRequest, plan: Plan, reporter: _StepReporter,
+              choice: memory.MemoryChoice):
+        """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
+        try:
+            with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
+                return pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+        except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
+            if not memory.is_out_of_memory(error):
+                raise
+            log.warning("Out of memory: %s", error)
+            failure = memory.out_of_memory_error(request.width, request.height, choice, self.placement.device)
+        # Raised out here, not in the except block: the error (and its traceback's frames,
+        # which hold the failed call's tensors) is released before the cache is emptied.
+        memory.free_cached(self.placement.device)
+        raise failure
 
 
 def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
@@ -126,17 +149,29 @@ def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
     return arguments
 
 
+def _check_extras(request: GenerationRequest) -> None:
+    """Tiling, memory and preview settings, refused before anything is loaded."""
+    tiling.check_axes(request.tiling)
+    memory.check_options(request.memory, request.tiling)
+    previews.check_method(request.preview_method)
+    if request.preview_every < 0:
+        raise DiffusionError(f"Preview every {request.preview_every} steps is negative", "use 0 for no previews")
+
+
 def _stop_if_cancelled(cancel: CancelToken | None) -> None:
     if cancel is not None and cancel.cancelled:
         raise Cancelled()
 
 
 class _StepReporter:
-    """The pipeline's step callback: progress out, cancellation in."""
+    """The pipeline's step callback: progress (and every n-th step a preview) out, cancellation in."""
 
-    def __init__(self, on_progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+    def __init__(self, on_progress: ProgressCallback | None, cancel: CancelToken | None,
+                 previewer: previews.Previewer | None = None, preview_every: int = 0) -> None:
         self.on_progress = on_progress
         self.cancel = cancel
+        self.previewer = previewer
+        self.preview_every = preview_every
         self.started = time.perf_counter()
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
@@ -147,5 +182,8 @@ class _StepReporter:
             total = pipe.num_timesteps  # the steps that run: fewer than asked in img2img/inpaint
             elapsed = time.perf_counter() - self.started
             eta = elapsed / done * (total - done)
-            self.on_progress(Progress(step=done, total=total, elapsed=elapsed, eta=eta))
+            preview = None
+            if self.previewer is not None and done % self.preview_every == 0:
+                preview = self.previewer(pipe, callback_kwargs["latents"])
+            self.on_progress(Progress(step=done, total=total, elapsed=elapsed, eta=eta, preview=preview))
         return {}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .memory import MemoryOptions
+
 CONTROL_KINDS = (
     "depth", "canny", "openpose", "normal", "segmentation",
     "lineart", "scribble", "softedge", "mlsd",
@@ -53,11 +55,16 @@ class GenerationRequest:
     strength: how much of the init image is redrawn, 0..1 (1: all of it; in inpainting, the
         masked area from scratch); diffusers runs about steps x strength denoising steps.
     mask: HxW float32 0..1 the size of the init image, >= 0.5 = repaint (inpainting).
-    tiling: "" (none), "x", "y" or "xy": seamless along those axes.
+    tiling: "" (none), "x", "y" or "xy": seamless along those axes (the image wraps around:
+        "x" for 360° panoramas, "xy" for tileable textures).
     model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.
     controlnet_overrides: the ControlNet spec to use per condition kind instead of the family
         default, keyed "<kind>" or "<family>:<kind>" ("sdxl:depth"; wins over "depth");
         empty values are ignored. A unit's own `model` wins over both.
+    preview_every: 0 for no previews; n for a preview image in the progress event of every
+        n-th step (see engine/previews.py), made by `preview_method`: "auto", "linear" (a 4x3
+        colour matrix, 1/8 size, nearly free) or "tiny_vae" (TAESD, from the local cache).
+    memory: CPU offload, VAE tiling and attention slicing, each "auto", "on" or "off".
     """
     prompt: str
     negative_prompt: str = ""
@@ -78,6 +85,8 @@ class GenerationRequest:
     num_images: int = 1
     allow_online: bool = False
     preview_every: int = 0  # 0: no previews; n: a preview image every n steps
+    preview_method: str = "auto"
+    memory: MemoryOptions = MemoryOptions()
 
     @property
     def mode(self) -> str:
