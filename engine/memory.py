@@ -114,7 +114,8 @@ def check_options(options: MemoryOptions, tiling: str = "") -> None:
     for f in fields(MemoryOptions):
         value = getattr(options, f.name)
         if value not in SETTINGS:
-            raise DiffusionError(f"{OPTION_LABELS[f.name].capitalize()} is set to {value!r}",
+            label = OPTION_LABELS[f.name]
+            raise DiffusionError(f"{label[0].upper()}{label[1:]} is set to {value!r}",
                                  "set it to auto, on or off")
     if tiling and options.vae_tiling == "on":
         # Each VAE tile would wrap around on itself: the seams come back, inside the image.
