@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 class Row:
     name: str
     value: float
-    unit: str      # "x" for a ratio, "s" for seconds
+    unit: str      # "x" for a ratio, "s" or "ms" for times
     target: float  # the figure must be at most this
     detail: str = ""
 
@@ -162,8 +162,57 @@ def bench_img2img_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
                 ours / theirs, "x", 1.02, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each")]
 
 
+def bench_previews(cache_dir: str, runs: int) -> list[Row]:
+    """What a linear preview at every step adds to a step, and what one preview costs.
+
+    A step's time is read from the progress events (the time between the first and the last
+    step's event, over the steps between): the text encoding and the VAE decode around the
+    loop are the same with and without previews and would only dilute the ratio. The two
+    sides alternate run by run, as in `interleaved_medians`.
+    """
+    import torch
+
+    from engine import Engine, GenerationRequest
+    from engine.previews import latents_to_rgb
+
+    # 256²: a smoke step there takes long enough to time (0.1-0.3 s here) and short enough to
+    # run many; the preview's own cost at 512² and beyond is in the rows below.
+    size, steps = 256, 5
+    engine = Engine(cache_dir)
+
+    def step_time(preview_every: int) -> float:
+        events = []
+        engine.generate(GenerationRequest("a house by a lake", width=size, height=size, steps=steps, seed=7,
+                                          model="smoke", preview_every=preview_every), on_progress=events.append)
+        assert (events[-1].preview is not None) == bool(preview_every)
+        return (events[-1].elapsed - events[0].elapsed) / (len(events) - 1)
+
+    step_time(1), step_time(0)  # warm up: loads, allocator, caches
+    with_previews, without = [], []
+    for run in range(runs):
+        sides = [(1, with_previews), (0, without)]
+        for every, times in sides if run % 2 == 0 else sides[::-1]:
+            times.append(step_time(every))
+    ours, theirs = statistics.median(with_previews), statistics.median(without)
+    rows = [Row(f"denoising step with a linear preview / without (smoke, {size}², every step)", ours / theirs, "x",
+                1.05, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms a step, {runs} runs each")]
+
+    for side, label in ((64, "512² image"), (512, "4096² image, shown at 256²")):
+        latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(0))
+        latents_to_rgb(latents, "sd15")
+        times = []
+        for _ in range(max(runs, 30)):
+            start = time.perf_counter()
+            latents_to_rgb(latents, "sd15")
+            times.append(time.perf_counter() - start)
+        cost = statistics.median(times) * 1000
+        rows.append(Row(f"one linear preview, {side}×{side} latents ({label})", cost, "ms", 1.0 if side == 64 else 10.0,
+                        f"median of {len(times)} runs"))
+    return rows
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
-                                                  bench_img2img_vs_diffusers]
+                                                  bench_img2img_vs_diffusers, bench_previews]
 
 
 def main() -> int:
@@ -171,11 +220,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="runs per side (at least 10)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "scene_diffusion_bench"),
                         help="where the smoke models are written")
+    parser.add_argument("--only", default="", help="run only the benchmarks whose name holds this text")
     args = parser.parse_args()
     runs = max(10, args.runs)
     os.makedirs(args.cache, exist_ok=True)
     rows: list[Row] = []
     for bench in BENCHES:
+        if args.only not in bench.__name__:
+            continue
         rows.extend(bench(args.cache, runs))
     width = max(len(r.name) for r in rows)
     print(f"{'benchmark'.ljust(width)}  {'figure':>9}  {'target':>8}  met  detail")
