@@ -63,12 +63,12 @@ class Engine:
         plan = self.plan(request)
         if plan.base.smoke and plan.base.path not in self.loads:
             log.warning(SMOKE_NOTE)  # once, when it is loaded
+        previewer = None
+        if on_progress is not None and request.preview_every > 0:  # before loading: it may refuse
+            previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
         pipe = self.pipelines.pipeline(plan)
         choice = self.memory.configure(pipe, request.memory, request.width, request.height, request.num_images,
                                        request.guidance, len(request.controls), seamless=bool(request.tiling))
-        previewer = None
-        if on_progress is not None and request.preview_every > 0:
-            previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
         loaded = time.perf_counter()
         _stop_if_cancelled(cancel)
 

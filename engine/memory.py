@@ -286,9 +286,11 @@ class MemoryManager:
 
     def __init__(self, device: str) -> None:
         self.device = device
+        # Weak references only: a model the cache drops must be freed before the next loads.
         self._pipe = None  # a weakref to the pipeline configured last
         self._applied = MemoryChoice()
-        self._saved_processors: list[tuple[object, dict]] = []
+        # (weakref to a module, its attention processors before slicing)
+        self._saved_processors: list[tuple[weakref.ref, dict]] = []
 
     @property
     def applied(self) -> MemoryChoice:
@@ -329,7 +331,7 @@ class MemoryManager:
             # Keep the processors as they are (a LoRA or adapter may have set its own) to restore them exactly.
             for module in _modules(pipe):
                 if hasattr(module, "set_attention_slice") and hasattr(module, "attn_processors"):
-                    self._saved_processors.append((module, dict(module.attn_processors)))
+                    self._saved_processors.append((weakref.ref(module), dict(module.attn_processors)))
                     module.set_attention_slice("auto")
         if choice.offload:
             pipe.enable_model_cpu_offload(device=self.device)
@@ -340,8 +342,10 @@ class MemoryManager:
             pipe.remove_all_hooks()
             if move_back:
                 pipe.to(self.device)
-        for module, processors in self._saved_processors:
-            module.set_attn_processor(processors)
+        for module_ref, processors in self._saved_processors:
+            module = module_ref()
+            if module is not None:
+                module.set_attn_processor(processors)
         self._saved_processors = []
         pipe.vae.disable_tiling()
         self._pipe, self._applied = None, MemoryChoice()

@@ -121,7 +121,9 @@ def test_a_tiny_vae_asked_for_but_not_cached_says_what_to_do(smoke_engine, tmp_p
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     smoke_engine.previews._tiny_vaes.clear()
+    loads = list(smoke_engine.loads)
     with pytest.raises(DiffusionError, match="madebyollin/taesd is not in the local cache.*set previews to Linear"):
         run(smoke_engine, make_request(preview_every=1, preview_method="tiny_vae"))
+    assert smoke_engine.loads == loads  # refused before loading the model
     with pytest.raises(DiffusionError, match="Preview method 'fancy'"):
         run(smoke_engine, make_request(preview_every=1, preview_method="fancy"))
