@@ -9,8 +9,8 @@ the same with and without previews):
   latents (ComfyUI's `latent_formats`). An image 1/8 of the output size (at most 256
   pixels a side), in well under a millisecond at 512².
 - "tiny_vae": TAESD ("madebyollin/taesd", "madebyollin/taesdxl"), a tiny distilled VAE
-  decoder: the real colours and shapes at full size, a few ms per preview on a GPU but
-  much more on a CPU. Used only when it is in the local Hugging Face cache (or when
+  decoder: the real colours and shapes at full size (shrunk to a thumbnail), a few ms per
+  preview on a GPU but seconds on a CPU. Used only when it is in the local Hugging Face cache (or when
   asked for by name and online access is allowed).
 
 "auto" picks the tiny VAE on a GPU when it is cached, else the linear one.
@@ -112,7 +112,7 @@ class Previews:
     def previewer(self, method: str, family: str, allow_online: bool = False) -> Previewer:
         check_method(method)
         if method == "linear" or (method == "auto" and self.device == "cpu"):
-            return linear_previewer(family)  # a tiny VAE at 512² costs a CPU ~0.1 s a preview
+            return linear_previewer(family)  # TAESD at 512² took 7 s a preview on this 2-core CPU
         vae = self._tiny_vae(family, allow_online=allow_online and method == "tiny_vae",
                              required=method == "tiny_vae")
         if vae is None:
