@@ -11,6 +11,14 @@ frame are never written to: every setting is changed on the copy only, so nothin
 restoring, even when the render fails. The same path works in Blender 4.2 to 5.0 because
 it needs no compositor nodes and no Render Result pixels (absent in background mode).
 
+The frame: `bpy.ops.render.render(scene=...)` renders at the frame of the *context* scene,
+and afterwards re-evaluates the context depsgraph, which writes animated values back onto
+the objects. With the person's scene as context that would mean changing their frame and
+re-evaluating it (losing un-keyed edits of animated values); with the copy as context the
+copy's evaluation at frame N would be written onto the person's objects. So the context
+scene is a third, empty temporary scene (the "clock") set to frame N: the render happens
+at N and the re-evaluation touches nothing of the person's.
+
 Why Cycles rather than ray casting: it is faster (see scripts/bench_depth.py) and it sees
 exactly what a render sees: modifiers, curves, hair, instances, true displacement, alpha
 cut-outs (the view layer's alpha threshold), ray visibility, hide_render, collection
@@ -68,10 +76,14 @@ class RenderedPasses:
     seconds: float
 
 
-def resolve_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = None) -> bpy.types.Object:
-    """The camera object to capture from: `camera`, else the scene camera."""
+def resolve_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = None,
+                   frame: int | None = None) -> bpy.types.Object:
+    """The camera object to capture from: `camera`, else the scene's camera at `frame`.
+
+    Like a render, the scene's camera follows the timeline markers bound to cameras.
+    """
     if camera is None:
-        camera = scene.camera
+        camera = _marker_camera(scene, scene.frame_current if frame is None else frame) or scene.camera
     if camera is None:
         raise DiffusionError(
             "No active camera",
@@ -80,6 +92,16 @@ def resolve_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = Non
         raise DiffusionError(
             f"'{camera.name}' is not a camera", "pick a camera object to capture from")
     return camera
+
+
+def _marker_camera(scene: bpy.types.Scene, frame: int) -> bpy.types.Object | None:
+    """The camera a render at `frame` switches to (Blender's BKE_scene_camera_switch_find)."""
+    bound = sorted((marker.frame, index, marker.camera) for index, marker in enumerate(scene.timeline_markers)
+                   if marker.camera is not None and not marker.camera.hide_render)
+    if not bound:
+        return None
+    before = [camera for marker_frame, _, camera in bound if marker_frame <= frame]
+    return before[-1] if before else bound[0][2]
 
 
 def capture_size(scene: bpy.types.Scene, width: int | None, height: int | None) -> tuple[int, int]:
@@ -109,20 +131,23 @@ def render_passes(
     unknown = [name for name in passes if name not in PASSES]
     if unknown:
         raise ValueError(f"unknown passes {unknown}; known: {sorted(PASSES)}")
-    camera = resolve_camera(scene, camera)
-    width, height = capture_size(scene, width, height)
+    subframe = scene.frame_subframe if frame is None else 0.0
     frame = scene.frame_current if frame is None else int(frame)
+    camera = resolve_camera(scene, camera, frame)
+    width, height = capture_size(scene, width, height)
     layer_name = _view_layer_name(scene, view_layer)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
-            _temporary_copy(scene) as copy, _camera_without_blur(camera, copy) as render_camera:
+            _temporary_scene(scene.copy()) as copy, \
+            _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock, \
+            _camera_without_blur(camera, copy) as render_camera:
         copy.camera = render_camera
-        copy.frame_current = frame
+        copy.timeline_markers.clear()  # or the render would switch to a marker's camera
+        copy.frame_current = clock.frame_current = frame
+        copy.frame_subframe = clock.frame_subframe = subframe
         _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
-        try:
-            bpy.ops.render.render(write_still=True, scene=copy.name)
-        except RuntimeError as error:  # e.g. another render is running
-            raise DiffusionError("Blender could not render the capture", str(error)) from error
+        clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
+        _render(copy, clock)
         files = [name for name in os.listdir(folder) if name.endswith(".exr")]
         if len(files) != 1:
             raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
@@ -131,6 +156,27 @@ def render_passes(
     return RenderedPasses(
         images=images, width=width, height=height, frame=frame, camera=camera.name,
         camera_type=camera.data.type, seconds=time.perf_counter() - started)
+
+
+def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
+    """Render `copy` at `clock`'s frame to its output file.
+
+    No 3D View in the context: a view's local camera would override the copy's camera.
+    Leaves no "Render Result" image that was not there before.
+    """
+    viewers = {image.name for image in bpy.data.images if image.type == 'RENDER_RESULT'}
+    try:
+        with bpy.context.temp_override(scene=clock, view_layer=clock.view_layers[0],
+                                       area=None, region=None):
+            bpy.ops.render.render(write_still=True, scene=copy.name)
+    except RuntimeError as error:  # e.g. another render is running
+        raise DiffusionError("Blender could not render the capture", str(error)) from error
+    finally:
+        # The render operator creates the viewer image on first use; a capture is not a
+        # render the person asked for, so it must not add one to their file.
+        for image in [image for image in bpy.data.images
+                      if image.type == 'RENDER_RESULT' and image.name not in viewers]:
+            bpy.data.images.remove(image)
 
 
 def _view_layer_name(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None) -> str:
@@ -146,14 +192,13 @@ def _view_layer_name(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | N
 
 
 @contextlib.contextmanager
-def _temporary_copy(scene: bpy.types.Scene) -> Iterator[bpy.types.Scene]:
-    """A linked copy of `scene` that exists only inside the `with` block."""
-    copy = scene.copy()
+def _temporary_scene(scene: bpy.types.Scene) -> Iterator[bpy.types.Scene]:
+    """`scene`, just made, removed again when the `with` block ends."""
     try:
-        copy.name = _TEMPORARY_NAME  # a leading dot keeps it out of most lists
-        yield copy
+        scene.name = _TEMPORARY_NAME  # a leading dot keeps it out of most lists
+        yield scene
     finally:
-        bpy.data.scenes.remove(copy, do_unlink=True)
+        bpy.data.scenes.remove(scene, do_unlink=True)
 
 
 @contextlib.contextmanager
@@ -190,6 +235,7 @@ def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
     # Square pixels: the generated image is shown with square pixels.
     render.pixel_aspect_x = render.pixel_aspect_y = 1.0
     render.use_border = False
+    render.use_single_layer = False  # we choose the layer with `use` below
     render.use_multiview = False
     render.use_motion_blur = False  # one instant; also required by the vector pass
     render.use_freestyle = False

