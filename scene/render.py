@@ -280,8 +280,7 @@ def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
     layer_cycles = getattr(layer, "cycles", None)
     if layer_cycles is not None:
         for prop in layer_cycles.bl_rna.properties:
-            if (prop.identifier.startswith("use_pass_") or prop.identifier == "denoising_store_passes") \
-                    and prop.type == 'BOOLEAN' and not prop.is_readonly:
+            if prop.type == 'BOOLEAN' and not prop.is_readonly and ("pass" in prop.identifier):
                 setattr(layer_cycles, prop.identifier, False)
     while layer.aovs:
         layer.aovs.remove(layer.aovs[0])

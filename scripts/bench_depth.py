@@ -122,12 +122,13 @@ def depth_by_scene_ray_cast(scene, size: int) -> np.ndarray:
     origin = tuple(matrix[:3, 3])
     axis = -matrix[:3, 2] / np.linalg.norm(matrix[:3, 2])  # the camera looks down its -Z
     ray_cast = scene.ray_cast
-    z = np.full(len(directions), np.inf, np.float32)
+    locations = np.full((len(directions), 3), np.nan)
     for i, direction in enumerate(world.tolist()):
         hit, location = ray_cast(depsgraph, origin, direction)[:2]
         if hit:
-            z[i] = float(np.dot(np.subtract(location, origin), axis))
-    return z.reshape(size, size)
+            locations[i] = location
+    z = (locations - origin) @ axis  # NaN where nothing was hit
+    return np.where(np.isnan(z), np.inf, z).astype(np.float32).reshape(size, size)
 
 
 def _median_seconds(function: Callable[[], object], runs: int) -> tuple[float, object]:
@@ -190,7 +191,7 @@ def main() -> None:
     results = bench_depth(args.size, args.runs)
     print(f"depth at {args.size}x{args.size}, median of {args.runs} runs:")
     for name, value in results.items():
-        print(f"  {name:36s} {value:.4f}")
+        print(f"  {name:36s} {value:.4g}")
 
 
 if __name__ == "__main__":
