@@ -22,11 +22,14 @@ Evaluating at frame N without changing the person's file (measured on bpy 5.0.1)
   At another frame, note every animated value in the file, evaluate a temporary scene at
   N, read, remove it, put back each noted value that changed and re-evaluate the
   person's view layer (no time change, so nothing is re-animated): the file ends as it was,
-  un-keyed edits included, also when the capture fails. The temporary scene holds only
-  "probe" empties whose constraints target the armatures and the camera: Blender then
-  evaluates just those and what they depend on (not every mesh), whatever their viewport
-  visibility. With `occlusion` it is a linked copy of the scene instead (ray casts need
-  the geometry at N).
+  un-keyed edits included, also when the capture fails. The temporary scene links only
+  the armatures, instancers and camera, so Blender evaluates just those and what they
+  depend on (not every mesh). With `occlusion` it is a linked copy of the scene instead
+  (ray casts need the geometry at N).
+- Objects disabled in viewports are in no viewport depsgraph, linked or not; Blender
+  evaluates them only as what another object depends on, and of an armature only the
+  bones depended on (a constraint on one bone leaves the others in their old pose). So
+  for those a "probe" empty gets one constraint per bone we read.
 """
 from __future__ import annotations
 
@@ -328,10 +331,11 @@ def _rigs(depsgraph, armatures: list[bpy.types.Object], instancers: list[bpy.typ
 
 @contextmanager
 def _evaluated(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, frame: int,
-               needed: list[bpy.types.Object], instancers: list[bpy.types.Object],
+               needed: dict[bpy.types.Object, set[str]], instancers: list[bpy.types.Object],
                geometry: bool) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
     """A depsgraph of `scene` at `frame` holding `needed` evaluated, and the scene to ray cast in.
 
+    needed: object -> the bones read from it (empty for a camera).
     The person's file is as before once the block ends (see the module docstring).
     """
     if frame == scene.frame_current and bpy.context.scene == scene and bpy.context.view_layer == view_layer:
@@ -346,6 +350,21 @@ def _evaluated(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, frame: i
 
 @contextmanager
 def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
+    try:
+        with _temporary_evaluation(scene, view_layer, frame, needed, instancers, geometry) as evaluated:
+            yield evaluated
+    finally:
+        hidden = {obj: bones for obj, bones in needed.items() if obj.hide_viewport and bones}
+        if hidden and frame != scene.frame_current:
+            # Blender's cached pose of an armature disabled in viewports now shows `frame`,
+            # and no viewport refreshes it: evaluate those bones again at the current frame.
+            with _temporary_evaluation(scene, view_layer, scene.frame_current, hidden, [], False):
+                pass
+
+
+@contextmanager
+def _temporary_evaluation(scene, view_layer, frame, needed, instancers,
+                          geometry) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
     animated = _AnimatedValues.take()
     touched: list[bpy.types.Object] = []
     temporary = scene.copy() if geometry else bpy.data.scenes.new(_TEMPORARY_NAME)
@@ -359,8 +378,11 @@ def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterato
             layer = temporary.view_layers[0]
             for instancer in instancers:
                 temporary.collection.objects.link(instancer)
-        for obj in needed:
-            probes.append(_probe(temporary, obj))
+        for obj, bones in needed.items():
+            if obj.hide_viewport:
+                probes.append(_probe(temporary, obj, bones))
+            elif obj not in temporary.collection.objects.values():
+                temporary.collection.objects.link(obj)
         with bpy.context.temp_override(scene=temporary, view_layer=layer):
             depsgraph = bpy.context.evaluated_depsgraph_get()
         probe_set = set(probes)
@@ -383,15 +405,23 @@ def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterato
                                  "; ".join(failed[:5]))
 
 
-def _probe(scene: bpy.types.Scene, target: bpy.types.Object) -> bpy.types.Object:
-    """An empty in `scene` whose constraint makes Blender evaluate `target` (and its pose)."""
+def _probe(scene: bpy.types.Scene, target: bpy.types.Object, bones: set[str]) -> bpy.types.Object:
+    """An empty in `scene` whose constraints make Blender evaluate `target` and those bones."""
     probe = bpy.data.objects.new(_TEMPORARY_NAME, None)
     scene.collection.objects.link(probe)
-    constraint = probe.constraints.new('COPY_LOCATION')
-    constraint.target = target
-    if target.type == 'ARMATURE' and len(target.data.bones):
-        constraint.subtarget = target.data.bones[0].name  # a bone target needs the pose
+    for bone in sorted(bones) or [""]:
+        constraint = probe.constraints.new('COPY_LOCATION')
+        constraint.target = target
+        constraint.subtarget = bone
     return probe
+
+
+def _bones_read(mapping: _Mapping) -> set[str]:
+    sources = list(mapping.body.values())
+    for part in (mapping.left_hand, mapping.right_hand, mapping.face):
+        sources.extend(part or ())
+    bones = {point.bone for source in sources if source is not None for point in source.points}
+    return bones | ({mapping.head} if mapping.head else set())
 
 
 # Collections of bpy.data whose IDs can be animated (getattr: names differ by version).
@@ -664,7 +694,8 @@ def capture_pose(
 
     people: list[PosePerson] = []
     names: list[str] = []
-    with _evaluated(scene, view_layer, frame, armatures + [camera], instancers, occlusion) as (depsgraph, ray_scene):
+    needed = {arm: _bones_read(mappings[arm]) for arm in armatures} | {camera: set()}
+    with _evaluated(scene, view_layer, frame, needed, instancers, occlusion) as (depsgraph, ray_scene):
         projector = _Camera(camera.evaluated_get(depsgraph), depsgraph, width, height)
         for rig in _rigs(depsgraph, armatures, instancers):
             mapping = mappings[rig.original]
