@@ -19,20 +19,25 @@ Evaluating at frame N without changing the person's file (measured on bpy 5.0.1)
   onto the original objects, so the person's objects would hold frame N afterwards.
 - What we do: at the current frame of the context scene, read the context's evaluated
   depsgraph (what the viewport shows, un-keyed edits included; nothing is re-evaluated).
-  At another frame, note every animated value in the file, evaluate a temporary scene at
-  N, read, remove it, put back each noted value that changed and re-evaluate the
-  person's view layer (no time change, so nothing is re-animated): the file ends as it was,
-  un-keyed edits included, also when the capture fails. The temporary scene links only
-  the armatures, instancers and camera, so Blender evaluates just those and what they
-  depend on (not every mesh). With `occlusion` it is a linked copy of the scene instead
-  (ray casts need the geometry at N).
-- Objects disabled in viewports are in no viewport depsgraph, linked or not; Blender
-  evaluates them only as what another object depends on, and of an armature only the
-  bones depended on (a constraint on one bone leaves the others in their old pose). So
-  for those a "probe" empty gets one constraint per bone we read.
+  At another frame, evaluate a temporary scene at N holding temporary copies of the
+  armatures and the camera: Blender writes the evaluation back onto the copies (whose
+  constraints and drivers on themselves follow the copy), which are then deleted. What
+  the copies depend on (a parent, a constraint target, a driver's object) is the
+  person's and gets written back to, so every animated value in the file is noted before
+  and each one that changed is put back, and those objects are re-evaluated by the
+  person's depsgraph at its own frame (no time change, so nothing is re-animated). The
+  file ends as it was, un-keyed edits included, also when the capture fails. Only the
+  copies and what they depend on are evaluated, not every mesh; with `occlusion` the
+  temporary scene is a linked copy of the person's (ray casts need the geometry at N).
+- Objects disabled in viewports are in no viewport depsgraph (linked or not, Blender
+  evaluates them only as far as another object depends on them: a constraint on one bone
+  leaves the other bones in their old pose); their copies are shown, so evaluated fully.
+  Limit: an armature disabled in viewports that a captured object depends on keeps
+  Blender's cached pose (pose_bone.head ...) of frame N until it is evaluated again.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -44,9 +49,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ..engine.errors import DiffusionError
-from ..engine.openpose import (
-    BODY_KEYPOINTS, FACE_KEYPOINT_COUNT, HAND_KEYPOINTS, PosePerson, draw_poses, to_openpose_json,
-)
+from ..engine.openpose import BODY_KEYPOINTS, PosePerson, draw_poses, to_openpose_json
 from .pose_names import FACE_ESTIMATES, MIN_RECOGNISED, NAMINGS, BonePoint, Naming
 from .render import capture_size, resolve_camera
 
@@ -147,11 +150,8 @@ def _resolve(armature: bpy.types.Object) -> _Mapping:
     if armature.type != 'ARMATURE':
         raise ValueError(f"{armature.name!r} is not an armature")
     bones = armature.data.bones
-    index = _bone_index(bones)
-    naming, body = _best_naming(index)
-    origin = naming.key if naming else ""
-    sources: dict[str, KeypointSource | None] = {
-        key: KeypointSource(points, origin) if (points := body.get(key)) else None for key in BODY_KEYPOINTS}
+    named = _named(tuple(bones.keys()))
+    sources = dict(named.body)
     overridden = set()
     for keypoint, bone, at in _override_rows(armature):
         overridden.add(keypoint)
@@ -162,12 +162,32 @@ def _resolve(armature: bpy.types.Object) -> _Mapping:
         sources["neck"] = KeypointSource(tuple(
             BonePoint(p.bone, p.at, p.weight / 2) for s in shoulders for p in s.points), "derived")
 
-    head = _find(index, naming, naming.head) if naming else None
-    rest = _rest_frame(bones, sources, head)
-    if head is not None and rest is not None:
+    rest = _rest_frame(bones, sources, named.head)
+    if named.head is not None and rest is not None:
         for key, offset in FACE_ESTIMATES.items():
             if key not in overridden and sources[key] is None:
-                sources[key] = KeypointSource((BonePoint(head),), "estimated", offset)
+                sources[key] = KeypointSource((BonePoint(named.head),), "estimated", offset)
+    return _Mapping(naming=named.naming, body=sources, left_hand=named.left_hand,
+                    right_hand=named.right_hand, face=named.face, head=named.head, rest=rest)
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What the bone names alone give (cached: a capture per animation frame asks again)."""
+    naming: Naming | None
+    body: dict[str, KeypointSource | None]
+    left_hand: tuple[KeypointSource | None, ...] | None
+    right_hand: tuple[KeypointSource | None, ...] | None
+    face: tuple[KeypointSource | None, ...] | None
+    head: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def _named(names: tuple[str, ...]) -> _Named:
+    index = _bone_index(names)
+    naming, body = _best_naming(index)
+    if naming is None:
+        return _Named(None, dict.fromkeys(BODY_KEYPOINTS), None, None, None, None)
 
     def part(alternatives) -> tuple[KeypointSource | None, ...] | None:
         if not alternatives:
@@ -177,19 +197,20 @@ def _resolve(armature: bpy.types.Object) -> _Mapping:
             return None
         return tuple(KeypointSource(points, naming.key) if points else None for points in found)
 
-    return _Mapping(naming=naming, body=sources,
-                    left_hand=part(naming.left_hand) if naming else None,
-                    right_hand=part(naming.right_hand) if naming else None,
-                    face=part(naming.face) if naming else None,
-                    head=head, rest=rest)
+    return _Named(
+        naming=naming,
+        body={key: KeypointSource(points, naming.key) if (points := body.get(key)) else None
+              for key in BODY_KEYPOINTS},
+        left_hand=part(naming.left_hand), right_hand=part(naming.right_hand), face=part(naming.face),
+        head=_find(index, naming, naming.head))
 
 
-def _bone_index(bones) -> dict[str, str]:
+def _bone_index(names: tuple[str, ...]) -> dict[str, str]:
     """Name -> bone name; "namespace:Name" bones are also found as "Name" (Mixamo's FBX)."""
-    index = {bone.name: bone.name for bone in bones}
-    for bone in bones:
-        if ":" in bone.name:
-            index.setdefault(bone.name.rsplit(":", 1)[1], bone.name)
+    index = {name: name for name in names}
+    for name in names:
+        if ":" in name:
+            index.setdefault(name.rsplit(":", 1)[1], name)
     return index
 
 
@@ -315,113 +336,97 @@ class _Rig:
     matrix: Matrix  # armature space -> world
 
 
-def _rigs(depsgraph, armatures: list[bpy.types.Object], instancers: list[bpy.types.Object]) -> list[_Rig]:
-    rigs = [_Rig(arm.name, arm, arm.evaluated_get(depsgraph), arm.evaluated_get(depsgraph).matrix_world.copy())
-            for arm in armatures]
+def _rigs(evaluated: _Evaluated, armatures: list[bpy.types.Object], instancers: list[bpy.types.Object]) -> list[_Rig]:
+    depsgraph = evaluated.depsgraph
+    rigs = []
+    for arm in armatures:
+        rig = evaluated.stand_ins[arm].evaluated_get(depsgraph)
+        rigs.append(_Rig(arm.name, arm, rig, rig.matrix_world.copy()))
     if instancers:
         wanted = set(instancers)
         for instance in depsgraph.object_instances:  # an instance is valid only in its step
             parent = instance.parent
             if (instance.is_instance and instance.object.type == 'ARMATURE' and parent is not None
                     and parent.original in wanted and not instance.object.original.hide_render):
-                rigs.append(_Rig(f"{instance.object.original.name} ({parent.original.name})",
-                                 instance.object.original, instance.object, instance.matrix_world.copy()))
+                # instance.object is a temporary copy that lives only in this step.
+                original = instance.object.original
+                rigs.append(_Rig(f"{original.name} ({parent.original.name})", original,
+                                 original.evaluated_get(depsgraph), instance.matrix_world.copy()))
     return rigs
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """A depsgraph at the capture's frame, the scene to ray cast in, and per object of the
+    person's the object evaluated in its place (itself, or a temporary copy)."""
+    depsgraph: bpy.types.Depsgraph
+    scene: bpy.types.Scene
+    stand_ins: dict[bpy.types.Object, bpy.types.Object]
 
 
 @contextmanager
 def _evaluated(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, frame: int,
-               needed: dict[bpy.types.Object, set[str]], instancers: list[bpy.types.Object],
-               geometry: bool) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
-    """A depsgraph of `scene` at `frame` holding `needed` evaluated, and the scene to ray cast in.
-
-    needed: object -> the bones read from it (empty for a camera).
-    The person's file is as before once the block ends (see the module docstring).
-    """
+               needed: list[bpy.types.Object], instancers: list[bpy.types.Object],
+               geometry: bool) -> Iterator[_Evaluated]:
+    """`needed` and `instancers` evaluated at `frame`; the file is as before once the block
+    ends (see the module docstring). geometry: meshes are needed too (ray casts)."""
     if frame == scene.frame_current and bpy.context.scene == scene and bpy.context.view_layer == view_layer:
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        # Objects disabled in viewports are not in the viewport's depsgraph: evaluate them apart.
+        # Objects disabled in viewports are in no viewport depsgraph: they go the other way.
         if all(obj.evaluated_get(depsgraph).is_evaluated for obj in needed):
-            yield depsgraph, scene
+            yield _Evaluated(depsgraph, scene, {obj: obj for obj in needed})
             return
     with _at_frame(scene, view_layer, frame, needed, instancers, geometry) as evaluated:
         yield evaluated
 
 
 @contextmanager
-def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
-    try:
-        with _temporary_evaluation(scene, view_layer, frame, needed, instancers, geometry) as evaluated:
-            yield evaluated
-    finally:
-        hidden = {obj: bones for obj, bones in needed.items() if obj.hide_viewport and bones}
-        if hidden and frame != scene.frame_current:
-            # Blender's cached pose of an armature disabled in viewports now shows `frame`,
-            # and no viewport refreshes it: evaluate those bones again at the current frame.
-            with _temporary_evaluation(scene, view_layer, scene.frame_current, hidden, [], False):
-                pass
-
-
-@contextmanager
-def _temporary_evaluation(scene, view_layer, frame, needed, instancers,
-                          geometry) -> Iterator[tuple[bpy.types.Depsgraph, bpy.types.Scene]]:
+def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterator[_Evaluated]:
     animated = _AnimatedValues.take()
-    touched: list[bpy.types.Object] = []
     temporary = scene.copy() if geometry else bpy.data.scenes.new(_TEMPORARY_NAME)
-    probes: list[bpy.types.Object] = []
+    stand_ins: dict[bpy.types.Object, bpy.types.Object] = {}
+    touched: list[bpy.types.Object] = []
     try:
         temporary.name = _TEMPORARY_NAME
         temporary.frame_current, temporary.frame_subframe = frame, 0.0
-        if geometry:
-            layer = temporary.view_layers[view_layer.name]
-        else:
-            layer = temporary.view_layers[0]
+        layer = temporary.view_layers[view_layer.name] if geometry else temporary.view_layers[0]
+        if not geometry:
             for instancer in instancers:
                 temporary.collection.objects.link(instancer)
-        for obj, bones in needed.items():
-            if obj.hide_viewport:
-                probes.append(_probe(temporary, obj, bones))
-            elif obj not in temporary.collection.objects.values():
-                temporary.collection.objects.link(obj)
+        for obj in needed:
+            # A copy takes the evaluation's write-back; its constraints and drivers that
+            # target the object itself target the copy. Shown in viewports, so evaluated.
+            twin = obj.copy()
+            twin.name = _TEMPORARY_NAME
+            twin.hide_viewport = False
+            temporary.collection.objects.link(twin)
+            stand_ins[obj] = twin
         with bpy.context.temp_override(scene=temporary, view_layer=layer):
             depsgraph = bpy.context.evaluated_depsgraph_get()
-        probe_set = set(probes)
+        ours = set(stand_ins.values())
         touched = [id_eval.original for id_eval in depsgraph.ids
-                   if isinstance(id_eval, bpy.types.Object) and id_eval.original not in probe_set]
-        yield depsgraph, temporary
+                   if isinstance(id_eval, bpy.types.Object) and id_eval.original not in ours]
+        yield _Evaluated(depsgraph, temporary, stand_ins)
     finally:
-        for probe in probes:
-            bpy.data.objects.remove(probe, do_unlink=True)
+        for twin in stand_ins.values():
+            bpy.data.objects.remove(twin, do_unlink=True)
         bpy.data.scenes.remove(temporary, do_unlink=True)
-        failed = animated.restore()
-        # The temporary depsgraph also wrote its matrices and poses onto the objects: have
-        # the person's depsgraph compute them again (transform and data, not animation).
-        for obj in touched:
-            obj.update_tag(refresh={'OBJECT', 'DATA'})
-        if bpy.context.view_layer is not None:
+        written, failed = animated.restore()
+        # Objects of the person's evaluated there (what the copies depend on, instanced
+        # characters, the scene copy's objects, objects read by drivers of shared data) got
+        # its matrices and poses written onto them: have the person's depsgraph compute
+        # them again (transforms and data, not the animation).
+        refresh = list(dict.fromkeys(touched + written))
+        for datablock in refresh:
+            if isinstance(datablock, bpy.types.Object):
+                datablock.update_tag(refresh={'OBJECT', 'DATA'})
+            else:
+                datablock.update_tag()
+        if refresh and bpy.context.view_layer is not None:
             bpy.context.view_layer.update()
         if failed:
             raise DiffusionError("The pose capture could not put back some animated values",
                                  "; ".join(failed[:5]))
-
-
-def _probe(scene: bpy.types.Scene, target: bpy.types.Object, bones: set[str]) -> bpy.types.Object:
-    """An empty in `scene` whose constraints make Blender evaluate `target` and those bones."""
-    probe = bpy.data.objects.new(_TEMPORARY_NAME, None)
-    scene.collection.objects.link(probe)
-    for bone in sorted(bones) or [""]:
-        constraint = probe.constraints.new('COPY_LOCATION')
-        constraint.target = target
-        constraint.subtarget = bone
-    return probe
-
-
-def _bones_read(mapping: _Mapping) -> set[str]:
-    sources = list(mapping.body.values())
-    for part in (mapping.left_hand, mapping.right_hand, mapping.face):
-        sources.extend(part or ())
-    bones = {point.bone for source in sources if source is not None for point in source.points}
-    return bones | ({mapping.head} if mapping.head else set())
 
 
 # Collections of bpy.data whose IDs can be animated (getattr: names differ by version).
@@ -454,16 +459,17 @@ class _AnimatedValues:
                         continue  # a path that does not resolve animates nothing
         return cls(entries)
 
-    def restore(self) -> list[str]:
-        """Write back what changed; returns what could not be written."""
-        failed = []
+    def restore(self) -> tuple[list[bpy.types.ID], list[str]]:
+        """Write back what changed; returns the datablocks written to and what failed."""
+        written, failed = [], []
         for datablock, path, value in self._entries:
             try:
                 if _read(datablock, path) != value:
                     _write(datablock, path, value)
+                    written.append(datablock)
             except (AttributeError, KeyError, TypeError, ValueError, ReferenceError) as error:
                 failed.append(f"{path}: {error}")
-        return failed
+        return written, failed
 
 
 def _animated_paths(animation) -> set[str]:
@@ -539,7 +545,7 @@ class _Camera:
         world = camera.matrix_world.normalized()
         self.origin = np.array(world.translation)
         self.backward = np.array(world.col[2][:3])  # a camera looks down its -Z
-        self.view = np.array(camera.matrix_world.inverted())
+        self.view = np.array(world.inverted())  # scale on a camera does not change what it sees
         # Square pixels, like every capture: the same matrix Blender renders with at this size.
         self.projection = np.array(camera.calc_matrix_camera(depsgraph, x=width, y=height, scale_x=1.0, scale_y=1.0))
 
@@ -566,47 +572,63 @@ class _Camera:
         return direction / max(np.linalg.norm(direction), 1e-12)
 
 
-def _posed(rig: _Rig, mapping: _Mapping, sources, cache: dict) -> np.ndarray:
-    """World positions (Nx3, NaN where no source) of `sources` on the evaluated rig."""
-    bones = rig.evaluated.pose.bones
-    out = np.full((len(sources), 3), np.nan)
-    for row, source in enumerate(sources):
-        if source is None:
-            continue
-        if source.offset is not None:
-            point = _estimated(bones[source.points[0].bone], mapping, source.offset, cache)
-        else:
-            point = Vector((0.0, 0.0, 0.0))
+class _Pose:
+    """Every pose bone of an evaluated rig, read at once, in world space."""
+
+    def __init__(self, rig: _Rig, mapping: _Mapping) -> None:
+        bones = rig.evaluated.pose.bones
+        count = len(bones)
+        self.index = {name: row for row, name in enumerate(bones.keys())}
+        heads, tails = np.empty(count * 3, np.float32), np.empty(count * 3, np.float32)
+        matrices = np.empty(count * 16, np.float32)
+        bones.foreach_get("head", heads)
+        bones.foreach_get("tail", tails)
+        bones.foreach_get("matrix", matrices)
+        self.heads = heads.reshape(count, 3).astype(np.float64)
+        self.tails = tails.reshape(count, 3).astype(np.float64)
+        self.matrices = matrices.reshape(count, 4, 4).transpose(0, 2, 1).astype(np.float64)  # stored by column
+        self.world = np.array(rig.matrix, dtype=np.float64)
+        self.mapping = mapping
+        self.rest_data = rig.evaluated.data.bones
+
+    def rest_to_pose(self, bone: str) -> np.ndarray:
+        """Armature-space rest -> pose transform of a bone's neighbourhood (4x4)."""
+        rest_inverse = np.array(self.rest_data[bone].matrix_local.inverted(), dtype=np.float64)
+        return self.matrices[self.index[bone]] @ rest_inverse
+
+    def points(self, sources) -> np.ndarray:
+        """World positions (Nx3, NaN where no source) of `sources`."""
+        out = np.full((len(sources), 3), np.nan)
+        for row, source in enumerate(sources):
+            if source is None:
+                continue
+            if source.offset is not None:
+                out[row] = self._estimated(source)
+                continue
+            point = np.zeros(3)
             for part in source.points:
-                bone = bones[part.bone]
-                point += part.weight * bone.head.lerp(bone.tail, part.at)
-        out[row] = rig.matrix @ point
-    return out
+                i = self.index[part.bone]
+                point += part.weight * (self.heads[i] + part.at * (self.tails[i] - self.heads[i]))
+            out[row] = point
+        valid = ~np.isnan(out[:, 0])
+        out[valid] = out[valid] @ self.world[:3, :3].T + self.world[:3, 3]
+        return out
 
+    def _estimated(self, source: KeypointSource) -> np.ndarray:
+        rest, bone = self.mapping.rest, source.points[0].bone
+        right, up, forward = source.offset
+        point = (np.array(self.rest_data[bone].head_local)
+                 + rest.width * (right * np.array(rest.right) + up * np.array(rest.up) + forward * np.array(rest.forward)))
+        return (self.rest_to_pose(bone) @ np.append(point, 1.0))[:3]
 
-def _rest_to_pose(pose_bone, cache: dict) -> Matrix:
-    """Armature-space rest -> pose transform of a bone's neighbourhood."""
-    key = pose_bone.name
-    if key not in cache:
-        cache[key] = pose_bone.matrix @ pose_bone.bone.matrix_local.inverted()
-    return cache[key]
-
-
-def _estimated(pose_bone, mapping: _Mapping, offset: tuple[float, float, float], cache: dict) -> Vector:
-    rest = mapping.rest
-    right, up, forward = offset
-    point = pose_bone.bone.head_local + rest.width * (right * rest.right + up * rest.up + forward * rest.forward)
-    return _rest_to_pose(pose_bone, cache) @ point
-
-
-def _head_axes(rig: _Rig, mapping: _Mapping, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """World forward and right of the posed head, or None without a head bone."""
-    if mapping.head is None or mapping.rest is None:
-        return None
-    turn = rig.matrix.to_3x3() @ _rest_to_pose(rig.evaluated.pose.bones[mapping.head], cache).to_3x3()
-    forward = np.array(turn @ mapping.rest.forward)
-    right = np.array(turn @ mapping.rest.right)
-    return forward / max(np.linalg.norm(forward), 1e-12), right / max(np.linalg.norm(right), 1e-12)
+    def head_axes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """World forward and right of the posed head, or None without a head bone."""
+        mapping = self.mapping
+        if mapping.head is None or mapping.rest is None:
+            return None
+        turn = self.world[:3, :3] @ self.rest_to_pose(mapping.head)[:3, :3]
+        forward, right = turn @ np.array(mapping.rest.forward), turn @ np.array(mapping.rest.right)
+        return forward / max(np.linalg.norm(forward), 1e-12), right / max(np.linalg.norm(right), 1e-12)
 
 
 def _outward(key: str, forward: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -694,10 +716,10 @@ def capture_pose(
 
     people: list[PosePerson] = []
     names: list[str] = []
-    needed = {arm: _bones_read(mappings[arm]) for arm in armatures} | {camera: set()}
-    with _evaluated(scene, view_layer, frame, needed, instancers, occlusion) as (depsgraph, ray_scene):
-        projector = _Camera(camera.evaluated_get(depsgraph), depsgraph, width, height)
-        for rig in _rigs(depsgraph, armatures, instancers):
+    with _evaluated(scene, view_layer, frame, armatures + [camera], instancers, occlusion) as evaluated:
+        depsgraph, ray_scene = evaluated.depsgraph, evaluated.scene
+        projector = _Camera(evaluated.stand_ins[camera].evaluated_get(depsgraph), depsgraph, width, height)
+        for rig in _rigs(evaluated, armatures, instancers):
             mapping = mappings[rig.original]
             if not mapping.recognised:
                 continue
@@ -732,10 +754,10 @@ def _refuse_unknown(mappings: dict[bpy.types.Object, _Mapping]) -> None:
 
 
 def _person(rig: _Rig, mapping: _Mapping, camera: _Camera, hands: bool, face: bool, occlusion) -> PosePerson | None:
-    cache: dict = {}
-    body_world = _posed(rig, mapping, [mapping.body[key] for key in BODY_KEYPOINTS], cache)
+    posed = _Pose(rig, mapping)
+    body_world = posed.points([mapping.body[key] for key in BODY_KEYPOINTS])
     body = camera.pixels(body_world)
-    axes = _head_axes(rig, mapping, cache)
+    axes = posed.head_axes()
     if axes is not None:
         forward, right = axes
         for key, limit in _FACING.items():
@@ -744,15 +766,15 @@ def _person(rig: _Rig, mapping: _Mapping, camera: _Camera, hands: bool, face: bo
                                                            camera.toward(body_world[row]))) < limit:
                 body[row] = np.nan
 
-    def part(sources, count: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def part(sources) -> tuple[np.ndarray | None, np.ndarray | None]:
         if sources is None:
             return None, None
-        world = _posed(rig, mapping, sources, cache)
+        world = posed.points(sources)
         return world, camera.pixels(world)
 
-    left_world, left = part(mapping.left_hand if hands else None, len(HAND_KEYPOINTS))
-    right_world, right_hand = part(mapping.right_hand if hands else None, len(HAND_KEYPOINTS))
-    face_world, face_points = part(mapping.face if face else None, FACE_KEYPOINT_COUNT)
+    left_world, left = part(mapping.left_hand if hands else None)
+    right_world, right_hand = part(mapping.right_hand if hands else None)
+    face_world, face_points = part(mapping.face if face else None)
     if face_points is not None and axes is not None:
         centre = np.nanmean(face_world, axis=0)
         if float(np.dot(axes[0], camera.toward(centre))) < 0.0:  # the face looks away
