@@ -79,6 +79,9 @@ for _s, _side in (("L", "Left"), ("R", "Right")):
                 f"wrist.{_s}": (f"hand.{_s}", 0), f"hand_end.{_s}": (f"hand.{_s}", 1),
                 f"hip.{_s}": (f"thigh.{_s}", 0), f"knee.{_s}": (f"shin.{_s}", 0),
                 f"ankle.{_s}": (f"foot.{_s}", 0), f"toe.{_s}": (f"foot.{_s}", 1)}
+    for _finger in ("thumb", "f_index", "f_middle", "f_ring", "f_pinky"):
+        _JOINTS |= {f"{_finger}{_i}.{_s}": (f"{_finger}.0{_i}.{_s}", 0) for _i in (1, 2, 3)}
+        _JOINTS[f"{_finger}4.{_s}"] = (f"{_finger}.03.{_s}", 1)
 
 
 def _named_skeleton(names: dict[str, tuple[str, str]], name: str = "Skeleton"):
@@ -100,16 +103,41 @@ def _named_skeleton(names: dict[str, tuple[str, str]], name: str = "Skeleton"):
     return obj
 
 
-def _mixamo_names(prefix: str = "mixamorig:") -> dict[str, tuple[str, str]]:
+def _mixamo_names(prefix: str = "mixamorig:", fingers: bool = False) -> dict[str, tuple[str, str]]:
     names = {f"{prefix}Hips": ("hips", "chest"), f"{prefix}Neck": ("neck", "head"),
              f"{prefix}Head": ("head", "head_top")}
     for s, side in (("L", "Left"), ("R", "Right")):
+        for finger, theirs in (("thumb", "Thumb"), ("f_index", "Index"), ("f_middle", "Middle"),
+                               ("f_ring", "Ring"), ("f_pinky", "Pinky")) if fingers else ():
+            for i in (1, 2, 3):
+                names[f"{prefix}{side}Hand{theirs}{i}"] = (f"{finger}{i}.{s}", f"{finger}{i + 1}.{s}")
+            names[f"{prefix}{side}Hand{theirs}4"] = (f"{finger}4.{s}", f"{finger}3.{s}")  # the tip's end bone
         names |= {f"{prefix}{side}Arm": (f"shoulder.{s}", f"elbow.{s}"),
                   f"{prefix}{side}ForeArm": (f"elbow.{s}", f"wrist.{s}"),
                   f"{prefix}{side}Hand": (f"wrist.{s}", f"hand_end.{s}"),
                   f"{prefix}{side}UpLeg": (f"hip.{s}", f"knee.{s}"),
                   f"{prefix}{side}Leg": (f"knee.{s}", f"ankle.{s}"),
                   f"{prefix}{side}Foot": (f"ankle.{s}", f"toe.{s}")}
+    return names
+
+
+def _game_engine_names() -> dict[str, tuple[str, str]]:
+    names = {"pelvis": ("hips", "chest"), "neck_01": ("neck", "head"), "head": ("head", "head_top")}
+    for s in ("l", "r"):
+        S = s.upper()
+        names |= {f"upperarm_{s}": (f"shoulder.{S}", f"elbow.{S}"), f"lowerarm_{s}": (f"elbow.{S}", f"wrist.{S}"),
+                  f"hand_{s}": (f"wrist.{S}", f"hand_end.{S}"), f"thigh_{s}": (f"hip.{S}", f"knee.{S}"),
+                  f"calf_{s}": (f"knee.{S}", f"ankle.{S}"), f"foot_{s}": (f"ankle.{S}", f"toe.{S}")}
+    return names
+
+
+def _mpfb_openpose_names() -> dict[str, tuple[str, str]]:
+    """MPFB's OpenPose skeleton: each bone ends at its keypoint."""
+    names = {"Neck": ("neck", "head")}
+    for s in ("L", "R"):
+        names |= {f"{s}Shoulder": ("neck", f"shoulder.{s}"), f"{s}Elbow": (f"shoulder.{s}", f"elbow.{s}"),
+                  f"{s}Wrist": (f"elbow.{s}", f"wrist.{s}"), f"{s}Hip": ("hips", f"hip.{s}"),
+                  f"{s}Knee": (f"hip.{s}", f"knee.{s}"), f"{s}Ankle": (f"knee.{s}", f"ankle.{s}")}
     return names
 
 
@@ -176,17 +204,28 @@ def test_keypoints_land_on_the_expected_pixels(scene, pose, keypoints):
 def test_other_namings_give_the_same_body(scene, pose, keypoints):
     import bpy
     arm = _metarig()
-    rigify = pose.capture_pose(scene).people[0].body
+    reference = pose.capture_pose(scene).people[0]
+    rigify = reference.body
     bpy.data.objects.remove(arm)
     limbs = [keypoints.index(k) for k in keypoints if k.split("_")[-1] in
              ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")] + [keypoints.index("neck")]
-    for names, label in ((_mixamo_names(), "Mixamo"), (_mixamo_names("mixamorig7:"), "Mixamo"),
-                         (_makehuman_names(), "MakeHuman / MPFB")):
+    for names, label in ((_mixamo_names(fingers=True), "Mixamo"), (_mixamo_names("mixamorig7:"), "Mixamo"),
+                         (_makehuman_names(), "MakeHuman / MPFB"), (_game_engine_names(), "MPFB game engine / Unreal"),
+                         (_mpfb_openpose_names(), "MPFB OpenPose")):
         skeleton = _named_skeleton(names)
         capture = pose.capture_pose(scene)
         assert capture.namings == {skeleton.name: label}
         body = capture.people[0].body
+        if label == "MPFB OpenPose":  # its neck is a bone of its own; it has no head bone
+            np.testing.assert_allclose(body[limbs[:-1]], rigify[limbs[:-1]], atol=1e-3)
+            bpy.data.objects.remove(skeleton)
+            continue
         np.testing.assert_allclose(body[limbs], rigify[limbs], atol=1e-3)
+        if "mixamorig:LeftHandIndex4" in names:  # fingers: the same 21 hand points as Rigify's
+            np.testing.assert_allclose(capture.people[0].left_hand, reference.left_hand, atol=1e-3)
+            np.testing.assert_allclose(capture.people[0].right_hand, reference.right_hand, atol=1e-3)
+        else:
+            assert capture.people[0].left_hand is None
         # No face bones: nose, eyes and ears are estimated from the head bone, close to
         # where the metarig's face bones put them (the estimates were measured on it).
         mapping = pose.mapping_for(skeleton)
