@@ -83,7 +83,8 @@ class Engine:
             mode=plan.mode,
             controlnets=tuple(c.spec for c in plan.controlnets),
             timings={"load": loaded - started, "denoise": finished - loaded, "total": finished - started},
-            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes + choice.reasons,
+            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes + choice.reasons
+            + tuple(filter(None, [tiling.seam_note(pipe, request.tiling, request.width, request.height)])),
         )
 
     def _call(self, pipe, request: GenerationRequest, plan: Plan, reporter: _StepReporter,

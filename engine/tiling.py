@@ -51,6 +51,20 @@ def seamless(pipe, axes: str) -> Iterator[int]:
             del conv._conv_forward  # the class's own method shows through again
 
 
+def seam_note(pipe, axes: str, width: int, height: int) -> str:
+    """A note when the size does not halve evenly down the UNet: a strided convolution then
+    meets the wrap-around off its grid, and a faint seam can remain. "" when it is exact."""
+    if not axes:
+        return ""
+    levels = len(pipe.unet.config.block_out_channels) - 1  # each level but the last halves the latent
+    multiple = 8 * 2 ** levels
+    sizes = [size for axis, size in (("x", width), ("y", height)) if axis in axes and size % multiple]
+    if not sizes:
+        return ""
+    return (f"seamless tiling is exact at sizes that are multiples of {multiple} pixels for this model; "
+            f"{width}×{height} may keep a faint seam")
+
+
 def padded_convolutions(pipe) -> list:
     """The zero-padded 2D convolutions of every image model of `pipe`, each once.
 

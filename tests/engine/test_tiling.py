@@ -130,6 +130,14 @@ def test_tiling_is_undone_after_cancel_and_after_errors(smoke_engine, untiled):
     assert np.array_equal(smoke_engine.generate(make_request()).images[0], untiled)
 
 
+def test_a_size_off_the_unets_grid_is_noted(smoke_engine):
+    # The smoke UNet halves the latent once: sizes in multiples of 16 pixels wrap exactly.
+    assert not any("seamless" in note for note in smoke_engine.generate(make_request(tiling="x")).notes)
+    odd = smoke_engine.generate(make_request(width=72, tiling="x")).notes
+    assert any("multiples of 16 pixels" in note and "72×64" in note for note in odd)
+    assert not any("seamless" in note for note in smoke_engine.generate(make_request(width=72, tiling="y")).notes)
+
+
 def test_unknown_tiling_is_refused_before_loading(smoke_engine):
     loads = list(smoke_engine.loads)
     with pytest.raises(DiffusionError, match="Tiling 'z'"):
