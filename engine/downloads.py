@@ -27,8 +27,14 @@ def download_snapshot(repo_id: str, allow_patterns: list[str], ignore_patterns: 
     """The repository's snapshot folder, fetching what is missing. Network errors are raised as they come."""
     from huggingface_hub import snapshot_download
 
-    files = snapshot_download(repo_id, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, dry_run=True,
-                              tqdm_class=_Reporter(repo_id, 0, None, None).bar_class())
+    from huggingface_hub.errors import DryRunError
+
+    try:
+        files = snapshot_download(repo_id, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+                                  dry_run=True, tqdm_class=_Reporter(repo_id, 0, None, None).bar_class())
+    except DryRunError as error:
+        # It wraps why the hub could not be asked (no such repository, gated, no connection).
+        raise (error.__cause__ or error) from None
     total = sum(f.file_size or 0 for f in files if f.will_download)
     reporter = _Reporter(repo_id, total, on_progress, cancel)
     reporter.report(force=True)

@@ -99,7 +99,8 @@ class ModelSource:
 
     @property
     def label(self) -> str:
-        return f"{self.spec} ({FAMILY_NAMES[self.family]})"
+        name = os.path.basename(self.path) if self.single_file else self.spec
+        return f"{name} ({FAMILY_NAMES[self.family]})"
 
 
 def resolve_base(spec: str, cache_dir: str, allow_online: bool, allow_pickle: bool = False,
@@ -153,13 +154,14 @@ def single_file_config(checkpoint: weights.Checkpoint, spec: str, allow_online: 
     against the checkpoint's family and sizes (a mismatch would fail deep inside diffusers)."""
     family, name = checkpoint.family, FAMILY_NAMES[checkpoint.family]
     spec = spec.strip() or DEFAULT_BASE[family]
-    what = f"{name} configuration {spec} (which the single-file checkpoint {os.path.basename(checkpoint.path)} loads with)"
-    fix = (f"turn on Allow Online Access (Preferences > System) once to fetch it (a few MB, no weights), or set a "
-           f"local {name} diffusers folder as the {name} single-file configuration in the preferences")
+    what = f"{name} configuration"
+    fix = (f"{os.path.basename(checkpoint.path)} loads with the configuration files of {spec} (model layout and "
+           f"tokenizer: a few MB, no weights): turn on Allow Online Access (Preferences > System) once to fetch "
+           f"them, or set a local {name} diffusers folder as the {name} single-file configuration in the preferences")
     folder = _local_or_hub(spec, allow_online, _CONFIG_FILES, what=what, on_progress=on_progress, cancel=cancel,
                            fix=fix)
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
-        raise DiffusionError(f"The {what} is not a diffusers pipeline folder (no model_index.json)", fix)
+        raise DiffusionError(f"The {what} {spec} is not a diffusers pipeline folder (no model_index.json)", fix)
     unet = read_config(os.path.join(folder, "unet"))
     config_family = family_of(unet)
     if config_family != family:

@@ -158,8 +158,9 @@ class PipelineCache:
                     pipe = cls.from_single_file(source.path, config=source.config, dtype=dtype,
                                                 local_files_only=True, **extra)
                 else:
+                    # Pickle allowed: safetensors still first, pickle files where there are none.
                     pipe = cls.from_pretrained(source.path, dtype=dtype, local_files_only=True,
-                                               use_safetensors=not source.pickle, **extra)
+                                               use_safetensors=None if source.pickle else True, **extra)
             self.loads.append(source.path)
             if self.placement.device != "cpu":  # loaded on the CPU already
                 pipe.to(self.placement.device)
@@ -176,7 +177,8 @@ class PipelineCache:
             cls = ControlNetUnionModel if source.union else ControlNetModel
             with _load_errors_explained(f"the ControlNet {source.spec}"):
                 model = cls.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
-                                            local_files_only=True, use_safetensors=not source.pickle)
+                                            local_files_only=True,
+                                            use_safetensors=None if source.pickle else True)
             self.loads.append(source.path)
             if self.placement.device != "cpu":
                 model.to(self.placement.device)

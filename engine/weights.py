@@ -216,6 +216,15 @@ def _fix_for(keys) -> str:
 
 
 def _pickle_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise DiffusionError(f"The model file {path} does not exist", "check the path") from None
+    return dict(_cached_pickle_shapes(os.path.abspath(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_pickle_shapes(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
     import pickle
 
     import torch
@@ -227,8 +236,6 @@ def _pickle_shapes(path: str) -> dict[str, tuple[int, ...]]:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # the old (non-zip) format cannot be memory-mapped
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DiffusionError(f"The model file {path} does not exist", "check the path") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         raise DiffusionError(f"Cannot read the pickle file {path} safely: {error}",
                              "use a .safetensors version of it, or download it again") from None
@@ -236,4 +243,4 @@ def _pickle_shapes(path: str) -> dict[str, tuple[int, ...]]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise DiffusionError(f"{path} holds no weights ({type(state).__name__})", "pick an SD 1.5 or SDXL checkpoint")
-    return {key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")}
+    return tuple((key, tuple(value.shape)) for key, value in state.items() if hasattr(value, "shape"))

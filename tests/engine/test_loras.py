@@ -136,6 +136,20 @@ def test_a_few_step_lora_brings_its_scheduler_and_guidance(smoke_engine, plain_p
     assert not np.array_equal(ordinary.images[0], result.images[0])
 
 
+def test_an_sdxl_lora_on_sdxl_equals_plain_diffusers(smoke_engine, model_cache, lora_dir):
+    from diffusers import StableDiffusionXLPipeline
+
+    sdxl_lora = os.path.join(lora_dir, "sdxl-style.safetensors")
+    result = smoke_engine.generate(make_request(model="smoke-sdxl", loras=(LoraSpec(sdxl_lora, 0.9),)))
+    plain = StableDiffusionXLPipeline.from_pretrained(ensure_smoke_pipeline(model_cache, "sdxl"))
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(sdxl_lora, adapter_name="style")
+    plain.set_adapters(["style"], [0.9])
+    expected = plain_call(plain)
+    assert set(plain.get_list_adapters()) == {"unet", "text_encoder", "text_encoder_2"}
+    assert np.array_equal(result.images[0], expected)
+
+
 @pytest.mark.parametrize("path, kind", [
     ("/loras/lcm-lora-sdv1-5.safetensors", "lcm"),
     ("/hub/latent-consistency--lcm-lora-sdxl/pytorch_lora_weights.safetensors", "lcm"),
