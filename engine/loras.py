@@ -16,6 +16,8 @@ with `LoraSpec.few_step`; `few_step="none"` marks a LoRA as an ordinary one what
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
@@ -163,23 +165,34 @@ class LoraAdapters:
         self.family = family
         self._adapters: OrderedDict[tuple, str] = OrderedDict()  # LoRA key -> adapter name, oldest first
         self._count = 0
-        self.active: tuple[str, ...] = ()
+        # The (adapter, weight) pairs active now; None: unknown (after a load or a deletion).
+        self._state: tuple[tuple[str, float], ...] | None = ()
 
     @property
     def loaded(self) -> tuple[str, ...]:
         return tuple(self._adapters.values())
 
+    @property
+    def active(self) -> tuple[str, ...]:
+        return tuple(name for name, _weight in self._state or ())
+
     def apply(self, loras: tuple[LoraSource, ...], loads: list[str]) -> None:
-        """Activate exactly `loras` with their weights (loading the new ones); none: all off."""
+        """Activate exactly `loras` with their weights (loading the new ones); none: all off.
+
+        The same LoRAs at the same weights as last time change nothing (each change walks
+        every layer of the model)."""
         names = [self._adapter_for(lora, loads) for lora in loras]
+        state = tuple((name, float(lora.weight)) for name, lora in zip(names, loras))
+        if state == self._state:
+            return
         if not names:
             if self._adapters:
                 self.pipe.disable_lora()  # the LoRA layers pass the base layers' output through untouched
-            self.active = ()
-            return
-        self.pipe.enable_lora()
-        self.pipe.set_adapters(names, [float(lora.weight) for lora in loras])
-        self.active = tuple(names)
+        else:
+            if not self._state:  # off, or unknown
+                self.pipe.enable_lora()
+            self.pipe.set_adapters(names, [weight for _name, weight in state])
+        self._state = state
         self._evict(keep=set(names))
 
     def _adapter_for(self, lora: LoraSource, loads: list[str]) -> str:
@@ -189,13 +202,12 @@ class LoraAdapters:
         for key in [k for k in self._adapters if k[0] == lora.path]:
             self._delete(self._adapters.pop(key))  # the file changed on disk since it was loaded
         self._check_fits(lora)
+        self._state = None  # loading may activate the new adapter, and a failure may leave anything
         self._count += 1
         name = f"lora_{self._count}"
         folder, file_name = os.path.split(lora.path)
         try:
-            with warnings.catch_warnings():
-                # peft warns at every adapter after the first that there are several: that is the point.
-                warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            with _quiet_adapter_loading():
                 self.pipe.load_lora_weights(folder, weight_name=file_name, adapter_name=name,
                                             use_safetensors=not lora.pickle, local_files_only=True)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
@@ -215,6 +227,8 @@ class LoraAdapters:
 
     def _delete(self, name: str) -> None:
         self.pipe.delete_adapters([name])
+        if self._state and name in self.active:
+            self._state = None
 
     def _check_fits(self, lora: LoraSource) -> None:
         """Refuse a LoRA whose layers are not all in the model at the sizes it has."""
@@ -243,27 +257,42 @@ class LoraAdapters:
                              "or remove it from the list")
 
 
+@contextlib.contextmanager
+def _quiet_adapter_loading():
+    """Loading an adapter makes peft warn that the model has several (that is the point), and
+    transformers log a "LOAD REPORT" listing the other adapters' weights as missing from the
+    file (they are: they live in the other files). Neither is news for the person."""
+    report = logging.getLogger("transformers.integrations.peft")
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            yield
+    finally:
+        report.setLevel(level)
+
+
 _FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL"}
 _LORA_WEIGHT = re.compile(r"^(.+)\.lora_([AB])\.weight$")
 
 
 def _mismatches(pipe, state_dict: dict) -> tuple[int, list[str]]:
-    """How many LoRA layers the state dict has, and those that miss the model or its sizes.
-
-    Keys are brought to peft's naming the way diffusers does before loading them.
-    """
+    """How many LoRA layers the state dict has, and what is wrong with those that miss the
+    model or its sizes. Keys are brought to peft's naming the way diffusers does before loading."""
     from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft
     from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 
     components = {name: getattr(pipe, name, None) for name in pipe._lora_loadable_modules}
     parts: dict[str, dict] = {}
-    problems: list[str] = []
-    layers = 0
+    layers: set[str] = set()
+    problems: dict[str, str] = {}  # layer -> what is wrong, first found
     for key, value in state_dict.items():
         prefix, _, rest = key.partition(".")
         if components.get(prefix) is None:
-            layers += 1
-            problems.append(f"{key} is for a part the model does not have")
+            layer = re.sub(r"\.(lora[._].*|alpha)$", "", key)
+            layers.add(layer)
+            problems.setdefault(layer, f"{layer} is for a part the model does not have")
             continue
         parts.setdefault(prefix, {})[rest] = value
     for component, part in parts.items():
@@ -279,12 +308,13 @@ def _mismatches(pipe, state_dict: dict) -> tuple[int, list[str]]:
             match = _LORA_WEIGHT.match(key)
             if match is None:
                 continue  # alphas, biases, magnitudes: their sizes follow the layers'
-            layers += 1
             path, side = match[1], match[2]
+            layer = f"{component}.{path}"
+            layers.add(layer)
             try:
                 module = model.get_submodule(path)
             except AttributeError:
-                problems.append(f"{component}.{path} is not in the model")
+                problems.setdefault(layer, f"{layer} is not in the model")
                 continue
             weight = getattr(getattr(module, "base_layer", module), "weight", None)
             if weight is None or weight.ndim < 2 or value.ndim < 2:
@@ -292,9 +322,9 @@ def _mismatches(pipe, state_dict: dict) -> tuple[int, list[str]]:
             # Linear [out, in] and Conv2d [out, in, k, k]; LoRA A is [rank, in...], B is [out, rank...].
             expected, got = (weight.shape[1], value.shape[1]) if side == "A" else (weight.shape[0], value.shape[0])
             if expected != got:
-                problems.append(f"{component}.{path} has {got} {'inputs' if side == 'A' else 'outputs'} "
-                                f"where the model's has {expected}")
-    return layers, problems
+                problems.setdefault(layer, f"{layer} has {got} {'inputs' if side == 'A' else 'outputs'} "
+                                           f"where the model's has {expected}")
+    return len(layers), list(problems.values())
 
 
 def _guess_family(state_dict: dict) -> str:

@@ -70,7 +70,8 @@ _CONTROLNET_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 # What loading a single-file checkpoint needs from its family's repository: no weights.
 _CONFIG_FILES = ["model_index.json", "*/*.json", "*/*.txt"]
 _SKIP_FILES = ["*.fp16.*", "*non_ema*", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx",
-               "safety_checker/*", "feature_extractor/*"]
+               "safety_checker/*", "feature_extractor/*",
+               "vae_1_0/*"]  # SDXL base's second, older VAE: not in its model_index.json
 
 
 @dataclass(frozen=True)

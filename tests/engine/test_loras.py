@@ -90,6 +90,20 @@ def test_loras_switch_without_reloading_the_base_and_off_is_the_base_exactly(smo
     assert np.array_equal(again_a, with_a)
 
 
+def test_loras_beyond_the_kept_ones_are_let_go_and_come_back_the_same(model_cache, lora_dir, monkeypatch):
+    from engine import Engine, loras
+
+    monkeypatch.setattr(loras, "MAX_KEPT", 1)
+    engine = Engine(model_cache)
+    a, b = os.path.join(lora_dir, "style-a.safetensors"), os.path.join(lora_dir, "style-b.safetensors")
+    first_a = engine.generate(make_request(loras=(LoraSpec(a),))).images[0]
+    engine.generate(make_request(loras=(LoraSpec(b),)))
+    assert len(engine.pipelines.loras.loaded) == 1  # a was let go to keep one
+    again_a = engine.generate(make_request(loras=(LoraSpec(a),))).images[0]
+    assert engine.loads[1:] == [a, b, a]
+    assert np.array_equal(again_a, first_a)
+
+
 def test_a_kohya_format_lora_gives_the_same_image_as_the_diffusers_format(smoke_engine, lora_dir):
     diffusers_format = smoke_engine.generate(make_request(
         loras=(LoraSpec(os.path.join(lora_dir, "style-a.safetensors"), 0.8),))).images[0]
