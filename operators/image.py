@@ -14,6 +14,7 @@ from ..engine.requests import ControlUnit, GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
 from ..scene.depth import capture_depth
+from ..scene.render import resolve_camera
 from . import jobs
 
 
@@ -39,7 +40,7 @@ def prepare(context: bpy.types.Context) -> ImageJob:
     scene = context.scene
     settings = scene.scene_diffusion
     require_dependencies()
-    camera = scene_camera.require_camera(scene)
+    camera = resolve_camera(scene)
     size = scene_camera.output_size(scene)
     allow_online = bpy.app.online_access
     models.check_available(settings.model, allow_online)

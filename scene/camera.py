@@ -11,15 +11,6 @@ from ..engine.errors import DiffusionError
 MIN_SIZE, MAX_SIZE = 64, 4096
 
 
-def require_camera(scene: bpy.types.Scene) -> bpy.types.Object:
-    """The scene's active camera, or an error that says how to get one."""
-    camera = scene.camera
-    if camera is None or camera.type != 'CAMERA':
-        raise DiffusionError("No active camera",
-                             "add one with Shift+A > Camera and make it the scene camera (Ctrl+Numpad 0)")
-    return camera
-
-
 @dataclass(frozen=True)
 class OutputSize:
     """The generation size: the render resolution (with its %), rounded to a multiple of 8."""

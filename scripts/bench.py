@@ -232,8 +232,59 @@ def bench_loras(cache_dir: str, runs: int) -> list[Row]:
     return rows
 
 
+def bench_pose_capture(cache_dir: str, runs: int) -> list[Row]:
+    """OpenPose capture (scene.pose.capture_pose) at 512x512 of two full Rigify human
+    metarigs (body, 21-point hands, 70-point faces), posed, seen by one camera.
+
+    The row is the capture at another frame than the current one (a temporary scene is
+    evaluated and every animated value put back: what animation frames do); the detail
+    also gives the capture at the current frame (the context's depsgraph is read).
+    """
+    import importlib
+    import math
+
+    import bpy  # first: it puts Blender's own modules (addon_utils) on sys.path
+    import addon_utils
+
+    from bench_depth import _package
+
+    pose = importlib.import_module(f"{_package().__name__}.scene.pose")
+    addon_utils.enable("rigify", default_set=True)  # in memory: background Blender saves no preferences
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = 512
+    scene.render.resolution_percentage = 100
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    camera.location, camera.rotation_euler = (0.0, -6.0, 1.0), (math.pi / 2, 0.0, 0.0)
+    scene.camera = camera
+    for x in (-0.7, 0.7):
+        bpy.ops.object.armature_human_metarig_add()
+        rig = bpy.context.active_object
+        rig.location.x = x
+        arm = rig.pose.bones["upper_arm.L"]
+        arm.rotation_mode = 'XYZ'
+        arm.keyframe_insert("rotation_euler", frame=1)
+        arm.rotation_euler.z = 0.8
+        arm.keyframe_insert("rotation_euler", frame=10)
+    scene.frame_set(1)
+
+    def timed(frame: int | None) -> float:
+        times = []
+        for _ in range(runs + 1):  # the first run warms up
+            start = time.perf_counter()
+            capture = pose.capture_pose(scene, frame=frame)
+            times.append(time.perf_counter() - start)
+        assert len(capture.people) == 2, "the benchmark scene lost its characters"
+        return statistics.median(times[1:])
+
+    current, other = timed(None), timed(10)
+    return [Row("pose capture at another frame, 512², 2 Rigify metarigs with hands and faces", other, "s",
+                0.030, f"median of {runs}; at the current frame {current * 1000:.1f} ms")]
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
-                                                  bench_img2img_vs_diffusers, bench_loras]
+                                                  bench_img2img_vs_diffusers, bench_loras, bench_pose_capture]
 
 
 def main() -> int:

@@ -88,7 +88,10 @@ def main() -> int:
         settings.steps = 8
 
     before = set(bpy.data.images)
-    result = bpy.ops.scene_diffusion.generate_image()
+    try:
+        result = bpy.ops.scene_diffusion.generate_image()
+    except RuntimeError:  # the operator reported an error; its message is in the outcome
+        result = {'CANCELLED'}
     made = [image for image in bpy.data.images if image not in before]
     if result != {'FINISHED'} or not made:
         jobs = sys.modules[f"{MODULE}.operators.jobs"]

@@ -45,8 +45,8 @@ def model_cache(sandbox) -> str:
 @pytest.fixture(scope="session")
 def extension(sandbox, model_cache):
     """The checkout, enabled in real Blender as the extension `bl_ext.dev.scene_diffusion`."""
+    import bpy  # first: it puts Blender's own modules (addon_utils) on sys.path
     import addon_utils
-    import bpy
 
     repo_dir = os.path.join(sandbox, "dev_repo")
     os.makedirs(repo_dir, exist_ok=True)

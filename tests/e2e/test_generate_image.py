@@ -10,9 +10,13 @@ def new_images(before):
 
 
 def generate(scene):
+    """Press Generate Image; an operator that reports an error raises RuntimeError in Python."""
     import bpy
     before = set(bpy.data.images)
-    result = bpy.ops.scene_diffusion.generate_image()
+    try:
+        result = bpy.ops.scene_diffusion.generate_image()
+    except RuntimeError:
+        result = {'CANCELLED'}
     return result, new_images(before)
 
 

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Per-armature OpenPose settings saved with the .blend file: `object.scene_diffusion_pose`.
+
+The override table maps a body keypoint to a bone of that armature, for rigs whose bone
+names match no known naming (scene/pose_names.py) or to correct one keypoint. It lives
+on the Object, not on the Armature data: a character linked from a library and made
+editable with a library override can edit its objects, not its armature data.
+"""
+import bpy
+from bpy.props import (
+    CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
+)
+
+from .engine.openpose import BODY_KEYPOINTS
+
+_LABELS = {
+    "nose": "Nose", "neck": "Neck",
+    "r_shoulder": "Right Shoulder", "r_elbow": "Right Elbow", "r_wrist": "Right Wrist",
+    "l_shoulder": "Left Shoulder", "l_elbow": "Left Elbow", "l_wrist": "Left Wrist",
+    "r_hip": "Right Hip", "r_knee": "Right Knee", "r_ankle": "Right Ankle",
+    "l_hip": "Left Hip", "l_knee": "Left Knee", "l_ankle": "Left Ankle",
+    "r_eye": "Right Eye", "l_eye": "Left Eye", "r_ear": "Right Ear", "l_ear": "Left Ear",
+}
+KEYPOINT_ITEMS = [(name, _LABELS[name], f"OpenPose keypoint {index}: the character's own "
+                   f"{_LABELS[name].lower()}") for index, name in enumerate(BODY_KEYPOINTS)]
+
+
+class SceneDiffusionPoseOverride(bpy.types.PropertyGroup):
+    keypoint: EnumProperty(name="Keypoint", description="The OpenPose keypoint this row places",
+                           items=KEYPOINT_ITEMS, default="nose",
+                           override={'LIBRARY_OVERRIDABLE'})
+    bone: StringProperty(name="Bone",
+                         description="The bone the keypoint sits on; empty leaves the keypoint out",
+                         override={'LIBRARY_OVERRIDABLE'})
+    at: FloatProperty(name="Head to Tail",
+                      description="Where on the bone: 0 at its head (the joint it starts from), 1 at its tail",
+                      default=0.0, min=0.0, max=1.0, subtype='FACTOR',
+                      override={'LIBRARY_OVERRIDABLE'})
+
+
+class SceneDiffusionPoseSettings(bpy.types.PropertyGroup):
+    overrides: CollectionProperty(
+        type=SceneDiffusionPoseOverride, name="Keypoint Overrides",
+        description="Bones for OpenPose keypoints; each row wins over the bone names Scene Diffusion knows",
+        override={'LIBRARY_OVERRIDABLE', 'USE_INSERTION'})
+    active_override: IntProperty(name="Active Override", default=0, min=0,
+                                 override={'LIBRARY_OVERRIDABLE'})
+
+
+classes = (SceneDiffusionPoseOverride, SceneDiffusionPoseSettings)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Object.scene_diffusion_pose = PointerProperty(
+        type=SceneDiffusionPoseSettings, name="Scene Diffusion Pose",
+        override={'LIBRARY_OVERRIDABLE'})
+
+
+def unregister() -> None:
+    del bpy.types.Object.scene_diffusion_pose
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

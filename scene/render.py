@@ -1,0 +1,301 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Exact per-pixel data passes (depth, normals, indices, motion vectors) rendered by Cycles.
+
+How: the person's scene is copied with `Scene.copy()` (a new scene that links the same
+collections and objects and copies the view layers with their exclusions, holdout and
+indirect-only flags), the copy is set to Cycles at one sample with only the passes we
+need, rendered with `write_still` into an uncompressed 32-bit multilayer EXR in a
+temporary folder, read back with the pure-numpy reader in `scene.exr`, and the copy is
+deleted again. The person's scene, render settings, view layers, compositor and current
+frame are never written to: every setting is changed on the copy only, so nothing needs
+restoring, even when the render fails. The same path works in Blender 4.2 to 5.0 because
+it needs no compositor nodes and no Render Result pixels (absent in background mode).
+
+The frame: `bpy.ops.render.render(scene=...)` renders at the frame of the *context* scene,
+and afterwards re-evaluates the context depsgraph, which writes animated values back onto
+the objects. With the person's scene as context that would mean changing their frame and
+re-evaluating it (losing un-keyed edits of animated values); with the copy as context the
+copy's evaluation at frame N would be written onto the person's objects. So the context
+scene is a third, empty temporary scene (the "clock") set to frame N: the render happens
+at N and the re-evaluation touches nothing of the person's.
+
+Why Cycles rather than ray casting: it is faster (see scripts/bench_depth.py) and it sees
+exactly what a render sees: modifiers, curves, hair, instances, true displacement, alpha
+cut-outs (the view layer's alpha threshold), ray visibility, hide_render, collection
+exclusion and indirect-only, with no visibility rules of our own to keep in step.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..engine.errors import DiffusionError
+from .exr import read_exr
+
+__all__ = ["PASSES", "RenderedPasses", "render_passes", "resolve_camera", "capture_size"]
+
+# Our pass name -> (view layer property, names the EXR layer has had, channel letters).
+# Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index".
+PASSES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "z": ("use_pass_z", ("Depth",), "Z"),
+    "normal": ("use_pass_normal", ("Normal",), "XYZ"),
+    "object_index": ("use_pass_object_index", ("Object Index", "IndexOB"), "X"),
+    "material_index": ("use_pass_material_index", ("Material Index", "IndexMA"), "X"),
+    "vector": ("use_pass_vector", ("Vector",), "XYZW"),
+    "position": ("use_pass_position", ("Position",), "XYZ"),
+    "uv": ("use_pass_uv", ("UV",), "UVA"),
+    "combined": ("use_pass_combined", ("Combined",), "RGBA"),
+}
+
+_TEMPORARY_NAME = ".scene_diffusion_capture"
+
+
+@dataclass(frozen=True, eq=False)
+class RenderedPasses:
+    """Passes of one capture render.
+
+    images: pass name -> HxW float32 (one channel: z, object_index, material_index) or
+        HxWxC float32 (normal: XYZ world space, vector: XYZW, ...), rows top-down.
+        z: planar camera-space depth in scene units (Euclidean distance for panoramic
+        cameras), 1e10 where no geometry was hit.
+    camera: name of the camera object rendered from; camera_type: 'PERSP', 'ORTHO', 'PANO'.
+    """
+    images: dict[str, np.ndarray]
+    width: int
+    height: int
+    frame: int
+    camera: str
+    camera_type: str
+    seconds: float
+
+
+def resolve_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = None,
+                   frame: int | None = None) -> bpy.types.Object:
+    """The camera object to capture from: `camera`, else the scene's camera at `frame`.
+
+    Like a render, the scene's camera follows the timeline markers bound to cameras.
+    """
+    if camera is None:
+        camera = _marker_camera(scene, scene.frame_current if frame is None else frame) or scene.camera
+    if camera is None:
+        raise DiffusionError(
+            "No active camera",
+            "add one with Shift+A > Camera and make it the scene camera (Ctrl+Numpad 0)")
+    if camera.type != 'CAMERA':
+        raise DiffusionError(
+            f"'{camera.name}' is not a camera", "pick a camera object to capture from")
+    return camera
+
+
+def _marker_camera(scene: bpy.types.Scene, frame: int) -> bpy.types.Object | None:
+    """The camera a render at `frame` switches to (Blender's BKE_scene_camera_switch_find)."""
+    bound = sorted((marker.frame, index, marker.camera) for index, marker in enumerate(scene.timeline_markers)
+                   if marker.camera is not None and not marker.camera.hide_render)
+    if not bound:
+        return None
+    before = [camera for marker_frame, _, camera in bound if marker_frame <= frame]
+    return before[-1] if before else bound[0][2]
+
+
+def capture_size(scene: bpy.types.Scene, width: int | None, height: int | None) -> tuple[int, int]:
+    """Width and height of a capture: the given ones, else the scene's output size."""
+    percentage = scene.render.resolution_percentage / 100.0
+    width = width or max(1, round(scene.render.resolution_x * percentage))
+    height = height or max(1, round(scene.render.resolution_y * percentage))
+    if width < 1 or height < 1:
+        raise DiffusionError(f"A capture of {width}x{height} pixels is empty", "use a positive size")
+    return int(width), int(height)
+
+
+def render_passes(
+    scene: bpy.types.Scene,
+    passes: tuple[str, ...] = ("z",),
+    camera: bpy.types.Object | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    frame: int | None = None,
+    view_layer: bpy.types.ViewLayer | None = None,
+) -> RenderedPasses:
+    """Render `passes` of `scene` from `camera` at `frame` with Cycles, changing nothing.
+
+    view_layer: whose collection exclusions and flags apply; default: the context's view
+    layer when it belongs to `scene`, else the scene's first view layer.
+    """
+    unknown = [name for name in passes if name not in PASSES]
+    if unknown:
+        raise ValueError(f"unknown passes {unknown}; known: {sorted(PASSES)}")
+    subframe = scene.frame_subframe if frame is None else 0.0
+    frame = scene.frame_current if frame is None else int(frame)
+    camera = resolve_camera(scene, camera, frame)
+    width, height = capture_size(scene, width, height)
+    layer_name = _view_layer_name(scene, view_layer)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
+            _temporary_scene(scene.copy()) as copy, \
+            _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock, \
+            _camera_without_blur(camera, copy) as render_camera:
+        copy.camera = render_camera
+        copy.timeline_markers.clear()  # or the render would switch to a marker's camera
+        copy.frame_current = clock.frame_current = frame
+        copy.frame_subframe = clock.frame_subframe = subframe
+        _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
+        clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
+        _render(copy, clock)
+        files = [name for name in os.listdir(folder) if name.endswith(".exr")]
+        if len(files) != 1:
+            raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
+        channels = read_exr(os.path.join(folder, files[0]))
+    images = {name: _pass_image(channels, layer_name, name) for name in passes}
+    return RenderedPasses(
+        images=images, width=width, height=height, frame=frame, camera=camera.name,
+        camera_type=camera.data.type, seconds=time.perf_counter() - started)
+
+
+def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
+    """Render `copy` at `clock`'s frame to its output file.
+
+    No 3D View in the context: a view's local camera would override the copy's camera.
+    Leaves no "Render Result" image that was not there before.
+    """
+    viewers = {image.name for image in bpy.data.images if image.type == 'RENDER_RESULT'}
+    try:
+        with bpy.context.temp_override(scene=clock, view_layer=clock.view_layers[0],
+                                       area=None, region=None):
+            bpy.ops.render.render(write_still=True, scene=copy.name)
+    except RuntimeError as error:  # e.g. another render is running
+        raise DiffusionError("Blender could not render the capture", str(error)) from error
+    finally:
+        # The render operator creates the viewer image on first use; a capture is not a
+        # render the person asked for, so it must not add one to their file.
+        for image in [image for image in bpy.data.images
+                      if image.type == 'RENDER_RESULT' and image.name not in viewers]:
+            bpy.data.images.remove(image)
+
+
+def _view_layer_name(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None) -> str:
+    if view_layer is None:
+        context_layer = bpy.context.view_layer
+        if bpy.context.scene == scene and context_layer is not None:
+            view_layer = context_layer
+        else:
+            view_layer = scene.view_layers[0]
+    if scene.view_layers.get(view_layer.name) is None:
+        raise ValueError(f"view layer {view_layer.name!r} is not in scene {scene.name!r}")
+    return view_layer.name
+
+
+@contextlib.contextmanager
+def _temporary_scene(scene: bpy.types.Scene) -> Iterator[bpy.types.Scene]:
+    """`scene`, just made, removed again when the `with` block ends."""
+    try:
+        scene.name = _TEMPORARY_NAME  # a leading dot keeps it out of most lists
+        yield scene
+    finally:
+        bpy.data.scenes.remove(scene, do_unlink=True)
+
+
+@contextlib.contextmanager
+def _camera_without_blur(camera: bpy.types.Object, copy: bpy.types.Scene) -> Iterator[bpy.types.Object]:
+    """`camera`, or a temporary copy of it with depth of field off when it is on.
+
+    With depth of field, Cycles starts each camera ray somewhere on the lens, so one
+    sample's depth is jittered; a copy keeps the person's camera untouched.
+    """
+    if not camera.data.dof.use_dof:
+        yield camera
+        return
+    data = camera.data.copy()
+    data.dof.use_dof = False
+    twin = camera.copy()
+    twin.data = data
+    try:
+        copy.collection.objects.link(twin)
+        yield twin
+    finally:
+        bpy.data.objects.remove(twin, do_unlink=True)
+        bpy.data.cameras.remove(data, do_unlink=True)
+
+
+def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
+               width: int, height: int, path: str) -> None:
+    """Settings for a fast, exact data render, on the temporary copy only."""
+    render = copy.render
+    try:
+        render.engine = 'CYCLES'
+    except TypeError as error:  # the engine enum lacks CYCLES when its add-on is off
+        raise DiffusionError("Cycles is not available", "enable the Cycles add-on in Preferences") from error
+    render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+    # Square pixels: the generated image is shown with square pixels.
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    render.use_border = False
+    render.use_single_layer = False  # we choose the layer with `use` below
+    render.use_multiview = False
+    render.use_motion_blur = False  # one instant; also required by the vector pass
+    render.use_freestyle = False
+    render.use_compositing = False  # the person's compositor must not alter the passes
+    render.use_sequencer = False
+    render.use_persistent_data = False
+    render.use_stamp = False
+    render.use_file_extension = True
+    render.use_overwrite = True
+    render.use_placeholder = False
+    render.filepath = path
+    settings = render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0 groups formats by media type
+        settings.media_type = 'MULTI_LAYER_IMAGE'
+    settings.file_format = 'OPEN_EXR_MULTILAYER'
+    settings.color_depth = '32'
+    settings.exr_codec = 'NONE'  # what scene.exr reads, and the fastest to write
+    if hasattr(settings, "use_preview"):
+        settings.use_preview = False
+    copy.world = None  # the background does not change data passes; skips loading HDRIs
+
+    cycles = copy.cycles
+    cycles.device = 'CPU'  # no GPU kernel load for a single sample
+    cycles.samples = 1
+    cycles.use_adaptive_sampling = False
+    cycles.use_denoising = False
+    cycles.max_bounces = 0  # data passes come from the first hit
+    cycles.filter_width = 0.01  # the one sample goes through the pixel centre
+    cycles.shading_system = False  # OSL compiles slowly; passes do not need it
+    if hasattr(cycles, "use_light_tree"):
+        cycles.use_light_tree = False
+
+    for layer in copy.view_layers:
+        layer.use = layer.name == layer_name
+    layer = copy.view_layers[layer_name]
+    layer.samples = 0  # a per-layer sample override would win over cycles.samples
+    for prop in layer.bl_rna.properties:
+        if prop.identifier.startswith("use_pass_") and not prop.is_readonly:
+            setattr(layer, prop.identifier, False)
+    for name in passes:
+        setattr(layer, PASSES[name][0], True)
+    layer_cycles = getattr(layer, "cycles", None)
+    if layer_cycles is not None:
+        for prop in layer_cycles.bl_rna.properties:
+            if prop.type == 'BOOLEAN' and not prop.is_readonly and ("pass" in prop.identifier):
+                setattr(layer_cycles, prop.identifier, False)
+    while layer.aovs:
+        layer.aovs.remove(layer.aovs[0])
+    if hasattr(layer, "lightgroups"):
+        while layer.lightgroups:
+            layer.lightgroups.remove(layer.lightgroups[0])
+
+
+def _pass_image(channels: dict[str, np.ndarray], layer_name: str, name: str) -> np.ndarray:
+    _, layer_names, letters = PASSES[name]
+    for pass_name in layer_names:
+        keys = [f"{layer_name}.{pass_name}.{letter}" for letter in letters]
+        if all(key in channels for key in keys):
+            if len(keys) == 1:
+                return channels[keys[0]]
+            return np.stack([channels[key] for key in keys], axis=-1)
+    raise DiffusionError(
+        f"The capture render has no {name} pass", f"found only: {', '.join(sorted(channels))}")
