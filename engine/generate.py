@@ -9,6 +9,7 @@ the step callback, so no VAE decode is wasted).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -19,8 +20,10 @@ from . import memory, models, previews, tiling
 from .devices import Placement, choose_placement
 from .errors import Cancelled, DiffusionError
 from .inputs import check_request, fit_to_size
+from .loras import few_step_of, resolve_loras
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
+from .schedulers import SCHEDULERS, check_scheduler, make_scheduler
 from .smoke_model import SMOKE_NOTE
 
 log = logging.getLogger(__name__)
@@ -40,18 +43,26 @@ class Engine:
 
     @property
     def loads(self) -> list[str]:
-        """Every model folder read from disk so far, in order."""
+        """Every model folder or weights file (single-file checkpoint, LoRA) read from disk so far, in order."""
         return self.pipelines.loads
 
-    def plan(self, request: GenerationRequest) -> Plan:
-        """The models and pipeline a request needs, found and checked; nothing is loaded."""
-        base = models.resolve_base(request.model, self.cache_dir, request.allow_online)
+    def plan(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> Plan:
+        """The models and pipeline a request needs, found and checked; nothing is loaded.
+
+        Models missing from the cache are downloaded here when the request allows it, with
+        progress events ("Downloading owner/name: 1.2 of 4.3 GB", from the download threads).
+        """
+        check_scheduler(request.scheduler)
+        loras = resolve_loras(request.loras, request.allow_pickle)
+        base = models.resolve_base(request.model, self.cache_dir, request.allow_online, request.allow_pickle,
+                                   request.single_file_configs, on_progress, cancel)
         controlnets = tuple(
             models.resolve_controlnet(unit.model, unit.kind, base, self.cache_dir, request.allow_online,
-                                      request.controlnet_overrides)
+                                      request.controlnet_overrides, request.allow_pickle, on_progress, cancel)
             for unit in request.controls
         )
-        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls))
+        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls), loras)
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
@@ -60,13 +71,18 @@ class Engine:
         started = time.perf_counter()
         _stop_if_cancelled(cancel)
         request, notes = fit_to_size(request)
-        plan = self.plan(request)
+        plan = self.plan(request, on_progress, cancel)
+        request, few_step_notes = few_step_settings(request, plan)
+        notes += few_step_notes
         if plan.base.smoke and plan.base.path not in self.loads:
             log.warning(SMOKE_NOTE)  # once, when it is loaded
         previewer = None
         if on_progress is not None and request.preview_every > 0:  # before loading: it may refuse
             previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
         pipe = self.pipelines.pipeline(plan)
+        # Set for every call: variants share the base's scheduler object, and a fresh one per
+        # generation carries no state over.
+        pipe.scheduler = make_scheduler(request.scheduler, self.pipelines.default_scheduler)
         choice = self.memory.configure(pipe, request.memory, request.width, request.height, request.num_images,
                                        request.guidance, len(request.controls), seamless=bool(request.tiling))
         loaded = time.perf_counter()
@@ -102,6 +118,26 @@ class Engine:
         # which hold the failed call's tensors) is released before the cache is emptied.
         memory.free_cached(self.placement.device)
         raise failure
+
+
+def few_step_settings(request: GenerationRequest, plan: Plan) -> tuple[GenerationRequest, tuple[str, ...]]:
+    """The request as a few-step LoRA among its LoRAs needs it: that LoRA's scheduler unless
+    the request names one, and guidance lowered to what the LoRA was distilled for; with notes."""
+    found = few_step_of(plan.loras)
+    if found is None:
+        return request, ()
+    lora, needs = found
+    changes, said = {}, []
+    if request.scheduler == "default":
+        changes["scheduler"] = needs.scheduler
+        said.append(f"{SCHEDULERS[needs.scheduler].label} scheduler")
+    if request.guidance > needs.max_guidance:
+        changes["guidance"] = needs.guidance
+        said.append(f"guidance {needs.guidance:g} instead of {request.guidance:g}")
+    if not changes:
+        return request, ()
+    note = f"{needs.label} LoRA {lora.name}: {', '.join(said)}"
+    return dataclasses.replace(request, **changes), (note,)
 
 
 def call_arguments(request: GenerationRequest, plan: Plan) -> dict:

@@ -211,6 +211,76 @@ def bench_previews(cache_dir: str, runs: int) -> list[Row]:
     return rows
 
 
+def bench_loras(cache_dir: str, runs: int) -> list[Row]:
+    """Switching LoRAs that are loaded already, against the first load of the base model;
+    and a generation with two LoRAs against plain diffusers with the same two loaded.
+
+    Switching is timed as in the mode-switch row: what `Engine.generate` does before
+    denoising, here for the LoRA sets (a), (b), (a, b), () once both files were read.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from engine import Engine, GenerationRequest, LoraSpec
+    from engine.smoke_model import ensure_smoke_pipeline
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "engine"))
+    from checkpoint_files import make_lora  # the tests' tiny LoRA maker (peft, random weights)
+
+    base = ensure_smoke_pipeline(cache_dir, "sd15")
+    folder = os.path.join(cache_dir, "bench-loras")
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"style-{name}.safetensors") for name in "ab"]
+    for seed, path in enumerate(paths, 1):
+        if not os.path.isfile(path):
+            make_lora(base, path, seed=seed)
+    a, b = (LoraSpec(paths[0], 0.7), LoraSpec(paths[1], 0.5))
+
+    def request(loras=(), size=64, steps=2):
+        return GenerationRequest("a house by a lake", negative_prompt="blurry", width=size, height=size,
+                                 steps=steps, seed=7, model="smoke", loras=loras)
+
+    Engine(cache_dir).generate(request((a, b)))  # warms imports
+    loads, switches = [], []
+    for _ in range(runs):
+        engine = Engine(cache_dir)
+        start = time.perf_counter()
+        engine.pipelines.pipeline(engine.plan(request()))
+        loads.append(time.perf_counter() - start)
+        engine.pipelines.pipeline(engine.plan(request((a, b))))  # reads the two LoRA files
+        read = len(engine.loads)
+        for loras in ((a,), (b,), (a, b), ()):
+            start = time.perf_counter()
+            engine.pipelines.pipeline(engine.plan(request(loras)))
+            switches.append(time.perf_counter() - start)
+        assert len(engine.loads) == read, "a LoRA switch read something from disk"
+    load, switch = statistics.median(loads), statistics.median(switches)
+    rows = [Row("LoRA switch / first load of the base (smoke SD 1.5, 2 LoRAs loaded)", switch / load, "x", 0.05,
+                f"medians {switch * 1000:.1f} ms vs {load * 1000:.1f} ms, {runs} runs, (a) (b) (a,b) ()")]
+
+    size, steps = 128, 8
+    engine = Engine(cache_dir)
+    plain = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, feature_extractor=None,
+                                                    requires_safety_checker=False)
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(paths[0], adapter_name="a")
+    plain.load_lora_weights(paths[1], adapter_name="b")
+    plain.set_adapters(["a", "b"], [0.7, 0.5])
+
+    def run_engine():
+        return engine.generate(request((a, b), size, steps))
+
+    def run_plain():
+        return plain("a house by a lake", negative_prompt="blurry", width=size, height=size,
+                     num_inference_steps=steps, generator=torch.Generator().manual_seed(7), output_type="np")
+
+    run_engine(), run_plain()  # warm up
+    ours, theirs = interleaved_medians(run_engine, run_plain, runs)
+    rows.append(Row("engine / plain diffusers, txt2img + 2 LoRAs (smoke, 128², 8 steps)", ours / theirs, "x", 1.02,
+                    f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each"))
+    return rows
+
+
 def bench_pose_capture(cache_dir: str, runs: int) -> list[Row]:
     """OpenPose capture (scene.pose.capture_pose) at 512x512 of two full Rigify human
     metarigs (body, 21-point hands, 70-point faces), posed, seen by one camera.
@@ -263,7 +333,8 @@ def bench_pose_capture(cache_dir: str, runs: int) -> list[Row]:
 
 
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
-                                                  bench_img2img_vs_diffusers, bench_previews, bench_pose_capture]
+                                                  bench_img2img_vs_diffusers, bench_previews, bench_loras,
+                                                  bench_pose_capture]
 
 
 def main() -> int:
