@@ -347,9 +347,11 @@ def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: 
         raise DiffusionError(f"The {what} {repo_id} does not exist on the hub (or it is private)",
                              "check its name, or pick a local folder") from None
     except network_errors() as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DiffusionError(
-            f"The {what} {repo_id} is not in the local cache and could not be downloaded ({error})",
-            "check the internet connection and try again (a partial download resumes), or pick a local folder",
+            f"The {what} {repo_id} is not in the local cache and the hub cannot be reached ({reason})",
+            "check the internet connection and try again (a partial download resumes), pick a local folder, "
+            "or use the 'smoke' model (make demo MODEL=smoke) to try the pipeline offline",
         ) from None
 
 
@@ -379,3 +381,33 @@ def check_available(spec: str, allow_online: bool, allow_pickle: bool = False,
         _local_or_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises the path's error
     if not allow_online or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         fetch_from_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises unless cached
+
+
+def peek_family(spec: str) -> str | None:
+    """The family of a model spec if it can be told cheaply (no torch, no network), else None.
+
+    For the sidebar: smoke models, local folders, single-file headers, and hub ids whose
+    config is in the local cache.
+    """
+    spec = spec.strip()
+    try:
+        if smoke_model.is_smoke(spec):
+            return smoke_model.smoke_family(spec)
+        expanded = os.path.expanduser(spec)
+        if os.path.isdir(expanded):
+            return detect_family(expanded)
+        if os.path.isfile(expanded):
+            if weights.is_pickle(expanded):
+                return None  # its tensor names are only readable by unpickling it
+            return weights.inspect_checkpoint(expanded, allow_pickle=False).family
+        if not spec or looks_like_path(spec):
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "unet/config.json")
+        if isinstance(cached, str):
+            with open(cached, encoding="utf-8") as f:
+                return family_of(json.load(f))
+    except (DiffusionError, OSError, ValueError):
+        return None
+    return None

@@ -46,6 +46,20 @@ def get_pixels(image: bpy.types.Image) -> np.ndarray:
     return flat.reshape(height, width, 4)[::-1].copy()
 
 
+def display_rgb(image: bpy.types.Image) -> np.ndarray:
+    """HxWx3 float32 0..1 as the image is seen (display sRGB), row 0 at the top.
+
+    Byte images hold their colour space's encoded values already; float images in a
+    linear colour space (renders, EXRs) are encoded to sRGB and clipped, as Stable
+    Diffusion expects ordinary 8-bit-looking pixels.
+    """
+    rgb = get_pixels(image)[..., :3]
+    space = image.colorspace_settings
+    if image.is_float and not space.is_data and "linear" in space.name.lower():
+        rgb = np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(np.maximum(rgb, 0.0031308), 1 / 2.4) - 0.055)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
 def set_recipe(image: bpy.types.Image, recipe: dict) -> None:
     """Store how the image was made as an ID-property group, `image["scene_diffusion"]`."""
     image[RECIPE_KEY] = _id_property_safe(recipe)
@@ -74,6 +88,27 @@ def _id_property_safe(value):
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+PREVIEW_NAME = "Diffusion Preview"
+
+
+def show_preview(rgb: np.ndarray) -> bpy.types.Image:
+    """Write a step preview into the one preview image (ours, tagged), shown in Image Editors.
+
+    Only an image tagged as our preview is reused; one the person made with that name is left
+    alone and a new one is made beside it.
+    """
+    height, width = rgb.shape[:2]
+    image = next((i for i in bpy.data.images if get_recipe(i).get("kind") == "preview"), None)
+    if image is None:
+        image = bpy.data.images.new(PREVIEW_NAME, width, height, alpha=True)
+        set_recipe(image, {"kind": "preview"})
+    elif tuple(image.size) != (width, height):
+        image.scale(width, height)
+    set_pixels(image, rgb)
+    show_in_image_editors(image)
+    return image
 
 
 def show_in_image_editors(image: bpy.types.Image) -> int:

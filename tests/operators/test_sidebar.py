@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Diffusion sidebar draws, in every state, only what Blender has (properties, operators, icons)."""
+import threading
+import types
+
+import pytest
+from ui_recorder import RecordingLayout
+
+
+def draw_all(ext_module, context):
+    import bpy
+    sidebar = ext_module("panels.sidebar")
+    calls = []
+    for cls in sidebar.classes:
+        if not issubclass(cls, bpy.types.Panel):
+            continue
+        panel = types.SimpleNamespace(layout=RecordingLayout(calls), draw_size=getattr(cls, "draw_size", None))
+        if hasattr(cls, "draw_header"):
+            cls.draw_header(panel, context)
+        cls.draw(panel, context)
+    return calls
+
+
+def labels(calls):
+    return [c[1] for c in calls if c[0] == "label"]
+
+
+@pytest.fixture
+def settings(empty_scene):
+    return empty_scene.scene_diffusion
+
+
+def test_default_state_offers_generate_and_the_settings(settings, ext_module):
+    import bpy
+    calls = draw_all(ext_module, bpy.context)
+    assert ("operator", "scene_diffusion.generate_image", "", 'RENDER_STILL') in calls
+    for name in ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "scheduler",
+                 "mode", "tiling", "memory_offload", "memory_vae_tiling", "memory_attention_slicing"):
+        assert ("prop", name) in calls, name
+    assert any(text.startswith("Size ") for text in labels(calls))
+
+
+def test_smoke_model_says_random_weights_and_other_models_show_their_family(settings, ext_module, tmp_path):
+    import bpy
+    settings.model = "smoke"
+    assert any("random weights" in text for text in labels(draw_all(ext_module, bpy.context)))
+    settings.model = "smoke-sdxl"
+    assert any("random weights" in text for text in labels(draw_all(ext_module, bpy.context)))
+    settings.model = "nobody/uncached"
+    assert "family unknown until downloaded" in labels(draw_all(ext_module, bpy.context))
+
+
+def test_prompt_builder_shows_the_built_prompt_and_its_parts(settings, ext_module):
+    import bpy
+    settings.use_prompt_builder = True
+    settings.prompt_parts.subject = "a lighthouse on a cliff"
+    settings.prompt_parts.lighting = "golden hour"
+    calls = draw_all(ext_module, bpy.context)
+    assert any("a lighthouse on a cliff" in text and "golden hour" in text for text in labels(calls))
+    assert ("prop", "subject") in calls and ("prop", "lighting") in calls
+    assert ("operator", "scene_diffusion.apply_prompt_preset", "Apply", 'NONE') in calls
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ('TXT2IMG', set()), ('IMG2IMG', {"init_image", "strength"}), ('INPAINT', {"init_image", "strength", "mask_image"}),
+])
+def test_mode_shows_its_own_inputs(settings, ext_module, mode, expected):
+    import bpy
+    settings.mode = mode
+    calls = draw_all(ext_module, bpy.context)
+    shown = {c[1] for c in calls if c[0] in ("template_ID", "prop")} & {"init_image", "strength", "mask_image"}
+    assert shown == expected
+
+
+def test_lora_list_and_its_active_row(settings, ext_module):
+    import bpy
+    item = settings.loras.add()
+    item.path = "/tmp/style.safetensors"
+    calls = draw_all(ext_module, bpy.context)
+    assert ("template_list", "loras") in calls
+    assert ("prop", "few_step") in calls
+
+
+def test_a_running_job_shows_progress_and_cancel_instead_of_generate(settings, ext_module):
+    import bpy
+    jobs = ext_module("operators.jobs")
+    gate = threading.Event()
+    jobs.start(lambda report, cancel: gate.wait(5), "Generate Image", lambda r: "done", blocking=False)
+    try:
+        calls = draw_all(ext_module, bpy.context)
+        assert any(c[0] == "progress" for c in calls)
+        assert ("operator", "scene_diffusion.cancel", "", 'CANCEL') in calls
+        assert not any(c[0] == "operator" and c[1] == "scene_diffusion.generate_image" for c in calls)
+    finally:
+        gate.set()
+        while jobs.drain() is None:
+            pass
+
+
+def test_resolution_out_of_range_is_said_in_the_panel(settings, ext_module, empty_scene):
+    import bpy
+    empty_scene.render.resolution_x = 9000
+    assert any("over 4096" in text for text in labels(draw_all(ext_module, bpy.context)))
