@@ -64,7 +64,15 @@ SceneDiffusionPromptParts = type("SceneDiffusionPromptParts", (bpy.types.Propert
 
 
 class SceneDiffusionControl(bpy.types.PropertyGroup):
-    """How strongly one condition kind steers the image, and over which steps."""
+    """Where one condition kind comes from, how strongly it steers the image, over which steps."""
+    source: EnumProperty(
+        name="Source", default='SCENE',
+        items=(('SCENE', "Scene", "Captured from the scene at the frame being generated"),
+               ('IMAGE', "Image", "An image you pick (a photo, a sketch, a detector's output)")),
+        description="Where this condition comes from",
+    )
+    image: PointerProperty(type=bpy.types.Image, name="Image",
+                           description="The condition image to use as it is (white lines, depth, pose, ...)")
     scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
                          description="ControlNet conditioning scale: how strongly this condition steers the image")
     guidance_start: FloatProperty(name="Start", default=0.0, min=0.0, max=1.0, subtype='FACTOR',
@@ -95,6 +103,19 @@ class SceneDiffusionConditions(bpy.types.PropertyGroup):
                               description="Distance shown brightest (fixed range)")
     depth_far: FloatProperty(name="Far", default=100.0, min=0.0, unit='LENGTH',
                              description="Distance shown darkest (fixed range)")
+    depth_inverse: BoolProperty(name="Inverse Depth", default=True,
+                                description="Map 1/distance, as the depth estimators ControlNets were trained on "
+                                            "do (more contrast near the camera)")
+    line_thickness: FloatProperty(name="Line Thickness", default=1.0, min=0.1, max=10.0,
+                                  description="Freestyle line width in pixels at 512 pixels (scaled with the size)")
+    segment_background: StringProperty(name="Background Class", default="sky",
+                                       description="ADE20K class of what no object covers (empty: black)")
+    capture_from: EnumProperty(
+        name="Capture From", default='CAMERA',
+        items=(('CAMERA', "Scene Camera", "The scene's camera, as a render sees it"),
+               ('VIEW', "3D Viewport", "The view of the 3D Viewport the button is pressed in (perspective views)")),
+        description="The point of view conditions are captured from when you press Capture",
+    )
     canny_low: IntProperty(name="Low Threshold", default=100, min=0, max=255,
                            description="Canny's lower threshold: weaker edges connected to strong ones are kept")
     canny_high: IntProperty(name="High Threshold", default=200, min=0, max=255,

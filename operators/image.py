@@ -9,14 +9,11 @@ import bpy
 
 from .. import dependencies, preferences
 from ..engine import models
-from ..engine.conditions import depth_to_control
 from ..engine.errors import DiffusionError
-from ..engine.requests import ControlUnit, GenerationRequest, GenerationResult
+from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
-from ..scene.depth import capture_depth
-from ..scene.render import resolve_camera
-from . import jobs
+from . import capture, jobs
 from .request import build_request, describe
 
 
@@ -44,15 +41,13 @@ def prepare(context: bpy.types.Context) -> ImageJob:
     settings = scene.scene_diffusion
     prefs = preferences.addon_preferences(context)
     require_dependencies()
-    camera = resolve_camera(scene)
     size = scene_camera.output_size(scene)
     models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
                            preferences.single_file_configs(prefs))
-    depth = capture_depth(scene, camera, size.width, size.height)
-    control = settings.conditions.depth
-    unit = ControlUnit("depth", depth_to_control(depth.z, depth.mask), scale=control.scale,
-                       guidance_start=control.guidance_start, guidance_end=control.guidance_end)
-    request = build_request(context, size.width, size.height, (unit,), seed=settings.seed)
+    # Every check that can fail runs before the capture writes its condition images.
+    request = build_request(context, size.width, size.height, (), seed=settings.seed)
+    captured = capture.capture(scene, capture.enabled_kinds(scene), size, scene.frame_current)
+    request = dataclasses.replace(request, controls=captured.units)
     # Only now, with every check passed, may the seed change.
     if settings.randomize_seed:
         request = dataclasses.replace(request, seed=settings.next_seed())

@@ -76,5 +76,40 @@ class SCENE_DIFFUSION_OT_lora_remove(bpy.types.Operator):
         return {'FINISHED'}
 
 
-classes = (SCENE_DIFFUSION_OT_apply_prompt_preset, SCENE_DIFFUSION_OT_lora_add, SCENE_DIFFUSION_OT_lora_remove)
+class _PoseOverrideOperator:
+    @classmethod
+    def poll(cls, context):
+        obj = context.object
+        return obj is not None and obj.type == 'ARMATURE' and hasattr(obj, "scene_diffusion_pose")
+
+
+class SCENE_DIFFUSION_OT_pose_override_add(_PoseOverrideOperator, bpy.types.Operator):
+    bl_idname = "scene_diffusion.pose_override_add"
+    bl_label = "Add Keypoint Bone"
+    bl_description = "Place an OpenPose keypoint on a bone of this armature (wins over the known bone names)"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        pose = context.object.scene_diffusion_pose
+        pose.overrides.add()
+        pose.active_override = len(pose.overrides) - 1
+        return {'FINISHED'}
+
+
+class SCENE_DIFFUSION_OT_pose_override_remove(_PoseOverrideOperator, bpy.types.Operator):
+    bl_idname = "scene_diffusion.pose_override_remove"
+    bl_label = "Remove Keypoint Bone"
+    bl_description = "Remove the selected row; the keypoint goes back to the known bone names"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        pose = context.object.scene_diffusion_pose
+        if 0 <= pose.active_override < len(pose.overrides):
+            pose.overrides.remove(pose.active_override)
+            pose.active_override = max(0, min(pose.active_override, len(pose.overrides) - 1))
+        return {'FINISHED'}
+
+
+classes = (SCENE_DIFFUSION_OT_apply_prompt_preset, SCENE_DIFFUSION_OT_lora_add, SCENE_DIFFUSION_OT_lora_remove,
+           SCENE_DIFFUSION_OT_pose_override_add, SCENE_DIFFUSION_OT_pose_override_remove)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -60,14 +60,14 @@ def display_rgb(image: bpy.types.Image) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
-def set_recipe(image: bpy.types.Image, recipe: dict) -> None:
-    """Store how the image was made as an ID-property group, `image["scene_diffusion"]`."""
-    image[RECIPE_KEY] = _id_property_safe(recipe)
+def set_recipe(datablock: bpy.types.ID, recipe: dict) -> None:
+    """Store how it was made as an ID-property group, `datablock["scene_diffusion"]`."""
+    datablock[RECIPE_KEY] = _id_property_safe(recipe)
 
 
-def get_recipe(image: bpy.types.Image) -> dict:
-    value = image.get(RECIPE_KEY)
-    return value.to_dict() if value is not None else {}
+def get_recipe(datablock: bpy.types.ID) -> dict:
+    value = datablock.get(RECIPE_KEY)
+    return value.to_dict() if hasattr(value, "to_dict") else {}
 
 
 def _id_property_safe(value):
@@ -88,6 +88,51 @@ def _id_property_safe(value):
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def write_capture(name: str, kind: str, frame: int, rgb8: np.ndarray, recipe: dict) -> bpy.types.Image:
+    """Store a condition capture (HxWx3 uint8), replacing our own earlier capture of the same
+    kind and frame in place; any other image, the person's included, is left alone."""
+    height, width = rgb8.shape[:2]
+    image = find_capture(kind, frame)
+    if image is None:
+        image = bpy.data.images.new(name, width, height, alpha=True)
+        image.use_fake_user = True
+    elif tuple(image.size) != (width, height):
+        image.scale(width, height)
+    # Conditions are data for the ControlNet, not colours to manage: stored exactly.
+    image.colorspace_settings.name = "Non-Color"
+    set_pixels(image, rgb8.astype(np.float32) / 255.0)
+    image.pack()
+    set_recipe(image, {**recipe, "kind": kind, "frame": frame, "capture": 1})
+    return image
+
+
+def find_capture(kind: str, frame: int) -> bpy.types.Image | None:
+    """Our capture of `kind` at `frame`, if there is one."""
+    for image in bpy.data.images:
+        recipe = get_recipe(image)
+        if recipe.get("capture") and recipe.get("kind") == kind and recipe.get("frame") == frame:
+            return image
+    return None
+
+
+def condition_pixels(image: bpy.types.Image) -> np.ndarray:
+    """An image used as a condition, as HxWx3 uint8 (its stored values, no colour management)."""
+    return np.clip(np.round(get_pixels(image)[..., :3] * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_text(name: str, kind: str, frame: int, body: str) -> bpy.types.Text:
+    """A text datablock (e.g. OpenPose JSON), replacing our own earlier one of that kind and frame."""
+    text = next((t for t in bpy.data.texts if get_recipe(t).get("kind") == kind and get_recipe(t).get("frame") == frame),
+                None)
+    if text is None:
+        text = bpy.data.texts.new(name)
+        text.use_fake_user = True
+    text.clear()
+    text.write(body)
+    set_recipe(text, {"kind": kind, "frame": frame})
+    return text
 
 
 PREVIEW_NAME = "Diffusion Preview"

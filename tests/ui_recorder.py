@@ -48,6 +48,11 @@ class RecordingLayout:
         self._icon(icon)
         self.calls.append(("prop", name))
 
+    def prop_search(self, data, name: str, search_data, search_name: str, **_options) -> None:
+        assert name in data.bl_rna.properties, name
+        assert search_name in search_data.bl_rna.properties, search_name
+        self.calls.append(("prop_search", name))
+
     def prop_enum(self, data, name: str, value: str, **_options) -> None:
         assert value in data.bl_rna.properties[name].enum_items.keys(), (name, value)
         self.calls.append(("prop_enum", name, value))

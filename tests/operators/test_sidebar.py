@@ -9,10 +9,9 @@ from ui_recorder import RecordingLayout
 
 def draw_all(ext_module, context):
     import bpy
-    sidebar = ext_module("panels.sidebar")
     calls = []
-    for cls in sidebar.classes:
-        if not issubclass(cls, bpy.types.Panel):
+    for cls in ext_module("panels.sidebar").classes + ext_module("panels.conditions").classes:
+        if not issubclass(cls, bpy.types.Panel) or (hasattr(cls, "poll") and not cls.poll(context)):
             continue
         panel = types.SimpleNamespace(layout=RecordingLayout(calls), draw_size=getattr(cls, "draw_size", None))
         if hasattr(cls, "draw_header"):
