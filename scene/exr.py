@@ -28,19 +28,23 @@ _PIXEL_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
 _COMPRESSION_NONE = 0
 
 
-def read_exr(path: str, channels: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def read_exr(path: str, channels: tuple[str, ...] | None = None,
+             metadata: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """Channels of an uncompressed scanline EXR file.
 
     Returns full channel name ("ViewLayer.Depth.Z") -> HxW float32 array, rows top-down
     (row 0 = top of the image, as EXR stores it and numpy images expect). UINT channels
     are returned as float32 too. `channels` limits the result (and the work) to those names.
+    metadata: when given, filled with the string attributes of every part's header (Blender
+    writes its stamp and the cryptomatte manifests there).
     """
     with open(path, "rb") as file:
         data = file.read()
-    return decode_exr(data, channels)
+    return decode_exr(data, channels, metadata)
 
 
-def decode_exr(data: bytes, channels: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def decode_exr(data: bytes, channels: tuple[str, ...] | None = None,
+               metadata: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """Like `read_exr`, from the file's bytes."""
     if len(data) < 8 or struct.unpack_from("<i", data, 0)[0] != _MAGIC:
         raise ValueError("not an OpenEXR file")
@@ -53,6 +57,8 @@ def decode_exr(data: bytes, channels: tuple[str, ...] | None = None) -> dict[str
     while True:
         header, pos = _read_header(data, pos)
         headers.append(header)
+        if metadata is not None:
+            metadata.update(header.get("strings", {}))
         if not multipart:
             break
         if data[pos] == 0:  # an empty header ends the list of parts
@@ -94,6 +100,7 @@ def _read_header(data: bytes, pos: int) -> tuple[dict[str, object], int]:
             header[name] = struct.unpack("<i", value)[0]
         elif kind == "string":
             header[name] = value.decode("utf-8", "replace")
+            header.setdefault("strings", {})[name] = header[name]
     return header, pos + 1
 
 

@@ -19,6 +19,13 @@ copy's evaluation at frame N would be written onto the person's objects. So the 
 scene is a third, empty temporary scene (the "clock") set to frame N: the render happens
 at N and the re-evaluation touches nothing of the person's.
 
+Besides the data passes: "cryptomatte" (object names per pixel, with the manifest from
+the EXR header in `RenderedPasses.metadata`: how segmentation tells objects apart without
+writing a pass index onto the person's objects), "freestyle" (line art drawn by Freestyle
+as a pass of the same render, with our own line set and line style made on the copy and
+removed again) and `material_override` (every object rendered with one temporary
+material, through the copy's view layer: the person's materials are not touched).
+
 Why Cycles rather than ray casting: it is faster (see scripts/bench_depth.py) and it sees
 exactly what a render sees: modifiers, curves, hair, instances, true displacement, alpha
 cut-outs (the view layer's alpha threshold), ray visibility, hide_render, collection
@@ -27,11 +34,12 @@ exclusion and indirect-only, with no visibility rules of our own to keep in step
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
@@ -42,7 +50,8 @@ from .exr import read_exr
 __all__ = ["PASSES", "RenderedPasses", "render_passes", "resolve_camera", "capture_size"]
 
 # Our pass name -> (view layer property, names the EXR layer has had, channel letters).
-# Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index".
+# Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index". Letters are
+# matched in either case (5.0 writes cryptomatte channels as r, g, b, a).
 PASSES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "z": ("use_pass_z", ("Depth",), "Z"),
     "normal": ("use_pass_normal", ("Normal",), "XYZ"),
@@ -52,7 +61,14 @@ PASSES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "position": ("use_pass_position", ("Position",), "XYZ"),
     "uv": ("use_pass_uv", ("UV",), "UVA"),
     "combined": ("use_pass_combined", ("Combined",), "RGBA"),
+    # Rank 0 of the object cryptomatte: R = the object's name hash as float bits, G = coverage.
+    "cryptomatte": ("use_pass_cryptomatte_object", ("CryptoObject00",), "RGBA"),
+    # Freestyle strokes over transparency: A = line coverage. Set up by _configure_freestyle.
+    "freestyle": ("", ("Freestyle",), "RGBA"),
 }
+
+# Freestyle's crease angle default: edges between faces meeting at a sharper angle are lines.
+_CREASE_ANGLE = math.radians(134.43)
 
 _TEMPORARY_NAME = ".scene_diffusion_capture"
 
@@ -66,6 +82,7 @@ class RenderedPasses:
         z: planar camera-space depth in scene units (Euclidean distance for panoramic
         cameras), 1e10 where no geometry was hit.
     camera: name of the camera object rendered from; camera_type: 'PERSP', 'ORTHO', 'PANO'.
+    metadata: the EXR header's string attributes (cryptomatte manifests, Blender's stamp).
     """
     images: dict[str, np.ndarray]
     width: int
@@ -74,6 +91,7 @@ class RenderedPasses:
     camera: str
     camera_type: str
     seconds: float
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_camera(scene: bpy.types.Scene, camera: bpy.types.Object | None = None,
@@ -122,11 +140,15 @@ def render_passes(
     height: int | None = None,
     frame: int | None = None,
     view_layer: bpy.types.ViewLayer | None = None,
+    line_thickness: float = 1.0,
+    material_override: bpy.types.Material | None = None,
 ) -> RenderedPasses:
     """Render `passes` of `scene` from `camera` at `frame` with Cycles, changing nothing.
 
     view_layer: whose collection exclusions and flags apply; default: the context's view
     layer when it belongs to `scene`, else the scene's first view layer.
+    line_thickness: Freestyle line width in pixels (the "freestyle" pass).
+    material_override: render every object with this material (e.g. a diagnostic shader).
     """
     unknown = [name for name in passes if name not in PASSES]
     if unknown:
@@ -137,7 +159,9 @@ def render_passes(
     width, height = capture_size(scene, width, height)
     layer_name = _view_layer_name(scene, view_layer)
     started = time.perf_counter()
+    metadata: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
+            _temporary_line_styles(), \
             _temporary_scene(scene.copy()) as copy, \
             _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock, \
             _camera_without_blur(camera, copy) as render_camera:
@@ -146,16 +170,20 @@ def render_passes(
         copy.frame_current = clock.frame_current = frame
         copy.frame_subframe = clock.frame_subframe = subframe
         _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
+        if "freestyle" in passes:
+            _configure_freestyle(copy, copy.view_layers[layer_name], line_thickness)
+        if material_override is not None:
+            copy.view_layers[layer_name].material_override = material_override
         clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
         _render(copy, clock)
         files = [name for name in os.listdir(folder) if name.endswith(".exr")]
         if len(files) != 1:
             raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
-        channels = read_exr(os.path.join(folder, files[0]))
+        channels = read_exr(os.path.join(folder, files[0]), metadata=metadata)
     images = {name: _pass_image(channels, layer_name, name) for name in passes}
     return RenderedPasses(
         images=images, width=width, height=height, frame=frame, camera=camera.name,
-        camera_type=camera.data.type, seconds=time.perf_counter() - started)
+        camera_type=camera.data.type, seconds=time.perf_counter() - started, metadata=metadata)
 
 
 def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
@@ -276,7 +304,10 @@ def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
         if prop.identifier.startswith("use_pass_") and not prop.is_readonly:
             setattr(layer, prop.identifier, False)
     for name in passes:
-        setattr(layer, PASSES[name][0], True)
+        if PASSES[name][0]:
+            setattr(layer, PASSES[name][0], True)
+    if "cryptomatte" in passes:
+        layer.pass_cryptomatte_depth = 2  # the fewest ranks: one EXR layer; one sample has one object
     layer_cycles = getattr(layer, "cycles", None)
     if layer_cycles is not None:
         for prop in layer_cycles.bl_rna.properties:
@@ -289,13 +320,62 @@ def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
             layer.lightgroups.remove(layer.lightgroups[0])
 
 
+def _configure_freestyle(copy: bpy.types.Scene, layer: bpy.types.ViewLayer, thickness: float) -> None:
+    """Freestyle lines of every visible silhouette, border and crease, as a render pass.
+
+    The copy's line sets are copies of the person's (sharing their line styles): they are
+    dropped from the copy and one of ours is made, whose new line style
+    `_temporary_line_styles` removes after the render.
+    """
+    render = copy.render
+    render.use_freestyle = True
+    render.line_thickness_mode = 'ABSOLUTE'
+    render.line_thickness = max(float(thickness), 0.1)
+    layer.use_freestyle = True
+    settings = layer.freestyle_settings
+    settings.mode = 'EDITOR'
+    settings.as_render_pass = True  # lines in their own pass, not drawn over Combined
+    settings.crease_angle = _CREASE_ANGLE
+    settings.use_culling = False
+    settings.use_smoothness = False
+    while settings.linesets:
+        settings.linesets.remove(settings.linesets[0])
+    lines = settings.linesets.new(_TEMPORARY_NAME)
+    lines.select_by_visibility = True
+    lines.visibility = 'VISIBLE'
+    lines.select_by_edge_types = True
+    lines.select_by_face_marks = lines.select_by_collection = lines.select_by_image_border = False
+    for edge_type in ("silhouette", "border", "crease"):
+        setattr(lines, f"select_{edge_type}", True)
+    for edge_type in ("contour", "external_contour", "material_boundary", "suggestive_contour",
+                      "ridge_valley", "edge_mark"):
+        setattr(lines, f"select_{edge_type}", False)
+    style = lines.linestyle
+    style.color = (1.0, 1.0, 1.0)
+    style.alpha = 1.0
+    style.thickness = 1.0
+    style.thickness_position = 'CENTER'
+
+
+@contextlib.contextmanager
+def _temporary_line_styles() -> Iterator[None]:
+    """Line styles made inside the block (by `linesets.new`) are removed when it ends."""
+    before = set(bpy.data.linestyles)
+    try:
+        yield
+    finally:
+        for style in [style for style in bpy.data.linestyles if style not in before]:
+            bpy.data.linestyles.remove(style)
+
+
 def _pass_image(channels: dict[str, np.ndarray], layer_name: str, name: str) -> np.ndarray:
     _, layer_names, letters = PASSES[name]
     for pass_name in layer_names:
-        keys = [f"{layer_name}.{pass_name}.{letter}" for letter in letters]
-        if all(key in channels for key in keys):
-            if len(keys) == 1:
-                return channels[keys[0]]
-            return np.stack([channels[key] for key in keys], axis=-1)
+        for case in (letters, letters.lower()):
+            keys = [f"{layer_name}.{pass_name}.{letter}" for letter in case]
+            if all(key in channels for key in keys):
+                if len(keys) == 1:
+                    return channels[keys[0]]
+                return np.stack([channels[key] for key in keys], axis=-1)
     raise DiffusionError(
         f"The capture render has no {name} pass", f"found only: {', '.join(sorted(channels))}")

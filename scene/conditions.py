@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every ControlNet condition of one camera view at one frame, from one capture render.
+
+`capture_conditions(scene, {"depth", "normal", "canny"}, frame=12)` renders the scene once
+through scene/render.py with the passes those kinds need (depth, normal, object
+cryptomatte, Freestyle lines), turns them into condition images with engine.conditions and
+engine.segmentation, and takes OpenPose from the armatures (scene/pose.py, no render). The
+person's scene, frame and data are left as they were.
+
+Kinds and what they are made from:
+- depth: the Z pass (engine.conditions.depth_to_control: near bright, background black).
+- normal: the Normal pass turned into camera space (scene/normals.py), drawn in the BAE
+  convention of the normal ControlNets (engine.conditions.normal_to_control).
+- canny: cv2.Canny on a picture of the exact passes (normal map + depth), not on a
+  one-sample render: measured at 512x512 on 2 CPU cores, the passes cost no render beyond
+  the one depth needs, and they have no lighting noise and no texture clutter, so edges
+  are the geometry's silhouettes, creases and depth steps (engine.conditions.edges_from_passes).
+- lineart: Freestyle lines (silhouettes, borders, creases) drawn as a pass of the render:
+  the cleaner alternative to Canny, white lines on black.
+- segmentation: the object cryptomatte, each object painted in the ADE20K colour of its
+  class (scene/segmentation.py); no object index is written onto the person's objects.
+- openpose: armatures to OpenPose skeletons (scene/pose.py).
+
+Refused with a DiffusionError, before anything is returned: an empty view, and a camera
+inside an object (see _refuse_inside).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..engine.conditions import depth_to_control, edges_from_passes, lines_to_control, normal_to_control
+from ..engine.errors import DiffusionError
+from ..engine.segmentation import ADE20K_CLASSES, labels_to_control
+from .normals import camera_rotation, to_camera_space
+from .pose import capture_pose
+from .render import capture_size, render_passes, resolve_camera
+from .segmentation import cryptomatte_names, segment_labels
+
+__all__ = ["KINDS", "CaptureOptions", "ConditionImage", "capture_conditions"]
+
+KINDS: tuple[str, ...] = ("depth", "canny", "openpose", "normal", "segmentation", "lineart")
+
+# The render passes each kind is made from ("z" is always rendered: it tells geometry from
+# background for the empty-view and inside-an-object checks).
+_PASSES: dict[str, tuple[str, ...]] = {
+    "depth": ("z",),
+    "canny": ("z", "normal"),
+    "normal": ("z", "normal"),
+    "segmentation": ("z", "cryptomatte"),
+    "lineart": ("z", "freestyle"),
+}
+
+_BACKGROUND_Z = 1e9  # Cycles writes 1e10 where a camera ray hits nothing
+
+# The inside-an-object check runs when at least this share of pixels sees geometry (a
+# camera inside a closed mesh sees no background), and refuses when at least _INSIDE_SHARE
+# of the pixels see back faces. A room or sky dome with the camera inside that shows
+# anything facing the camera (furniture, a character) passes; see _refuse_inside.
+_COVERED_SHARE = 0.99
+_INSIDE_SHARE = 0.98
+_CHECK_SIZE = 64  # long side of the back-face check render, in pixels
+
+_LINE_REFERENCE = 512  # line_thickness is in pixels of a capture this size (short side)
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Settings of the condition kinds (each kind reads its own).
+
+    depth_near, depth_far: scene units mapped to white and to the far grey; None follows
+        the visible range. depth_inverse: normalise 1/z (as MiDaS maps), else z.
+    canny_low, canny_high: cv2.Canny's hysteresis thresholds (0..1020ish; A1111's 100/200).
+    line_thickness: Freestyle line width in pixels at a 512-pixel capture (short side),
+        scaled with the capture size, never under 1 pixel.
+    segment_background: ADE20K class of pixels that see no object ("" = black: no class).
+    pose_occlusion, pose_hands, pose_face: see scene.pose.capture_pose.
+    """
+    depth_near: float | None = None
+    depth_far: float | None = None
+    depth_inverse: bool = True
+    canny_low: int = 100
+    canny_high: int = 200
+    line_thickness: float = 1.0
+    segment_background: str = "sky"
+    pose_occlusion: bool = False
+    pose_hands: bool = True
+    pose_face: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class ConditionImage:
+    """One condition image.
+
+    image: HxWx3 uint8 RGB, rows top-down, in the convention its ControlNet expects.
+    frame, camera: the frame and camera (object name) it was captured at.
+    seconds: its share of the work: the capture render (shared by the pass-based kinds)
+        plus its own processing.
+    extra: per kind: depth {"near", "far"} (scene units, the visible range), segmentation
+        {"classes": object name -> ADE20K class, "" -> background's}, openpose {"json"
+        (OpenPose JSON), "armatures"}, canny {"low", "high"}.
+    """
+    kind: str
+    image: np.ndarray
+    frame: int
+    camera: str
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def capture_conditions(
+    scene: bpy.types.Scene,
+    kinds: Iterable[str],
+    camera: bpy.types.Object | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    frame: int | None = None,
+    options: CaptureOptions = CaptureOptions(),
+) -> dict[str, ConditionImage]:
+    """The condition images of `kinds` (any of KINDS) seen by `camera` at `frame`.
+
+    camera: default the scene camera at `frame` (following camera markers, like a render).
+    width, height: default the scene's output size (with its percentage).
+    frame: default the current frame; the scene's frame and data are never changed.
+    One Cycles render serves all of depth, canny, normal, segmentation and line art.
+    Returns kind -> ConditionImage, in the order of KINDS.
+    """
+    kinds = set(kinds)
+    unknown = kinds - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown condition kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    _check(options)
+    frame_number = scene.frame_current if frame is None else int(frame)
+    camera = resolve_camera(scene, camera, frame_number)
+    width, height = capture_size(scene, width, height)
+    results: dict[str, ConditionImage] = {}
+
+    pass_kinds = [kind for kind in KINDS if kind in kinds and kind in _PASSES]
+    if pass_kinds:
+        passes = tuple(dict.fromkeys(name for kind in pass_kinds for name in _PASSES[kind]))
+        rendered = render_passes(
+            scene, passes, camera=camera, width=width, height=height, frame=frame,
+            # Thinner than a pixel, one-sample strokes fall apart into dashes.
+            line_thickness=max(1.0, options.line_thickness * min(width, height) / _LINE_REFERENCE))
+        z = rendered.images["z"]
+        mask = np.isfinite(z) & (z < _BACKGROUND_Z)
+        if not mask.any():
+            raise DiffusionError(
+                "Nothing is in the camera's view",
+                f"point '{camera.name}' at visible objects: objects hidden from render, in "
+                "excluded collections or beyond the camera's clip distances do not count")
+        if mask.mean() >= _COVERED_SHARE:
+            _refuse_inside(scene, camera, width, height, frame)
+        normals = None
+        if "normal" in passes:
+            started = time.perf_counter()
+            rotation = camera_rotation(scene, camera, frame_number)
+            normals = to_camera_space(rendered.images["normal"], rotation)
+            shared = rendered.seconds + time.perf_counter() - started
+        else:
+            shared = rendered.seconds
+        for kind in pass_kinds:
+            started = time.perf_counter()
+            image, extra = _make(kind, rendered, z, mask, normals, options)
+            results[kind] = ConditionImage(
+                kind=kind, image=image, frame=frame_number, camera=camera.name,
+                seconds=shared + time.perf_counter() - started, extra=extra)
+
+    if "openpose" in kinds:
+        pose = capture_pose(scene, camera=camera, width=width, height=height, frame=frame,
+                            occlusion=options.pose_occlusion, hands=options.pose_hands, face=options.pose_face)
+        results["openpose"] = ConditionImage(
+            kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
+            extra={"json": pose.json, "armatures": list(pose.armatures)})
+    return {kind: results[kind] for kind in KINDS if kind in results}
+
+
+def _check(options: CaptureOptions) -> None:
+    """Settings errors, before anything is rendered."""
+    if not 0 <= options.canny_low <= options.canny_high:
+        raise DiffusionError(
+            f"Canny low threshold {options.canny_low} must be between 0 and the high threshold "
+            f"{options.canny_high}", "lower the low threshold (100 and 200 are the usual values)")
+    if options.segment_background and options.segment_background not in ADE20K_CLASSES:
+        raise DiffusionError(f"'{options.segment_background}' is not an ADE20K class",
+                             "pick the background's class from the list, e.g. sky or wall")
+    if options.line_thickness <= 0:
+        raise DiffusionError("Line thickness must be positive", "set it to 1 pixel or more")
+    # Depth ranges are checked by depth_to_control, also before any render:
+    depth_to_control(np.ones((1, 1)), np.ones((1, 1), bool), options.depth_near, options.depth_far)
+
+
+def _make(kind: str, rendered, z: np.ndarray, mask: np.ndarray, normals: np.ndarray | None,
+          options: CaptureOptions) -> tuple[np.ndarray, dict]:
+    if kind == "depth":
+        image = depth_to_control(z, mask, options.depth_near, options.depth_far, options.depth_inverse)
+        return image, {"near": float(z[mask].min()), "far": float(z[mask].max())}
+    if kind == "normal":
+        return normal_to_control(normals, mask), {}
+    if kind == "canny":
+        return (edges_from_passes(z, mask, normals, options.canny_low, options.canny_high),
+                {"low": options.canny_low, "high": options.canny_high})
+    if kind == "lineart":
+        return lines_to_control(rendered.images["freestyle"][..., 3]), {}
+    segments = segment_labels(rendered, options.segment_background)
+    return labels_to_control(segments.labels), {"classes": segments.classes}
+
+
+def _refuse_inside(scene: bpy.types.Scene, camera: bpy.types.Object, width: int, height: int,
+                   frame: int | None) -> None:
+    """Refuse a camera inside an object: nearly every pixel sees a back face.
+
+    Why a second render: Cycles flips the normal of a back face to face the camera, so the
+    Normal pass cannot tell. A small render with every object shaded by a diagnostic
+    material (emission = Geometry > Backfacing) can, with the object cryptomatte to name
+    the object. It only runs when nearly no background is in view, as inside a closed mesh.
+    A camera inside a solid sees only its inner side: back faces everywhere. A room or sky
+    dome with outward normals also shows back faces, but passes as long as anything in it
+    faces the camera; an empty one is refused with the fix (flip its normals).
+    """
+    scale = _CHECK_SIZE / max(width, height)
+    small = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
+    material = _backfacing_material()
+    try:
+        check = render_passes(scene, ("combined", "cryptomatte"), camera=camera, width=small[0],
+                              height=small[1], frame=frame, material_override=material)
+    finally:
+        bpy.data.materials.remove(material)
+    back = check.images["combined"][..., 0] > 0.5
+    if back.mean() < _INSIDE_SHARE:
+        return
+    hashes = np.ascontiguousarray(check.images["cryptomatte"][..., 0]).view(np.uint32)
+    counts = {name: int(np.count_nonzero(back & (hashes == value)))
+              for value, name in cryptomatte_names(check.metadata).items()}
+    around = [name for name in sorted(counts, key=counts.get, reverse=True)[:2] if counts[name]]
+    inside = " and ".join(f"'{name}'" for name in around) or "an object"
+    raise DiffusionError(
+        f"The camera '{camera.name}' is inside {inside}: it sees only the inside (back faces) of it",
+        "move the camera out of it; if it is a room or a sky dome meant to be seen from inside, "
+        "flip its normals to face the camera (Edit Mode > Mesh > Normals > Flip)")
+
+
+def _backfacing_material() -> bpy.types.Material:
+    """A temporary material that emits 1 on back faces and 0 on front faces."""
+    material = bpy.data.materials.new(".scene_diffusion_backfacing")
+    if material.node_tree is None:  # Blender 4.x makes the node tree on request
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    geometry = nodes.new("ShaderNodeNewGeometry")
+    emission = nodes.new("ShaderNodeEmission")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links = material.node_tree.links
+    links.new(geometry.outputs["Backfacing"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return material
