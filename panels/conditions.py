@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..operators import jobs
 from ..properties import CONDITION_KINDS
 from ..scene.images import find_capture
 from .sidebar import _Sidebar
@@ -42,6 +43,8 @@ class SCENE_DIFFUSION_PT_conditions(_Sidebar, bpy.types.Panel):
                 box.label(text=capture.name, icon='IMAGE_DATA')
 
         layout.prop(conditions, "capture_from")
+        if jobs.is_running():
+            return  # the main panel shows the progress and Cancel
         row = layout.row(align=True)
         row.operator("scene_diffusion.capture_conditions", icon='RESTRICT_RENDER_OFF')
         row.operator("scene_diffusion.generate_image", text="Capture & Generate", icon='RENDER_STILL')

@@ -100,3 +100,40 @@ def test_resolution_out_of_range_is_said_in_the_panel(settings, ext_module, empt
     import bpy
     empty_scene.render.resolution_x = 9000
     assert any("over 4096" in text for text in labels(draw_all(ext_module, bpy.context)))
+
+
+def test_conditions_panel_draws_every_kind_with_its_settings_and_thumbnail(demo_scene_for_panel, ext_module):
+    import bpy
+    conditions = demo_scene_for_panel.scene_diffusion.conditions
+    conditions.enabled_kinds = {identifier for identifier, _, _ in ext_module("properties").CONDITION_KINDS}
+    conditions.depth_range = 'FIXED'
+    bpy.ops.scene_diffusion.capture_conditions(kinds={'DEPTH'})
+    calls = draw_all(ext_module, bpy.context)
+    for kind in ("DEPTH", "CANNY", "OPENPOSE", "NORMAL", "SEGMENTATION", "LINEART"):
+        assert ("prop_enum", "enabled_kinds", kind) in calls
+    for name in ("depth_near", "depth_far", "canny_low", "canny_high", "line_thickness", "pose_occlusion",
+                 "segment_background", "guidance_start", "guidance_end", "source", "capture_from"):
+        assert ("prop", name) in calls, name
+    assert any(c[0] == "template_icon" for c in calls)  # the depth capture's thumbnail
+    assert ("operator", "scene_diffusion.capture_conditions", "", 'RESTRICT_RENDER_OFF') in calls
+
+
+def test_pose_override_list_shows_for_an_armature(empty_scene, ext_module):
+    import bpy
+    bpy.ops.object.armature_add()
+    assert bpy.ops.scene_diffusion.pose_override_add() == {'FINISHED'}
+    calls = draw_all(ext_module, bpy.context)
+    assert ("template_list", "overrides") in calls
+    assert bpy.ops.scene_diffusion.pose_override_remove() == {'FINISHED'}
+    assert len(bpy.context.object.scene_diffusion_pose.overrides) == 0
+
+
+@pytest.fixture
+def demo_scene_for_panel(empty_scene):
+    import math
+    import bpy
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.ops.object.camera_add(location=(0, -6, 2), rotation=(math.radians(80), 0, 0))
+    empty_scene.camera = bpy.context.object
+    empty_scene.render.resolution_x, empty_scene.render.resolution_y = 96, 64
+    return empty_scene
