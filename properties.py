@@ -8,6 +8,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from .engine.detectors import DETECTORS
 from .engine.prompts import FIELD_LABELS, FIELDS, preset_items
 from .engine.schedulers import SCHEDULERS
 
@@ -63,6 +64,21 @@ SceneDiffusionPromptParts = type("SceneDiffusionPromptParts", (bpy.types.Propert
 })
 
 
+# Built once: Blender keeps pointers to the strings of dynamic enum items, so they must live on.
+_DETECTOR_ITEMS = {
+    identifier.lower(): [(name, detector.label, "needs annotator weights from the hub" if detector.needs_weights
+                          else "works offline, no weights")
+                         for name, detector in DETECTORS.items() if detector.kind == identifier.lower()]
+    or [('NONE', "None", "No detector makes this kind")]
+    for identifier, _, _ in CONDITION_KINDS
+}
+
+
+def _detector_items(self, context):
+    """The detectors whose output feeds this row's kind (the kind is the property's own name)."""
+    return _DETECTOR_ITEMS[self.path_from_id().rsplit(".", 1)[-1]]
+
+
 class SceneDiffusionControl(bpy.types.PropertyGroup):
     """Where one condition kind comes from, how strongly it steers the image, over which steps."""
     source: EnumProperty(
@@ -73,6 +89,10 @@ class SceneDiffusionControl(bpy.types.PropertyGroup):
     )
     image: PointerProperty(type=bpy.types.Image, name="Image",
                            description="The condition image to use as it is (white lines, depth, pose, ...)")
+    photo: PointerProperty(type=bpy.types.Image, name="Picture",
+                           description="A picture (photo, sketch, render) to make this condition from with a detector")
+    detector: EnumProperty(name="Detector", items=_detector_items,
+                           description="How the picture becomes this condition")
     scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
                          description="ControlNet conditioning scale: how strongly this condition steers the image")
     guidance_start: FloatProperty(name="Start", default=0.0, min=0.0, max=1.0, subtype='FACTOR',

@@ -162,5 +162,63 @@ class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
         return self.execute(context)
 
 
-classes = (SCENE_DIFFUSION_OT_capture_conditions,)
+class SCENE_DIFFUSION_OT_detect_condition(bpy.types.Operator):
+    bl_idname = "scene_diffusion.detect_condition"
+    bl_label = "Detect"
+    bl_description = ("Make this condition from the picture with the chosen detector, as a new image, "
+                      "and use it for this condition")
+    bl_options = {'REGISTER'}
+
+    kind: bpy.props.StringProperty(name="Kind", description="The condition kind (depth, canny, ...)")
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.is_running()
+
+    def execute(self, context):
+        return self.run(context, blocking=True)
+
+    def invoke(self, context, event):
+        return self.run(context, blocking=False)
+
+    def run(self, context, blocking: bool) -> set[str]:
+        from ..engine.detectors import DETECTORS, detect
+
+        conditions = context.scene.scene_diffusion.conditions
+        try:
+            if self.kind not in KIND_LABELS:
+                raise DiffusionError(f"Unknown condition kind '{self.kind}'", f"use one of {', '.join(KIND_LABELS)}")
+            control = conditions.control(self.kind)
+            photo, name = control.photo, control.detector
+            if photo is None:
+                raise DiffusionError("No picture to detect from", "pick one in the Picture field")
+            if name not in DETECTORS:
+                raise DiffusionError(f"No detector makes {KIND_LABELS[self.kind]} conditions",
+                                     "capture it from the scene, or pick a ready condition image")
+            pixels = images.condition_pixels(photo) if photo.colorspace_settings.is_data else \
+                (images.display_rgb(photo) * 255 + 0.5).astype("uint8")
+            options = dict(allow_online=bpy.app.online_access, canny_low=conditions.canny_low,
+                           canny_high=conditions.canny_high)
+            kind, label, photo_name = self.kind, KIND_LABELS[self.kind], photo.name
+
+            def work(report, cancel):
+                return detect(name, pixels, **options)
+
+            def write(result) -> str:
+                image = images.new_image(f"{label} of {photo_name}", result.astype("float32") / 255.0,
+                                         {"kind": kind, "detector": name, "detected_from": photo_name},
+                                         colorspace="Non-Color")
+                image.preview_ensure()
+                # Looked up again: the scene may have changed while the detector ran.
+                settings = bpy.context.scene.scene_diffusion.conditions.control(kind)
+                settings.source, settings.image = 'IMAGE', image
+                return f"Made '{image.name}' from '{photo_name}' with {DETECTORS[name].label}"
+
+            outcome = jobs.start(work, f"Detect {label}", write, blocking=blocking)
+        except DiffusionError as error:
+            return jobs.report_error(self, error)
+        return jobs.report_outcome(self, outcome) if outcome is not None else {'FINISHED'}
+
+
+classes = (SCENE_DIFFUSION_OT_capture_conditions, SCENE_DIFFUSION_OT_detect_condition)
 register, unregister = bpy.utils.register_classes_factory(classes)

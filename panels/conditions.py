@@ -32,6 +32,12 @@ class SCENE_DIFFUSION_PT_conditions(_Sidebar, bpy.types.Panel):
             box.prop(control, "source", expand=True)
             if control.source == 'IMAGE':
                 box.template_ID(control, "image", open="image.open")
+                sub = box.column(align=True)
+                sub.label(text="Or make it from a picture:")
+                sub.template_ID(control, "photo", open="image.open")
+                row = sub.row(align=True)
+                row.prop(control, "detector", text="")
+                row.operator("scene_diffusion.detect_condition", icon='SHADERFX').kind = kind
             else:
                 draw_kind_settings(box, kind, conditions, context)
             row = box.row(align=True)

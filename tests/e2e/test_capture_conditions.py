@@ -143,3 +143,37 @@ def test_a_condition_can_come_from_the_persons_image(demo_scene, ext_module):
     assert result == {'FINISHED'}
     assert captures() == []  # nothing captured: the sketch was used as it is
     assert made[0]["scene_diffusion"]["controls"][0]["kind"] == "canny"
+
+
+def test_a_detector_makes_the_condition_from_a_picture(demo_scene, ext_module):
+    import bpy
+    images = ext_module("scene.images")
+    photo = bpy.data.images.new("photo", 96, 64)
+    rgb = np.zeros((64, 96, 3), np.float32)
+    rgb[16:48, 24:72] = 0.9  # a bright box
+    images.set_pixels(photo, rgb)
+    control = demo_scene.scene_diffusion.conditions.canny
+    control.photo = photo
+    control.detector = "canny"
+    assert bpy.ops.scene_diffusion.detect_condition(kind="canny") == {'FINISHED'}
+    made = control.image
+    assert control.source == 'IMAGE' and made is not None and made != photo
+    assert made["scene_diffusion"]["detector"] == "canny"
+    edges = images.condition_pixels(made)[..., 0]
+    assert edges[16:48, 24].max() == 255 and edges[32, 48] == 0  # the box's outline, not its inside
+    assert np.allclose(images.get_pixels(photo)[..., :3], rgb, atol=1 / 255)  # the picture is untouched
+
+
+def test_a_detector_without_its_weights_offline_says_what_to_do(demo_scene, ext_module):
+    import bpy
+    control = demo_scene.scene_diffusion.conditions.depth
+    control.photo = bpy.data.images.new("photo", 64, 64)
+    control.detector = "depth_midas"
+    try:
+        result = bpy.ops.scene_diffusion.detect_condition(kind="depth")
+    except RuntimeError:
+        result = {'CANCELLED'}
+    assert result == {'CANCELLED'}
+    message = ext_module("operators.jobs").last_outcome().message
+    assert "annotator weights" in message and "Allow Online Access" in message
+    assert control.image is None and control.source == 'SCENE'
