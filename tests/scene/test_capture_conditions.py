@@ -278,6 +278,28 @@ def test_segmentation_paints_classes_from_names_properties_and_rigs(scene, condi
     assert {tuple(c) for c in image.reshape(-1, 3)} <= {tuple(c) for c in palette.ADE20K_PALETTE.tolist()}
 
 
+def test_segmentation_of_instances_and_material_names(scene, conditions, palette):
+    import bpy
+    _wall(5.0, size=8.0)
+    trees = bpy.data.collections.new("Trees")
+    scene.collection.children.link(trees)
+    tree = _add("cube", (0.0, 50.0, 0.0), "Oak", size=1.0)
+    for owner in list(tree.users_collection):
+        owner.objects.unlink(tree)
+    trees.objects.link(tree)
+    bpy.context.view_layer.layer_collection.children["Trees"].exclude = True  # only its instance shows
+    forest = bpy.data.objects.new("Forest", None)
+    forest.instance_type, forest.instance_collection = 'COLLECTION', trees
+    forest.location = (-2.0, -52.0, 0.0)
+    scene.collection.objects.link(forest)
+    lawn = _add("cube", (2.0, -2.0, 0.0), size=1.0)
+    lawn.data.materials.append(bpy.data.materials.new("Grass"))
+    condition = conditions.capture_conditions(scene, {"segmentation"})["segmentation"]
+    assert condition.extra["classes"]["Oak"] == "tree" and condition.extra["classes"][lawn.name] == "grass"
+    assert tuple(condition.image[_pixel(-2.0, -2.5, 0.0)]) == palette.class_colour("tree")
+    assert tuple(condition.image[_pixel(2.0, -2.5, 0.0)]) == palette.class_colour("grass")
+
+
 def test_segmentation_background_can_be_no_class(scene, conditions):
     _wall(5.0, size=6.0)
     options = conditions.CaptureOptions(segment_background="")
@@ -330,8 +352,9 @@ def test_capture_at_another_frame_sees_that_frame_and_changes_nothing(scene, con
     assert abs(int(now["normal"].image[H - 2, W // 2, 1]) - 255) <= 2
     side = later["normal"].image[H // 2, [1, W - 2], 0].tolist()
     assert 0 in side or 255 in side
-    # The cube moved from x -1 (the hand edit) to x 2 at frame 10: seen by camera-space
-    # depth from a rolled camera it lies elsewhere; compare against a real frame change.
+    for kind in now:  # the cube moved and the camera rolled: every image changed
+        assert not np.array_equal(now[kind].image, later[kind].image), kind
+    # Frame 10 as a render at frame 10 sees it: compare against a real frame change.
     scene.frame_set(10)
     at_ten = conditions.capture_conditions(scene, {"segmentation", "normal", "depth"})
     for kind in at_ten:
