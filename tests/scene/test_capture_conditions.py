@@ -318,6 +318,17 @@ def test_the_segment_property_is_registered_with_automatic_default(scene):
     assert cube.scene_diffusion_segment == "chest_of_drawers"
 
 
+def test_the_segment_property_goes_with_the_extension(extension):
+    import addon_utils
+    import bpy
+    addon_utils.disable(extension.__name__, default_set=True)
+    try:
+        assert not hasattr(bpy.types.Object, "scene_diffusion_segment")
+    finally:
+        assert addon_utils.enable(extension.__name__, default_set=True) is not None
+    assert hasattr(bpy.types.Object, "scene_diffusion_segment")
+
+
 # --- Frames --------------------------------------------------------------------------------------
 
 def _animated(scene):
