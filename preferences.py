@@ -3,9 +3,10 @@
 import os
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import dependencies
+from .engine.models import DEFAULT_CONTROLNETS, FAMILIES, FAMILY_NAMES
 
 INSTALL_OPERATOR = "scene_diffusion.install_dependencies"
 
@@ -36,6 +37,38 @@ class SceneDiffusionPreferences(bpy.types.AddonPreferences):
         subtype='DIR_PATH',
     )
 
+    allow_pickle: BoolProperty(
+        name="Allow Pickle Files",
+        description=("Load .ckpt/.bin/.pt/.pth weights. Pickle files can run any code when they are "
+                     "loaded: only for files you trust"),
+        default=False,
+    )
+    sd15_single_file_config: StringProperty(
+        name="SD 1.5 Configuration",
+        description=("Diffusers folder (or hub id) whose configs single-file SD 1.5 checkpoints load with; "
+                     "empty: stable-diffusion-v1-5 from the cache"),
+    )
+    sdxl_single_file_config: StringProperty(
+        name="SDXL Configuration",
+        description=("Diffusers folder (or hub id) whose configs single-file SDXL checkpoints load with; "
+                     "empty: stable-diffusion-xl-base-1.0 from the cache"),
+    )
+    device: EnumProperty(
+        name="Device", default='AUTO',
+        items=(('AUTO', "Automatic", "NVIDIA GPU, else Apple GPU, else the CPU"),
+               ('cuda', "NVIDIA GPU", "CUDA"), ('mps', "Apple GPU", "Metal"), ('cpu', "CPU", "Slow")),
+        description="Where generations run",
+    )
+    precision: EnumProperty(
+        name="Precision", default='AUTO',
+        items=(('AUTO', "Automatic", "bfloat16 on GPUs that have it, float16 on other GPUs, float32 on the CPU"),
+               ('float32', "float32", "Full precision"), ('float16', "float16", "Half precision"),
+               ('bfloat16', "bfloat16", "Half precision with float32's range")),
+        description="The number format the models run in",
+    )
+    show_controlnets: BoolProperty(name="ControlNets", default=False,
+                                   description="Show the ControlNet used for each condition kind")
+
     def draw(self, context):
         draw_preferences(self.layout, self, context)
 
@@ -47,6 +80,19 @@ def draw_preferences(layout, prefs: SceneDiffusionPreferences, context) -> None:
     box.prop(prefs, "model_cache_dir")
     if not prefs.model_cache_dir:
         box.label(text=f"Using {model_cache_dir(context)}")
+    box.prop(prefs, "allow_pickle")
+    box.prop(prefs, "sd15_single_file_config")
+    box.prop(prefs, "sdxl_single_file_config")
+    row = box.row()
+    row.prop(prefs, "device")
+    row.prop(prefs, "precision")
+    box.prop(prefs, "show_controlnets", icon='TRIA_DOWN' if prefs.show_controlnets else 'TRIA_RIGHT', emboss=False)
+    if prefs.show_controlnets:
+        for family in FAMILIES:
+            column = box.column(align=True)
+            column.label(text=f"{FAMILY_NAMES[family]} ControlNets (empty: the default shown greyed)")
+            for kind, default in DEFAULT_CONTROLNETS[family].items():
+                column.prop(prefs, controlnet_property(family, kind), text=kind.title(), placeholder=default)
 
 
 def draw_dependencies(layout, prefs: SceneDiffusionPreferences) -> None:
@@ -89,6 +135,42 @@ def model_cache_dir(context) -> str:
 def log_file_path() -> str:
     """Where the last install's full pip log is written."""
     return os.path.join(bpy.utils.extension_path_user(__package__, create=True), dependencies.LOG_FILE_NAME)
+
+
+def controlnet_property(family: str, kind: str) -> str:
+    return f"controlnet_{family}_{kind}"
+
+
+# One override field per family and condition kind (empty: the family's default ControlNet).
+for _family in FAMILIES:
+    for _kind, _default in DEFAULT_CONTROLNETS[_family].items():
+        SceneDiffusionPreferences.__annotations__[controlnet_property(_family, _kind)] = StringProperty(
+            name=f"{FAMILY_NAMES[_family]} {_kind} ControlNet",
+            description=f"Hub id or local folder of the {_kind} ControlNet for {FAMILY_NAMES[_family]} models; "
+                        f"empty: {_default}",
+        )
+
+
+def controlnet_overrides(prefs: SceneDiffusionPreferences) -> dict[str, str]:
+    """The engine's `controlnet_overrides`: "<family>:<kind>" -> spec, for the fields filled in."""
+    overrides = {}
+    for family in FAMILIES:
+        for kind in DEFAULT_CONTROLNETS[family]:
+            value = getattr(prefs, controlnet_property(family, kind)).strip()
+            if value:
+                overrides[f"{family}:{kind}"] = bpy.path.abspath(value) if value.startswith("//") else value
+    return overrides
+
+
+def single_file_configs(prefs: SceneDiffusionPreferences) -> dict[str, str]:
+    configs = {"sd15": prefs.sd15_single_file_config.strip(), "sdxl": prefs.sdxl_single_file_config.strip()}
+    return {family: value for family, value in configs.items() if value}
+
+
+def engine_placement(prefs: SceneDiffusionPreferences) -> tuple[str | None, str | None]:
+    """(device, dtype) overrides for the engine; None: automatic."""
+    return (None if prefs.device == 'AUTO' else prefs.device,
+            None if prefs.precision == 'AUTO' else prefs.precision)
 
 
 classes = (SceneDiffusionPreferences,)

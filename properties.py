@@ -4,18 +4,136 @@ import random
 
 import bpy
 from bpy.props import (
-    BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
+    BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+    StringProperty,
 )
+
+from .engine.prompts import FIELD_LABELS, FIELDS, preset_items
+from .engine.schedulers import SCHEDULERS
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SEED_MAX = 2**31 - 1
+
+# Condition kinds captured from the scene, in the order the panel lists them.
+CONDITION_KINDS = (
+    ('DEPTH', "Depth", "Exact depth from the camera: near bright, far dark"),
+    ('CANNY', "Canny", "Edges of a quick render of the scene"),
+    ('OPENPOSE', "OpenPose", "Skeletons of the armatures in view, drawn as OpenPose"),
+    ('NORMAL', "Normal", "Surface directions in camera space"),
+    ('SEGMENTATION', "Segmentation", "Objects coloured by their class (ADE20K palette)"),
+    ('LINEART', "Line Art", "Clean lines from Freestyle"),
+)
+AUTO_ON_OFF = (
+    ('AUTO', "Automatic", "Decide from the free memory of the device"),
+    ('ON', "On", "Always"),
+    ('OFF', "Off", "Never"),
+)
+
+
+class SceneDiffusionLora(bpy.types.PropertyGroup):
+    """One LoRA in the list: a .safetensors file and its weight."""
+    enabled: BoolProperty(name="Enabled", default=True, description="Use this LoRA")
+    path: StringProperty(name="File", subtype='FILE_PATH', description="The LoRA's .safetensors file")
+    weight: FloatProperty(name="Weight", default=1.0, soft_min=-2.0, soft_max=2.0,
+                          description="How strongly the LoRA applies (0: not at all)")
+    few_step: EnumProperty(
+        name="Few-Step", default='AUTO',
+        description="Few-step LoRAs (LCM, Lightning, Hyper-SD, TCD) pick their own scheduler and guidance",
+        items=(
+            ('AUTO', "Automatic", "Recognise few-step LoRAs by their file or folder name"),
+            ('NONE', "Ordinary", "Not a few-step LoRA"),
+            ('LCM', "LCM", "LCM-LoRA: LCM scheduler, 4-8 steps, guidance 1-2"),
+            ('LIGHTNING', "Lightning", "SDXL-Lightning: Euler (trailing), guidance 1"),
+            ('HYPER', "Hyper-SD", "Hyper-SD: DDIM (trailing), guidance 1"),
+            ('HYPER_CFG', "Hyper-SD CFG", "Hyper-SD with CFG: DDIM (trailing), guidance up to 8"),
+            ('TCD', "TCD", "TCD-LoRA: TCD scheduler, guidance 1"),
+        ),
+    )
+
+
+def _prompt_parts_annotations() -> dict:
+    # One StringProperty per field of the seed's "anatomy of a good prompt" (engine/prompts.py).
+    return {name: StringProperty(name=FIELD_LABELS[name][0], description=FIELD_LABELS[name][1])
+            for name in FIELDS}
+
+
+SceneDiffusionPromptParts = type("SceneDiffusionPromptParts", (bpy.types.PropertyGroup,), {
+    "__doc__": "The parts a prompt is built from when the prompt builder is on.",
+    "__annotations__": _prompt_parts_annotations(),
+})
+
+
+class SceneDiffusionControl(bpy.types.PropertyGroup):
+    """Where one condition kind comes from, how strongly it steers the image, over which steps."""
+    source: EnumProperty(
+        name="Source", default='SCENE',
+        items=(('SCENE', "Scene", "Captured from the scene at the frame being generated"),
+               ('IMAGE', "Image", "An image you pick (a photo, a sketch, a detector's output)")),
+        description="Where this condition comes from",
+    )
+    image: PointerProperty(type=bpy.types.Image, name="Image",
+                           description="The condition image to use as it is (white lines, depth, pose, ...)")
+    scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
+                         description="ControlNet conditioning scale: how strongly this condition steers the image")
+    guidance_start: FloatProperty(name="Start", default=0.0, min=0.0, max=1.0, subtype='FACTOR',
+                                  description="The fraction of the steps at which this condition starts to act")
+    guidance_end: FloatProperty(name="End", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
+                                description="The fraction of the steps at which this condition stops acting")
+
+
+class SceneDiffusionConditions(bpy.types.PropertyGroup):
+    enabled_kinds: EnumProperty(
+        name="Conditions", items=CONDITION_KINDS, options={'ENUM_FLAG'}, default={'DEPTH'},
+        description="Which conditions are captured from the scene and steer the image",
+    )
+    depth: PointerProperty(type=SceneDiffusionControl)
+    canny: PointerProperty(type=SceneDiffusionControl)
+    openpose: PointerProperty(type=SceneDiffusionControl)
+    normal: PointerProperty(type=SceneDiffusionControl)
+    segmentation: PointerProperty(type=SceneDiffusionControl)
+    lineart: PointerProperty(type=SceneDiffusionControl)
+
+    depth_range: EnumProperty(
+        name="Depth Range", default='VISIBLE',
+        items=(('VISIBLE', "Visible", "From the nearest to the farthest thing in view"),
+               ('FIXED', "Fixed", "From Near to Far, the same in every frame")),
+        description="Which distances map from bright to dark",
+    )
+    depth_near: FloatProperty(name="Near", default=0.1, min=0.0, unit='LENGTH',
+                              description="Distance shown brightest (fixed range)")
+    depth_far: FloatProperty(name="Far", default=100.0, min=0.0, unit='LENGTH',
+                             description="Distance shown darkest (fixed range)")
+    depth_inverse: BoolProperty(name="Inverse Depth", default=True,
+                                description="Map 1/distance, as the depth estimators ControlNets were trained on "
+                                            "do (more contrast near the camera)")
+    line_thickness: FloatProperty(name="Line Thickness", default=1.0, min=0.1, max=10.0,
+                                  description="Freestyle line width in pixels at 512 pixels (scaled with the size)")
+    segment_background: StringProperty(name="Background Class", default="sky",
+                                       description="ADE20K class of what no object covers (empty: black)")
+    capture_from: EnumProperty(
+        name="Capture From", default='CAMERA',
+        items=(('CAMERA', "Scene Camera", "The scene's camera, as a render sees it"),
+               ('VIEW', "3D Viewport", "The view of the 3D Viewport the button is pressed in (perspective views)")),
+        description="The point of view conditions are captured from when you press Capture",
+    )
+    canny_low: IntProperty(name="Low Threshold", default=100, min=0, max=255,
+                           description="Canny's lower threshold: weaker edges connected to strong ones are kept")
+    canny_high: IntProperty(name="High Threshold", default=200, min=0, max=255,
+                            description="Canny's upper threshold: edges stronger than this are always kept")
+    pose_occlusion: BoolProperty(name="Hide Occluded Joints", default=False,
+                                 description="Leave out joints hidden behind other objects")
+    pose_hands: BoolProperty(name="Hands", default=True, description="Draw hands when the rig has finger bones")
+    pose_face: BoolProperty(name="Face", default=True, description="Draw the face when the rig has face bones")
+
+    def control(self, kind: str) -> SceneDiffusionControl:
+        return getattr(self, kind.lower())
 
 
 class SceneDiffusionSettings(bpy.types.PropertyGroup):
     model: StringProperty(
         name="Model",
         description=("Base model: a Hugging Face hub id, a local diffusers folder, a single "
-                     ".safetensors file, or 'smoke' (random weights, for checking the pipeline)"),
+                     ".safetensors file, or 'smoke' / 'smoke-sdxl' (random weights, for checking the pipeline)"),
         default=DEFAULT_MODEL,
     )
     prompt: StringProperty(
@@ -26,6 +144,14 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
         name="Negative Prompt", description="What the image should not show",
         default="blurry, low quality, deformed",
     )
+    use_prompt_builder: BoolProperty(
+        name="Prompt Builder", default=False,
+        description="Build the prompt from its parts: subject, medium, style, lighting, ...",
+    )
+    prompt_parts: PointerProperty(type=SceneDiffusionPromptParts)
+    prompt_preset: EnumProperty(name="Preset", items=preset_items(),
+                                description="A starting point for the prompt's parts and the negative prompt")
+
     steps: IntProperty(name="Steps", description="Denoising steps", default=20, min=1, max=150)
     guidance: FloatProperty(
         name="Guidance", description="Classifier-free guidance scale (CFG): how closely to follow the prompt",
@@ -36,10 +162,48 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
     randomize_seed: BoolProperty(
         name="Random Seed", description="Pick a new random seed for every generation", default=False,
     )
-    depth_scale: FloatProperty(
-        name="Depth Strength", description="How strongly the scene's depth steers the image (ControlNet scale)",
-        default=1.0, min=0.0, max=2.0,
+    scheduler: EnumProperty(
+        name="Scheduler", description="The sampler that runs the denoising steps",
+        items=[('default', "Model Default", "The scheduler the model comes with")]
+        + [(name, choice.label, choice.class_name) for name, choice in SCHEDULERS.items()],
+        default='default',
     )
+
+    mode: EnumProperty(
+        name="Mode", default='TXT2IMG',
+        items=(('TXT2IMG', "Text to Image", "A new image from the prompt and the scene's conditions"),
+               ('IMG2IMG', "Image to Image", "Redraw an image, keeping as much of it as Strength says"),
+               ('INPAINT', "Inpaint", "Redraw the white parts of a mask on an image")),
+        description="What the generation starts from",
+    )
+    init_image: PointerProperty(type=bpy.types.Image, name="Image",
+                                description="The image to start from (image to image, inpainting)")
+    strength: FloatProperty(name="Strength", default=0.75, min=0.01, max=1.0, subtype='FACTOR',
+                            description="How much of the image is redrawn: 1 redraws all of it")
+    mask_image: PointerProperty(type=bpy.types.Image, name="Mask",
+                                description="White where the image is redrawn, black where it is kept")
+
+    loras: CollectionProperty(type=SceneDiffusionLora, name="LoRAs")
+    active_lora: IntProperty(name="Active LoRA", default=0, min=0)
+
+    tiling: EnumProperty(
+        name="Seamless", default='NONE',
+        items=(('NONE', "Off", "An ordinary image"),
+               ('X', "X", "Wraps left to right (360° panoramas)"),
+               ('Y', "Y", "Wraps top to bottom"),
+               ('XY', "X and Y", "Tiles in both directions (textures)")),
+        description="Make the image wrap around, so it tiles without seams",
+    )
+    memory_offload: EnumProperty(name="CPU Offload", items=AUTO_ON_OFF, default='AUTO',
+                                 description="Keep parts of the model in system memory while others run (slower, less GPU memory)")
+    memory_vae_tiling: EnumProperty(name="VAE Tiling", items=AUTO_ON_OFF, default='AUTO',
+                                    description="Decode large images in tiles (less memory)")
+    memory_attention_slicing: EnumProperty(name="Attention Slicing", items=AUTO_ON_OFF, default='AUTO',
+                                           description="Compute attention in slices (less memory, a little slower)")
+    show_previews: BoolProperty(name="Step Previews", default=True,
+                                description="Show a rough preview of the image while it is denoised")
+
+    conditions: PointerProperty(type=SceneDiffusionConditions)
 
     def next_seed(self) -> int:
         """The seed for the next generation (a new random one if asked for)."""
@@ -48,7 +212,10 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
         return self.seed
 
 
-classes = (SceneDiffusionSettings,)
+classes = (
+    SceneDiffusionLora, SceneDiffusionPromptParts, SceneDiffusionControl, SceneDiffusionConditions,
+    SceneDiffusionSettings,
+)
 
 
 def register() -> None:

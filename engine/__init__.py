@@ -5,6 +5,7 @@ Importing this package is cheap: torch and diffusers load only when `Engine` is 
 It uses only relative imports, so `sys.path.insert(0, repo_root); import engine` works.
 """
 from .errors import Cancelled, DiffusionError
+from .memory import MemoryOptions
 from .requests import (
     CONTROL_KINDS, MODES, CancelToken, ControlUnit, GenerationRequest, GenerationResult,
     LoraSpec, Progress,
@@ -12,7 +13,7 @@ from .requests import (
 
 __all__ = [
     "CONTROL_KINDS", "CancelToken", "Cancelled", "ControlUnit", "DiffusionError", "Engine",
-    "GenerationRequest", "GenerationResult", "LoraSpec", "MODES", "Progress",
+    "GenerationRequest", "GenerationResult", "LoraSpec", "MODES", "MemoryOptions", "Progress",
 ]
 
 

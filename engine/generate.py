@@ -9,18 +9,21 @@ the step callback, so no VAE decode is wasted).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
 
 import numpy as np
 
-from . import models
+from . import memory, models, previews, tiling
 from .devices import Placement, choose_placement
-from .errors import Cancelled
+from .errors import Cancelled, DiffusionError
 from .inputs import check_request, fit_to_size
+from .loras import few_step_of, resolve_loras
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
+from .schedulers import SCHEDULERS, check_scheduler, make_scheduler
 from .smoke_model import SMOKE_NOTE
 
 log = logging.getLogger(__name__)
@@ -35,38 +38,58 @@ class Engine:
         self.cache_dir = cache_dir
         self.placement: Placement = choose_placement(device, dtype)
         self.pipelines = PipelineCache(self.placement)
+        self.memory = memory.MemoryManager(self.placement.device)
+        self.previews = previews.Previews(self.placement.device, self.placement.dtype)
 
     @property
     def loads(self) -> list[str]:
-        """Every model folder read from disk so far, in order."""
+        """Every model folder or weights file (single-file checkpoint, LoRA) read from disk so far, in order."""
         return self.pipelines.loads
 
-    def plan(self, request: GenerationRequest) -> Plan:
-        """The models and pipeline a request needs, found and checked; nothing is loaded."""
-        base = models.resolve_base(request.model, self.cache_dir, request.allow_online)
+    def plan(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> Plan:
+        """The models and pipeline a request needs, found and checked; nothing is loaded.
+
+        Models missing from the cache are downloaded here when the request allows it, with
+        progress events ("Downloading owner/name: 1.2 of 4.3 GB", from the download threads).
+        """
+        check_scheduler(request.scheduler)
+        loras = resolve_loras(request.loras, request.allow_pickle)
+        base = models.resolve_base(request.model, self.cache_dir, request.allow_online, request.allow_pickle,
+                                   request.single_file_configs, on_progress, cancel)
         controlnets = tuple(
             models.resolve_controlnet(unit.model, unit.kind, base, self.cache_dir, request.allow_online,
-                                      request.controlnet_overrides)
+                                      request.controlnet_overrides, request.allow_pickle, on_progress, cancel)
             for unit in request.controls
         )
-        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls))
+        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls), loras)
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
         check_request(request)
+        _check_extras(request)
         started = time.perf_counter()
         _stop_if_cancelled(cancel)
         request, notes = fit_to_size(request)
-        plan = self.plan(request)
+        plan = self.plan(request, on_progress, cancel)
+        request, few_step_notes = few_step_settings(request, plan)
+        notes += few_step_notes
         if plan.base.smoke and plan.base.path not in self.loads:
             log.warning(SMOKE_NOTE)  # once, when it is loaded
+        previewer = None
+        if on_progress is not None and request.preview_every > 0:  # before loading: it may refuse
+            previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
         pipe = self.pipelines.pipeline(plan)
+        # Set for every call: variants share the base's scheduler object, and a fresh one per
+        # generation carries no state over.
+        pipe.scheduler = make_scheduler(request.scheduler, self.pipelines.default_scheduler)
+        choice = self.memory.configure(pipe, request.memory, request.width, request.height, request.num_images,
+                                       request.guidance, len(request.controls), seamless=bool(request.tiling))
         loaded = time.perf_counter()
         _stop_if_cancelled(cancel)
 
-        reporter = _StepReporter(on_progress, cancel)
-        with without_vacuous_dtype_warning():
-            output = pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+        reporter = _StepReporter(on_progress, cancel, previewer, request.preview_every)
+        output = self._call(pipe, request, plan, reporter, choice)
         finished = time.perf_counter()
         return GenerationResult(
             images=[np.asarray(image, dtype=np.float32) for image in output.images],
@@ -76,8 +99,45 @@ class Engine:
             mode=plan.mode,
             controlnets=tuple(c.spec for c in plan.controlnets),
             timings={"load": loaded - started, "denoise": finished - loaded, "total": finished - started},
-            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes,
+            notes=((SMOKE_NOTE,) if plan.base.smoke else ()) + notes + choice.reasons
+            + tuple(filter(None, [tiling.seam_note(pipe, request.tiling, request.width, request.height)])),
         )
+
+    def _call(self, pipe, request: GenerationRequest, plan: Plan, reporter: _StepReporter,
+              choice: memory.MemoryChoice):
+        """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
+        try:
+            with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
+                return pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+        except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
+            if not memory.is_out_of_memory(error):
+                raise
+            log.warning("Out of memory: %s", error)
+            failure = memory.out_of_memory_error(request.width, request.height, choice, self.placement.device)
+        # Raised out here, not in the except block: the error (and its traceback's frames,
+        # which hold the failed call's tensors) is released before the cache is emptied.
+        memory.free_cached(self.placement.device)
+        raise failure
+
+
+def few_step_settings(request: GenerationRequest, plan: Plan) -> tuple[GenerationRequest, tuple[str, ...]]:
+    """The request as a few-step LoRA among its LoRAs needs it: that LoRA's scheduler unless
+    the request names one, and guidance lowered to what the LoRA was distilled for; with notes."""
+    found = few_step_of(plan.loras)
+    if found is None:
+        return request, ()
+    lora, needs = found
+    changes, said = {}, []
+    if request.scheduler == "default":
+        changes["scheduler"] = needs.scheduler
+        said.append(f"{SCHEDULERS[needs.scheduler].label} scheduler")
+    if request.guidance > needs.max_guidance:
+        changes["guidance"] = needs.guidance
+        said.append(f"guidance {needs.guidance:g} instead of {request.guidance:g}")
+    if not changes:
+        return request, ()
+    note = f"{needs.label} LoRA {lora.name}: {', '.join(said)}"
+    return dataclasses.replace(request, **changes), (note,)
 
 
 def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
@@ -126,17 +186,29 @@ def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
     return arguments
 
 
+def _check_extras(request: GenerationRequest) -> None:
+    """Tiling, memory and preview settings, refused before anything is loaded."""
+    tiling.check_axes(request.tiling)
+    memory.check_options(request.memory, request.tiling)
+    previews.check_method(request.preview_method)
+    if request.preview_every < 0:
+        raise DiffusionError(f"Preview every {request.preview_every} steps is negative", "use 0 for no previews")
+
+
 def _stop_if_cancelled(cancel: CancelToken | None) -> None:
     if cancel is not None and cancel.cancelled:
         raise Cancelled()
 
 
 class _StepReporter:
-    """The pipeline's step callback: progress out, cancellation in."""
+    """The pipeline's step callback: progress (and every n-th step a preview) out, cancellation in."""
 
-    def __init__(self, on_progress: ProgressCallback | None, cancel: CancelToken | None) -> None:
+    def __init__(self, on_progress: ProgressCallback | None, cancel: CancelToken | None,
+                 previewer: previews.Previewer | None = None, preview_every: int = 0) -> None:
         self.on_progress = on_progress
         self.cancel = cancel
+        self.previewer = previewer
+        self.preview_every = preview_every
         self.started = time.perf_counter()
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
@@ -147,5 +219,8 @@ class _StepReporter:
             total = pipe.num_timesteps  # the steps that run: fewer than asked in img2img/inpaint
             elapsed = time.perf_counter() - self.started
             eta = elapsed / done * (total - done)
-            self.on_progress(Progress(step=done, total=total, elapsed=elapsed, eta=eta))
+            preview = None
+            if self.previewer is not None and done % self.preview_every == 0:
+                preview = self.previewer(pipe, callback_kwargs["latents"])
+            self.on_progress(Progress(step=done, total=total, elapsed=elapsed, eta=eta, preview=preview))
         return {}

@@ -1,10 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Model specs: what the person names (hub id, local folder, `smoke`) -> a folder to load.
+"""Model specs: what the person names (hub id, local folder, single file, `smoke`) -> what to load.
 
-Nothing here loads weights; it finds them (downloading only when allowed) and tells,
-from the model's own config, which family (SD 1.5 or SDXL) it belongs to and whether
-a ControlNet is a union model (one model, a control mode per condition kind). It also
-refuses, before anything is loaded, ControlNets that cannot run with the base model.
+Nothing here loads weights; it finds them (downloading only when allowed, with progress)
+and tells, from the model's own config or tensors, which family (SD 1.5 or SDXL) it
+belongs to and whether a ControlNet is a union model (one model, a control mode per
+condition kind). It also refuses, before anything is loaded, ControlNets that cannot run
+with the base model, and weights that are damaged or (unless allowed) pickle files.
+
+A single-file checkpoint (`.safetensors`, or a pickle file when allowed) is loaded with
+the configuration files (model layout, scheduler, tokenizers: a few MB, no weights) of a
+diffusers model of its family: the family's standard repository from the local cache or
+the hub, or a local folder the person names. diffusers would otherwise fetch them from
+the hub itself, even when online access is off.
 """
 from __future__ import annotations
 
@@ -12,9 +19,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Callable
 
-from . import smoke_model
+from . import smoke_model, weights
 from .errors import DiffusionError
+from .requests import CancelToken, Progress
+
+ProgressCallback = Callable[[Progress], None]
 
 FAMILIES = ("sd15", "sdxl")
 FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL"}
@@ -56,48 +67,121 @@ UNION_CONTROL_MODES = {
 # Only safetensors weights and their configs: pickle files and fp16/EMA duplicates stay on the hub.
 _PIPELINE_FILES = ["model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors"]
 _CONTROLNET_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+# What loading a single-file checkpoint needs from its family's repository: no weights.
+_CONFIG_FILES = ["model_index.json", "*/*.json", "*/*.txt"]
 _SKIP_FILES = ["*.fp16.*", "*non_ema*", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx",
-               "safety_checker/*", "feature_extractor/*"]
+               "safety_checker/*", "feature_extractor/*",
+               "vae_1_0/*"]  # SDXL base's second, older VAE: not in its model_index.json
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model ready to load: `path` is a local diffusers folder.
+    """A model ready to load: `path` is a local diffusers folder, or a single-file checkpoint.
 
     control_types: for a union ControlNet, how many control modes it has; 0 otherwise.
+    config: for a single-file checkpoint, the diffusers folder whose configs it loads with.
+    pickle: its weights are pickle files (the request allowed them).
     """
     spec: str
     path: str
     family: str
     smoke: bool = False
     control_types: int = 0
+    config: str = ""
+    pickle: bool = False
 
     @property
     def union(self) -> bool:
         return self.control_types > 0
 
     @property
+    def single_file(self) -> bool:
+        return bool(self.config)
+
+    @property
     def label(self) -> str:
-        return f"{self.spec} ({FAMILY_NAMES[self.family]})"
+        name = os.path.basename(self.path) if self.single_file else self.spec
+        return f"{name} ({FAMILY_NAMES[self.family]})"
 
 
-def resolve_base(spec: str, cache_dir: str, allow_online: bool) -> ModelSource:
-    """The base pipeline for a spec, fetched into the local cache if it must be and may be."""
+def resolve_base(spec: str, cache_dir: str, allow_online: bool, allow_pickle: bool = False,
+                 single_file_configs: Mapping[str, str] | None = None, on_progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> ModelSource:
+    """The base pipeline for a spec, fetched into the local cache if it must be and may be.
+
+    single_file_configs: per family ("sd15", "sdxl"), the diffusers folder or hub id whose
+        configs a single-file checkpoint of that family loads with (default: DEFAULT_BASE).
+    on_progress: download progress (Progress with a message), possibly from download threads.
+    """
     spec = spec.strip()
     if not spec:
         raise DiffusionError("No model is set", "type a hub id, a local folder, or 'smoke' in the Model field")
     if smoke_model.is_smoke(spec):
         family = smoke_model.smoke_family(spec)
         return ModelSource(spec, smoke_model.ensure_smoke_pipeline(cache_dir, family), family, smoke=True)
-    path = _local_or_hub(spec, allow_online, _PIPELINE_FILES, what="model")
+    expanded = os.path.expanduser(spec)
+    if os.path.isfile(expanded) or weights.is_weights_file(spec):
+        return _resolve_single_file(spec, expanded, allow_online, allow_pickle, single_file_configs or {},
+                                    on_progress, cancel)
+    path = _local_or_hub(spec, allow_online, _PIPELINE_FILES, what="model", on_progress=on_progress, cancel=cancel)
     if not os.path.isfile(os.path.join(path, "model_index.json")):
         raise DiffusionError(f"{spec} is not a diffusers pipeline folder (no model_index.json)",
                              "pick the folder that holds model_index.json, or a hub id")
-    return ModelSource(spec, path, detect_family(path))
+    family = detect_family(path)
+    pickle = weights.check_model_folder(path, weights.PIPELINE_COMPONENTS, allow_pickle, what="model")
+    return ModelSource(spec, path, family, pickle=pickle)
+
+
+def _resolve_single_file(spec: str, path: str, allow_online: bool, allow_pickle: bool,
+                         configs: Mapping[str, str], on_progress: ProgressCallback | None,
+                         cancel: CancelToken | None) -> ModelSource:
+    _check_model_file(spec, path)
+    checkpoint = weights.inspect_checkpoint(path, allow_pickle)
+    config = single_file_config(checkpoint, configs.get(checkpoint.family, ""), allow_online, on_progress, cancel)
+    return ModelSource(spec, os.path.abspath(path), checkpoint.family, config=config, pickle=checkpoint.pickle)
+
+
+def _check_model_file(spec: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise DiffusionError(f"The model file {spec} does not exist", "check the path")
+    if not weights.is_weights_file(path):
+        raise DiffusionError(f"The model {spec} is a file of an unknown kind",
+                             "pick a .safetensors checkpoint, a diffusers folder or a hub id")
+
+
+def single_file_config(checkpoint: weights.Checkpoint, spec: str, allow_online: bool,
+                       on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> str:
+    """The diffusers folder whose configs and tokenizers `checkpoint` is loaded with, checked
+    against the checkpoint's family and sizes (a mismatch would fail deep inside diffusers)."""
+    family, name = checkpoint.family, FAMILY_NAMES[checkpoint.family]
+    spec = spec.strip() or DEFAULT_BASE[family]
+    what = f"{name} configuration"
+    fix = (f"{os.path.basename(checkpoint.path)} loads with the configuration files of {spec} (model layout and "
+           f"tokenizer: a few MB, no weights): turn on Allow Online Access (Preferences > System) once to fetch "
+           f"them, or set a local {name} diffusers folder as the {name} single-file configuration in the preferences")
+    folder = _local_or_hub(spec, allow_online, _CONFIG_FILES, what=what, on_progress=on_progress, cancel=cancel,
+                           fix=fix)
+    if not os.path.isfile(os.path.join(folder, "model_index.json")):
+        raise DiffusionError(f"The {what} {spec} is not a diffusers pipeline folder (no model_index.json)", fix)
+    unet = read_config(os.path.join(folder, "unet"))
+    config_family = family_of(unet)
+    if config_family != family:
+        raise DiffusionError(f"The checkpoint {os.path.basename(checkpoint.path)} is {name} but its configuration "
+                             f"{spec} is {FAMILY_NAMES[config_family]}", fix)
+    width = (unet.get("block_out_channels") or [0])[0]
+    context = unet.get("cross_attention_dim")
+    if width != checkpoint.unet_width or (isinstance(context, int) and checkpoint.context_width
+                                          and context != checkpoint.context_width):
+        raise DiffusionError(
+            f"The configuration {spec} does not fit the checkpoint {os.path.basename(checkpoint.path)}: its UNet is "
+            f"{width} channels wide with {context}-wide text features, the checkpoint's is {checkpoint.unet_width} "
+            f"with {checkpoint.context_width}", fix)
+    return folder
 
 
 def resolve_controlnet(spec: str | None, kind: str, base: ModelSource, cache_dir: str,
-                       allow_online: bool, overrides: Mapping[str, str] | None = None) -> ModelSource:
+                       allow_online: bool, overrides: Mapping[str, str] | None = None, allow_pickle: bool = False,
+                       on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> ModelSource:
     """The ControlNet for `kind`, first found of: `spec` (the unit's own model), the
     override for "<family>:<kind>" then for "<kind>", the family's default.
 
@@ -119,12 +203,14 @@ def resolve_controlnet(spec: str | None, kind: str, base: ModelSource, cache_dir
         except KeyError:
             raise DiffusionError(f"There is no default {FAMILY_NAMES[base.family]} ControlNet for '{kind}'",
                                  "set one for this kind in the preferences") from None
-    path = _local_or_hub(spec, allow_online, _CONTROLNET_FILES, what="ControlNet")
+    path = _local_or_hub(spec, allow_online, _CONTROLNET_FILES, what="ControlNet", on_progress=on_progress,
+                         cancel=cancel)
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise DiffusionError(f"{spec} is not a ControlNet folder (no config.json)",
                              "pick the folder that holds the ControlNet's config.json, or a hub id")
     config = read_config(path)
-    return ModelSource(spec, path, family_of(config), control_types=union_control_types(path, config))
+    pickle = weights.check_model_folder(path, ("",), allow_pickle, what="ControlNet")
+    return ModelSource(spec, path, family_of(config), control_types=union_control_types(path, config), pickle=pickle)
 
 
 def check_controlnets(base: ModelSource, controlnets: Sequence[ModelSource], kinds: Sequence[str]) -> None:
@@ -206,7 +292,9 @@ def read_config(folder: str) -> dict:
                              "check that the folder holds a complete diffusers model") from None
 
 
-def _local_or_hub(spec: str, allow_online: bool, patterns: list[str], what: str) -> str:
+def _local_or_hub(spec: str, allow_online: bool, patterns: list[str], what: str,
+                  on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                  fix: str = "") -> str:
     expanded = os.path.expanduser(spec)
     if os.path.isdir(expanded):
         return os.path.abspath(expanded)
@@ -215,7 +303,7 @@ def _local_or_hub(spec: str, allow_online: bool, patterns: list[str], what: str)
                              "pick a diffusers folder (with model_index.json or config.json)")
     if looks_like_path(spec):
         raise DiffusionError(f"The {what} folder {spec} does not exist", "check the path")
-    return fetch_from_hub(spec, allow_online, patterns, what)
+    return fetch_from_hub(spec, allow_online, patterns, what, on_progress=on_progress, cancel=cancel, fix=fix)
 
 
 def looks_like_path(spec: str) -> bool:
@@ -224,10 +312,17 @@ def looks_like_path(spec: str) -> bool:
             or (len(spec) > 1 and spec[1] == ":"))
 
 
-def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: str = "model") -> str:
-    """A hub repository's snapshot in the standard Hugging Face cache, downloaded only if allowed."""
+def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: str = "model",
+                   on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                   fix: str = "") -> str:
+    """A hub repository's snapshot in the standard Hugging Face cache, downloaded only if allowed,
+    with progress events ("Downloading owner/name: 1.2 of 4.3 GB") while it downloads."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+    )
+
+    from .downloads import download_snapshot, network_errors
 
     try:
         return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=_SKIP_FILES,
@@ -238,19 +333,30 @@ def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: 
     except LocalEntryNotFoundError:
         pass
     offline = not allow_online or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    fix = ("turn on Allow Online Access (Preferences > System) to download it, pick a local folder, "
-           "or use MODEL=smoke / model 'smoke' to try the pipeline offline")
+    fix = fix or ("turn on Allow Online Access (Preferences > System) to download it, pick a local folder, "
+                  "or use MODEL=smoke / model 'smoke' to try the pipeline offline")
     if offline:
         raise DiffusionError(f"The {what} {repo_id} is not in the local cache and online access is off", fix)
     try:
-        return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=_SKIP_FILES)
-    except OSError as error:  # connection and HTTP errors derive from OSError
+        return download_snapshot(repo_id, patterns, _SKIP_FILES, on_progress, cancel)
+    except GatedRepoError:
+        raise DiffusionError(f"The {what} {repo_id} is gated on the hub: it needs its licence accepted and a login",
+                             "accept its licence on huggingface.co and log in (hf auth login), "
+                             "or pick another model") from None
+    except RepositoryNotFoundError:
+        raise DiffusionError(f"The {what} {repo_id} does not exist on the hub (or it is private)",
+                             "check its name, or pick a local folder") from None
+    except network_errors() as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DiffusionError(
-            f"The {what} {repo_id} is not in the local cache and the hub cannot be reached ({error})", fix,
+            f"The {what} {repo_id} is not in the local cache and the hub cannot be reached ({reason})",
+            "check the internet connection and try again (a partial download resumes), pick a local folder, "
+            "or use the 'smoke' model (make demo MODEL=smoke) to try the pipeline offline",
         ) from None
 
 
-def check_available(spec: str, allow_online: bool) -> None:
+def check_available(spec: str, allow_online: bool, allow_pickle: bool = False,
+                    single_file_configs: Mapping[str, str] | None = None) -> None:
     """Fail fast (no torch, no download) when a base model can be neither found nor fetched."""
     spec = spec.strip()
     if not spec:
@@ -260,7 +366,48 @@ def check_available(spec: str, allow_online: bool) -> None:
     expanded = os.path.expanduser(spec)
     if os.path.isdir(expanded):
         return
+    if os.path.isfile(expanded) or weights.is_weights_file(spec):
+        _check_model_file(spec, expanded)
+        if weights.is_pickle(expanded) and not allow_pickle:
+            weights.refuse_pickle(expanded, "model")
+        if weights.is_pickle(expanded):
+            return  # reading a pickle file's tensor names means loading it: left to the generation
+        checkpoint = weights.inspect_checkpoint(expanded, allow_pickle)
+        config = (single_file_configs or {}).get(checkpoint.family, "").strip()
+        if not allow_online or os.path.isdir(os.path.expanduser(config)) or looks_like_path(config):
+            single_file_config(checkpoint, config, allow_online=False)  # raises unless local or cached
+        return
     if os.path.exists(expanded) or looks_like_path(spec):
         _local_or_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises the path's error
     if not allow_online or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         fetch_from_hub(spec, allow_online, _PIPELINE_FILES, what="model")  # raises unless cached
+
+
+def peek_family(spec: str) -> str | None:
+    """The family of a model spec if it can be told cheaply (no torch, no network), else None.
+
+    For the sidebar: smoke models, local folders, single-file headers, and hub ids whose
+    config is in the local cache.
+    """
+    spec = spec.strip()
+    try:
+        if smoke_model.is_smoke(spec):
+            return smoke_model.smoke_family(spec)
+        expanded = os.path.expanduser(spec)
+        if os.path.isdir(expanded):
+            return detect_family(expanded)
+        if os.path.isfile(expanded):
+            if weights.is_pickle(expanded):
+                return None  # its tensor names are only readable by unpickling it
+            return weights.inspect_checkpoint(expanded, allow_pickle=False).family
+        if not spec or looks_like_path(spec):
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "unet/config.json")
+        if isinstance(cached, str):
+            with open(cached, encoding="utf-8") as f:
+                return family_of(json.load(f))
+    except (DiffusionError, OSError, ValueError):
+        return None
+    return None

@@ -4,8 +4,13 @@
 One base model is kept loaded at a time; every pipeline variant (text-to-image,
 image-to-image, inpainting, each with or without ControlNets) is made of its modules,
 like `from_pipe`, sharing the weights instead of loading them again. `loads` records
-every folder read from disk, so callers (and tests) can see that switching modes, or a
-second generation, loaded nothing.
+every folder or file read from disk, so callers (and tests) can see that switching modes,
+or a second generation, loaded nothing.
+
+Models are checked on disk when they are planned (see engine.weights), before the loaded
+model is let go, so a damaged file leaves the engine with the model it had. LoRAs live
+in the base pipeline as adapters (engine.loras) and the scheduler is set per generation,
+so neither reloads anything.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import logging
 from dataclasses import dataclass
 
 from .devices import Placement, torch_dtype
+from .errors import DiffusionError
+from .loras import LoraAdapters, LoraSource
 from .models import ModelSource, check_controlnets, union_mode
 from .requests import MODES
 
@@ -50,6 +57,7 @@ class Plan:
     mode: str
     controlnets: tuple[ModelSource, ...] = ()
     kinds: tuple[str, ...] = ()
+    loras: tuple[LoraSource, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -88,21 +96,37 @@ class PipelineCache:
         self._base = None
         self._controlnets: dict[str, object] = {}
         self._variants: dict[tuple, object] = {}
+        self._loras: LoraAdapters | None = None
+        self._default_scheduler = None
 
     @property
     def current_base(self):
         """The loaded base pipeline, or None."""
         return self._base
 
+    @property
+    def default_scheduler(self):
+        """The loaded model's own scheduler, as it came with the model."""
+        return self._default_scheduler
+
+    @property
+    def loras(self) -> LoraAdapters | None:
+        """The LoRA adapters of the loaded base model."""
+        return self._loras
+
     def clear(self) -> None:
         self._base_source = None
         self._base = None
         self._controlnets.clear()
         self._variants.clear()
+        self._loras = None
+        self._default_scheduler = None
 
     def pipeline(self, plan: Plan):
-        """The pipeline that runs `plan`, sharing the base pipeline's weights."""
+        """The pipeline that runs `plan`, sharing the base pipeline's weights, with the plan's
+        LoRAs active (and no others)."""
         pipe = self._load_base(plan.base)
+        self._loras.apply(plan.loras, self.loads)
         key = (plan.mode, tuple(c.path for c in plan.controlnets))
         if key == ("txt2img", ()):
             return pipe
@@ -119,19 +143,31 @@ class PipelineCache:
     def _load_base(self, source: ModelSource):
         """The base text-to-image pipeline for `source`, loaded once."""
         if self._base_source != source:
-            self.clear()  # free the previous model before loading the next
+            # Free the previous model before loading the next: two at once may not fit. Its files
+            # were checked when planned, so what fails from here is rare, and leaves no model.
+            self.clear()
             from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
             cls = StableDiffusionXLPipeline if source.family == "sdxl" else StableDiffusionPipeline
             extra = {} if source.family == "sdxl" else {"safety_checker": None, "feature_extractor": None,
                                                          "requires_safety_checker": False}
-            pipe = cls.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
-                                       local_files_only=True, use_safetensors=True, **extra)
+            dtype = torch_dtype(self.placement.dtype)
+            with _load_errors_explained(f"the model {source.label}"):
+                if source.single_file:
+                    # The configs come from a local folder: diffusers would otherwise fetch them.
+                    pipe = cls.from_single_file(source.path, config=source.config, dtype=dtype,
+                                                local_files_only=True, **extra)
+                else:
+                    # Pickle allowed: safetensors still first, pickle files where there are none.
+                    pipe = cls.from_pretrained(source.path, dtype=dtype, local_files_only=True,
+                                               use_safetensors=None if source.pickle else True, **extra)
             self.loads.append(source.path)
             if self.placement.device != "cpu":  # loaded on the CPU already
                 pipe.to(self.placement.device)
             pipe.set_progress_bar_config(disable=True)
             self._base, self._base_source = pipe, source
+            self._default_scheduler = pipe.scheduler
+            self._loras = LoraAdapters(pipe, source.label, source.family)
         return self._base
 
     def _load_controlnet(self, source: ModelSource):
@@ -139,8 +175,10 @@ class PipelineCache:
             from diffusers import ControlNetModel, ControlNetUnionModel
 
             cls = ControlNetUnionModel if source.union else ControlNetModel
-            model = cls.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
-                                        local_files_only=True, use_safetensors=True)
+            with _load_errors_explained(f"the ControlNet {source.spec}"):
+                model = cls.from_pretrained(source.path, dtype=torch_dtype(self.placement.dtype),
+                                            local_files_only=True,
+                                            use_safetensors=None if source.pickle else True)
             self.loads.append(source.path)
             if self.placement.device != "cpu":
                 model.to(self.placement.device)
@@ -156,6 +194,23 @@ class PipelineCache:
             return models[0]  # a shared union model takes every unit as one of its modes
         # A model used by several units appears several times: the weights are shared.
         return MultiControlNetUnionModel(models) if plan.controls == "union" else MultiControlNetModel(models)
+
+
+@contextlib.contextmanager
+def _load_errors_explained(what: str):
+    """diffusers' loading errors as a DiffusionError: the files do not hold what they should.
+
+    Files are checked before loading (engine.weights); this catches what only loading shows,
+    such as weights of other sizes than the config says.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+        raise DiffusionError(f"Cannot load {what}: {error}",
+                             "check that its files are complete and belong together (download it again), "
+                             "or pick another") from error
 
 
 def _sharing(cls, pipe, **replacements):

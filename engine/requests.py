@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .memory import MemoryOptions
+
 CONTROL_KINDS = (
     "depth", "canny", "openpose", "normal", "segmentation",
     "lineart", "scribble", "softedge", "mlsd",
@@ -39,9 +41,16 @@ class ControlUnit:
 
 @dataclass(frozen=True)
 class LoraSpec:
-    """A LoRA `.safetensors` file and the weight it is applied with."""
+    """A LoRA `.safetensors` file and the weight it is applied with (0: off).
+
+    few_step: "auto" (recognised by its file or folder name, see engine.loras), "none" (an
+        ordinary LoRA), or the kind of few-step LoRA it is: "lcm", "lightning", "hyper",
+        "hyper_cfg", "tcd". A few-step LoRA picks its scheduler (unless the request names
+        one) and lowers guidance it cannot take.
+    """
     path: str
     weight: float = 1.0
+    few_step: str = "auto"
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,11 +62,17 @@ class GenerationRequest:
     strength: how much of the init image is redrawn, 0..1 (1: all of it; in inpainting, the
         masked area from scratch); diffusers runs about steps x strength denoising steps.
     mask: HxW float32 0..1 the size of the init image, >= 0.5 = repaint (inpainting).
-    tiling: "" (none), "x", "y" or "xy": seamless along those axes.
+    tiling: "" (none), "x", "y" or "xy": seamless along those axes (the image wraps around:
+        "x" for 360° panoramas, "xy" for tileable textures).
     model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.
+    scheduler: "default" (the model's own) or a name from engine.schedulers.SCHEDULER_NAMES.
     controlnet_overrides: the ControlNet spec to use per condition kind instead of the family
         default, keyed "<kind>" or "<family>:<kind>" ("sdxl:depth"; wins over "depth");
         empty values are ignored. A unit's own `model` wins over both.
+    preview_every: 0 for no previews; n for a preview image in the progress event of every
+        n-th step (see engine/previews.py), made by `preview_method`: "auto", "linear" (a 4x3
+        colour matrix, 1/8 size, nearly free) or "tiny_vae" (TAESD, from the local cache).
+    memory: CPU offload, VAE tiling and attention slicing, each "auto", "on" or "off".
     """
     prompt: str
     negative_prompt: str = ""
@@ -77,7 +92,14 @@ class GenerationRequest:
     loras: tuple[LoraSpec, ...] = ()
     num_images: int = 1
     allow_online: bool = False
+    # Pickle weights (.ckpt, .bin, .pt, .pth) can run code when loaded: refused unless True.
+    allow_pickle: bool = False
+    # Per family ("sd15", "sdxl"): the diffusers folder or hub id whose configs and tokenizers a
+    # single-file checkpoint loads with; empty: the family's standard repository (cached or fetched).
+    single_file_configs: dict[str, str] = field(default_factory=dict)
     preview_every: int = 0  # 0: no previews; n: a preview image every n steps
+    preview_method: str = "auto"
+    memory: MemoryOptions = MemoryOptions()
 
     @property
     def mode(self) -> str:

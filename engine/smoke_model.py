@@ -18,7 +18,7 @@ SMOKE_NOTE = "smoke model: random weights, for checking the pipeline (its images
 SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15", "smoke-sdxl": "sdxl"}
 
 # The layout every smoke folder shares; bump to rebuild caches written by older code.
-_FORMAT = 2
+_FORMAT = 3
 
 
 def is_smoke(spec: str) -> bool:
@@ -87,15 +87,17 @@ _UNET_BLOCKS = dict(
     norm_num_groups=32,
 )
 
-# SDXL's UNet sees both text encoders' hidden states side by side (32 + 32), and adds
-# an embedding of the pooled text (32, the projection) and six size/crop numbers (6 x 8).
-_TEXT_HIDDEN, _TIME_EMBED = 32, 8
+# SDXL's UNet sees both text encoders' hidden states side by side (32 + 48), and adds
+# an embedding of the pooled text (48, the second encoder's projection) and six size/crop
+# numbers (6 x 8). The second encoder is wider than the first, as in the real SDXL (768 and
+# 1280): diffusers' single-file loader tells the two apart by their widths.
+_TEXT_HIDDEN, _TEXT_HIDDEN_2, _TIME_EMBED = 32, 48, 8
 _SDXL_BLOCKS = dict(
     _UNET_BLOCKS,
-    cross_attention_dim=2 * _TEXT_HIDDEN,
+    cross_attention_dim=_TEXT_HIDDEN + _TEXT_HIDDEN_2,
     addition_embed_type="text_time",
     addition_time_embed_dim=_TIME_EMBED,
-    projection_class_embeddings_input_dim=_TEXT_HIDDEN + 6 * _TIME_EMBED,
+    projection_class_embeddings_input_dim=_TEXT_HIDDEN_2 + 6 * _TIME_EMBED,
 )
 
 
@@ -131,13 +133,13 @@ def _tokenizer():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _text_encoder(vocab_size: int, with_projection: bool = False):
+def _text_encoder(vocab_size: int, with_projection: bool = False, hidden: int = _TEXT_HIDDEN):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        hidden_size=_TEXT_HIDDEN, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        hidden_size=hidden, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         bos_token_id=0, eos_token_id=1, pad_token_id=1, vocab_size=vocab_size,
-        projection_dim=_TEXT_HIDDEN,
+        projection_dim=hidden,
     )
     # SDXL's second encoder also gives the pooled, projected text embedding.
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
@@ -172,7 +174,7 @@ def _build_base(family: str):
         # The real SDXL base ships an Euler scheduler with "leading" spacing.
         return StableDiffusionXLPipeline(
             vae=_vae(), text_encoder=_text_encoder(len(tokenizer)),
-            text_encoder_2=_text_encoder(len(tokenizer), with_projection=True),
+            text_encoder_2=_text_encoder(len(tokenizer), with_projection=True, hidden=_TEXT_HIDDEN_2),
             tokenizer=tokenizer, tokenizer_2=_tokenizer(), unet=unet,
             scheduler=EulerDiscreteScheduler(timestep_spacing="leading", **noise_schedule),
         )

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: glue between the scene (scene/) and the engine (engine/)."""
-from . import dependencies, image, jobs
+from . import capture, dependencies, image, jobs, settings
 
-_modules = (jobs, image, dependencies)
+_modules = (jobs, capture, image, settings, dependencies)
 
 
 def register() -> None:

@@ -1,21 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Generate Image: a "render with diffusion" from the active camera, steered by its depth."""
+"""Generate Image: a "render with diffusion" from the active camera, steered by the scene."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import bpy
 
 from .. import dependencies, preferences
 from ..engine import models
-from ..engine.conditions import depth_to_control
 from ..engine.errors import DiffusionError
-from ..engine.requests import ControlUnit, GenerationRequest, GenerationResult
+from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
-from ..scene.depth import capture_depth
-from ..scene.render import resolve_camera
-from . import jobs
+from . import capture, jobs
+from .request import build_request, describe
 
 
 @dataclass(frozen=True)
@@ -23,6 +22,7 @@ class ImageJob:
     """Everything captured on the main thread; the worker needs nothing else."""
     request: GenerationRequest
     cache_dir: str
+    placement: tuple[str | None, str | None]
     scene_name: str
     frame: int
     size_note: str
@@ -39,42 +39,31 @@ def prepare(context: bpy.types.Context) -> ImageJob:
     """Validate and capture on the main thread. Raises DiffusionError and changes nothing."""
     scene = context.scene
     settings = scene.scene_diffusion
+    prefs = preferences.addon_preferences(context)
     require_dependencies()
-    camera = resolve_camera(scene)
     size = scene_camera.output_size(scene)
-    allow_online = bpy.app.online_access
-    models.check_available(settings.model, allow_online)
-    depth = capture_depth(scene, camera, size.width, size.height)
-    control = ControlUnit("depth", depth_to_control(depth.z, depth.mask), scale=settings.depth_scale)
+    models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
+                           preferences.single_file_configs(prefs))
+    # Every check that can fail runs before the capture writes its condition images.
+    request = build_request(context, size.width, size.height, (), seed=settings.seed)
+    captured = capture.capture(scene, capture.enabled_kinds(scene), size, scene.frame_current)
+    request = dataclasses.replace(request, controls=captured.units)
     # Only now, with every check passed, may the seed change.
-    seed = settings.next_seed()
-    request = GenerationRequest(
-        prompt=settings.prompt, negative_prompt=settings.negative_prompt,
-        width=size.width, height=size.height, steps=settings.steps, guidance=settings.guidance,
-        seed=seed, model=settings.model.strip(), controls=(control,), allow_online=allow_online,
-    )
-    return ImageJob(request, preferences.model_cache_dir(context), scene.name, scene.frame_current,
-                    size.describe() if size.rounded else "")
+    if settings.randomize_seed:
+        request = dataclasses.replace(request, seed=settings.next_seed())
+    return ImageJob(request, preferences.model_cache_dir(context), preferences.engine_placement(prefs),
+                    scene.name, scene.frame_current, size.describe() if size.rounded else "")
 
 
 def recipe(job: ImageJob, result: GenerationResult) -> dict:
-    request = job.request
     return {
         "kind": "image",
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
+        **describe(job.request),
         "seed": result.seed,
-        "model": request.model,
         "family": result.family,
-        "steps": request.steps,
-        "guidance": request.guidance,
-        "width": request.width,
-        "height": request.height,
+        "controlnets": list(result.controlnets),
         "frame": job.frame,
         "scene": job.scene_name,
-        "controls": [{"kind": u.kind, "scale": u.scale, "guidance_start": u.guidance_start,
-                      "guidance_end": u.guidance_end, "model": u.model or "default"}
-                     for u in request.controls],
         "notes": list(result.notes),
     }
 
@@ -97,7 +86,7 @@ def write_result(job: ImageJob, result: GenerationResult) -> str:
 class SCENE_DIFFUSION_OT_generate_image(bpy.types.Operator):
     bl_idname = "scene_diffusion.generate_image"
     bl_label = "Generate Image"
-    bl_description = ("Generate an image from the active camera, steered by the scene's exact depth, "
+    bl_description = ("Generate an image from the active camera, steered by the scene's conditions, "
                       "into a new image datablock")
     bl_options = {'REGISTER'}
 
@@ -114,10 +103,9 @@ class SCENE_DIFFUSION_OT_generate_image(bpy.types.Operator):
     def run(self, context, blocking: bool) -> set[str]:
         try:
             job = prepare(context)
-            cache_dir = job.cache_dir
 
             def work(report, cancel):
-                return jobs.engine(cache_dir).generate(job.request, report, cancel)
+                return jobs.engine(job.cache_dir, *job.placement).generate(job.request, report, cancel)
 
             outcome = jobs.start(work, "Generate Image", lambda result: write_result(job, result),
                                  blocking=blocking)

@@ -21,6 +21,7 @@ from bpy.app.handlers import persistent
 from ..engine.errors import DiffusionError
 from ..engine.jobs import Failed, Finished, Job, WasCancelled, Worker
 from ..engine.requests import Progress
+from ..scene import images
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,22 @@ class _Running:
 
 _worker = Worker()
 _engine = None  # created and used on the worker thread only
+_placement_asked: tuple[str | None, str | None] = (None, None)
 _running: _Running | None = None
 _last_outcome: Outcome | None = None
 
 
-def engine(cache_dir: str):
-    """The session's engine (models stay loaded between jobs). Call from the worker thread."""
-    global _engine
-    if _engine is None:
+def engine(cache_dir: str, device: str | None = None, dtype: str | None = None):
+    """The session's engine (models stay loaded between jobs). Call from the worker thread.
+
+    A new device or precision override makes a new engine (the old one's models are freed).
+    """
+    global _engine, _placement_asked
+    if _engine is None or _placement_asked != (device, dtype):
         from ..engine.generate import Engine
-        _engine = Engine(cache_dir)
+        _engine = None  # let the old models go before new ones load
+        _engine = Engine(cache_dir, device, dtype)
+        _placement_asked = (device, dtype)
     _engine.cache_dir = cache_dir
     return _engine
 
@@ -137,14 +144,19 @@ def drain() -> Outcome | None:
     if running is None:
         return None
     outcome = None
+    preview = None
     while outcome is None and not running.job.events.empty():
         event = running.job.events.get_nowait()
         if isinstance(event, Progress):
             running.status.step, running.status.total = event.step, event.total
             running.status.eta = event.eta
             running.status.message = event.message or running.status.message
+            if event.preview is not None:
+                preview = event.preview  # only the newest is worth showing
         else:
             outcome = _conclude(running, event)
+    if preview is not None and outcome is None and not running.abandoned:
+        images.show_preview(preview)
     if outcome is not None:
         _running = None
         _last_outcome = outcome

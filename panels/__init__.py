@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Panels only draw: no logic, no data changes."""
-from . import sidebar
+from . import conditions, sidebar
 
-_modules = (sidebar,)
+_modules = (sidebar, conditions)
 
 
 def register() -> None:

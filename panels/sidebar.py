@@ -6,9 +6,26 @@ import bpy
 
 from .. import dependencies
 from ..engine.errors import DiffusionError
+from ..engine.models import FAMILY_NAMES, peek_family
+from ..engine.prompts import estimated_tokens
 from ..engine.smoke_model import SMOKE_NOTE, is_smoke
 from ..operators import jobs
+from ..operators.request import effective_prompt
 from ..scene.camera import output_size
+
+
+_families: dict[str, str] = {}
+
+
+def family_label(spec: str) -> str:
+    # Known families are cached: the sidebar redraws often. Unknown ones are looked up again,
+    # so a model shows its family once it has been downloaded.
+    if spec not in _families:
+        family = peek_family(spec)
+        if family is None:
+            return "family unknown until downloaded"
+        _families[spec] = FAMILY_NAMES[family]
+    return _families[spec]
 
 
 def draw_progress(layout: bpy.types.UILayout) -> bool:
@@ -22,12 +39,15 @@ def draw_progress(layout: bpy.types.UILayout) -> bool:
     return True
 
 
-class SCENE_DIFFUSION_PT_generate(bpy.types.Panel):
-    bl_label = "Scene Diffusion"
-    bl_idname = "SCENE_DIFFUSION_PT_generate"
+class _Sidebar:
     bl_space_type = 'VIEW_3D'
     bl_region_type = 'UI'
     bl_category = "Diffusion"
+
+
+class SCENE_DIFFUSION_PT_generate(_Sidebar, bpy.types.Panel):
+    bl_label = "Scene Diffusion"
+    bl_idname = "SCENE_DIFFUSION_PT_generate"
 
     def draw(self, context):
         layout = self.layout
@@ -48,7 +68,15 @@ class SCENE_DIFFUSION_PT_generate(bpy.types.Panel):
         col.prop(settings, "model")
         if is_smoke(settings.model):
             col.label(text=SMOKE_NOTE, icon='INFO')
-        col.prop(settings, "prompt", text="")
+        else:
+            col.label(text=family_label(settings.model.strip()), icon='FILE_3D')
+        if settings.use_prompt_builder:
+            col.label(text=effective_prompt(settings) or "(fill the Prompt Builder's parts)", icon='TEXT')
+        else:
+            col.prop(settings, "prompt", text="")
+        tokens = estimated_tokens(effective_prompt(settings))
+        if tokens > 75:
+            col.label(text=f"About {tokens} tokens: the text encoder reads only the first 75", icon='ERROR')
         col.prop(settings, "negative_prompt", text="", icon='REMOVE')
 
         col = layout.column(align=True)
@@ -57,7 +85,7 @@ class SCENE_DIFFUSION_PT_generate(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(settings, "seed")
         row.prop(settings, "randomize_seed", text="", icon='FILE_REFRESH')
-        layout.prop(settings, "depth_scale")
+        layout.prop(settings, "scheduler")
         self.draw_size(layout, context.scene)
 
         if not draw_progress(layout):
@@ -80,11 +108,95 @@ class SCENE_DIFFUSION_PT_generate(bpy.types.Panel):
             layout.label(text=f"Size {size.width}×{size.height}")
 
 
+class SCENE_DIFFUSION_PT_prompt_builder(_Sidebar, bpy.types.Panel):
+    bl_label = "Prompt Builder"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.scene_diffusion, "use_prompt_builder", text="")
+
+    def draw(self, context):
+        settings = context.scene.scene_diffusion
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(settings, "prompt_preset", text="")
+        row.operator("scene_diffusion.apply_prompt_preset", text="Apply")
+        col = layout.column(align=True)
+        col.active = settings.use_prompt_builder
+        for name in settings.prompt_parts.__annotations__:
+            col.prop(settings.prompt_parts, name)
+
+
+class SCENE_DIFFUSION_PT_mode(_Sidebar, bpy.types.Panel):
+    bl_label = "Start From"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        settings = context.scene.scene_diffusion
+        layout = self.layout
+        layout.prop(settings, "mode", expand=True)
+        if settings.mode == 'TXT2IMG':
+            return
+        layout.template_ID(settings, "init_image", open="image.open")
+        layout.prop(settings, "strength")
+        if settings.mode == 'INPAINT':
+            layout.template_ID(settings, "mask_image", open="image.open")
+
+
+class SCENE_DIFFUSION_UL_loras(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        row.prop(item, "path", text="", emboss=False)
+        row.prop(item, "weight", text="")
+
+
+class SCENE_DIFFUSION_PT_loras(_Sidebar, bpy.types.Panel):
+    bl_label = "LoRAs"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        settings = context.scene.scene_diffusion
+        layout = self.layout
+        row = layout.row()
+        row.template_list("SCENE_DIFFUSION_UL_loras", "", settings, "loras", settings, "active_lora", rows=3)
+        col = row.column(align=True)
+        col.operator("scene_diffusion.lora_add", text="", icon='ADD')
+        col.operator("scene_diffusion.lora_remove", text="", icon='REMOVE')
+        if 0 <= settings.active_lora < len(settings.loras):
+            item = settings.loras[settings.active_lora]
+            layout.prop(item, "path")
+            layout.prop(item, "few_step")
+
+
+class SCENE_DIFFUSION_PT_advanced(_Sidebar, bpy.types.Panel):
+    bl_label = "Advanced"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        settings = context.scene.scene_diffusion
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(settings, "tiling")
+        layout.prop(settings, "show_previews")
+        col = layout.column(heading="Memory")
+        col.prop(settings, "memory_offload")
+        col.prop(settings, "memory_vae_tiling")
+        col.prop(settings, "memory_attention_slicing")
+
+
 def draw_status_bar(self, context) -> None:
     draw_progress(self.layout)
 
 
-classes = (SCENE_DIFFUSION_PT_generate,)
+classes = (
+    SCENE_DIFFUSION_PT_generate, SCENE_DIFFUSION_PT_prompt_builder, SCENE_DIFFUSION_PT_mode,
+    SCENE_DIFFUSION_UL_loras, SCENE_DIFFUSION_PT_loras, SCENE_DIFFUSION_PT_advanced,
+)
 
 
 def register() -> None:

@@ -46,14 +46,28 @@ def get_pixels(image: bpy.types.Image) -> np.ndarray:
     return flat.reshape(height, width, 4)[::-1].copy()
 
 
-def set_recipe(image: bpy.types.Image, recipe: dict) -> None:
-    """Store how the image was made as an ID-property group, `image["scene_diffusion"]`."""
-    image[RECIPE_KEY] = _id_property_safe(recipe)
+def display_rgb(image: bpy.types.Image) -> np.ndarray:
+    """HxWx3 float32 0..1 as the image is seen (display sRGB), row 0 at the top.
+
+    Byte images hold their colour space's encoded values already; float images in a
+    linear colour space (renders, EXRs) are encoded to sRGB and clipped, as Stable
+    Diffusion expects ordinary 8-bit-looking pixels.
+    """
+    rgb = get_pixels(image)[..., :3]
+    space = image.colorspace_settings
+    if image.is_float and not space.is_data and "linear" in space.name.lower():
+        rgb = np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(np.maximum(rgb, 0.0031308), 1 / 2.4) - 0.055)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
-def get_recipe(image: bpy.types.Image) -> dict:
-    value = image.get(RECIPE_KEY)
-    return value.to_dict() if value is not None else {}
+def set_recipe(datablock: bpy.types.ID, recipe: dict) -> None:
+    """Store how it was made as an ID-property group, `datablock["scene_diffusion"]`."""
+    datablock[RECIPE_KEY] = _id_property_safe(recipe)
+
+
+def get_recipe(datablock: bpy.types.ID) -> dict:
+    value = datablock.get(RECIPE_KEY)
+    return value.to_dict() if hasattr(value, "to_dict") else {}
 
 
 def _id_property_safe(value):
@@ -74,6 +88,72 @@ def _id_property_safe(value):
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def write_capture(name: str, kind: str, frame: int, rgb8: np.ndarray, recipe: dict) -> bpy.types.Image:
+    """Store a condition capture (HxWx3 uint8), replacing our own earlier capture of the same
+    kind and frame in place; any other image, the person's included, is left alone."""
+    height, width = rgb8.shape[:2]
+    image = find_capture(kind, frame)
+    if image is None:
+        image = bpy.data.images.new(name, width, height, alpha=True)
+        image.use_fake_user = True
+    elif tuple(image.size) != (width, height):
+        image.scale(width, height)
+    # Conditions are data for the ControlNet, not colours to manage: stored exactly.
+    image.colorspace_settings.name = "Non-Color"
+    set_pixels(image, rgb8.astype(np.float32) / 255.0)
+    image.pack()
+    set_recipe(image, {**recipe, "kind": kind, "frame": frame, "capture": 1})
+    return image
+
+
+def find_capture(kind: str, frame: int) -> bpy.types.Image | None:
+    """Our capture of `kind` at `frame`, if there is one."""
+    for image in bpy.data.images:
+        recipe = get_recipe(image)
+        if recipe.get("capture") and recipe.get("kind") == kind and recipe.get("frame") == frame:
+            return image
+    return None
+
+
+def condition_pixels(image: bpy.types.Image) -> np.ndarray:
+    """An image used as a condition, as HxWx3 uint8 (its stored values, no colour management)."""
+    return np.clip(np.round(get_pixels(image)[..., :3] * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_text(name: str, kind: str, frame: int, body: str) -> bpy.types.Text:
+    """A text datablock (e.g. OpenPose JSON), replacing our own earlier one of that kind and frame."""
+    text = next((t for t in bpy.data.texts if get_recipe(t).get("kind") == kind and get_recipe(t).get("frame") == frame),
+                None)
+    if text is None:
+        text = bpy.data.texts.new(name)
+        text.use_fake_user = True
+    text.clear()
+    text.write(body)
+    set_recipe(text, {"kind": kind, "frame": frame})
+    return text
+
+
+PREVIEW_NAME = "Diffusion Preview"
+
+
+def show_preview(rgb: np.ndarray) -> bpy.types.Image:
+    """Write a step preview into the one preview image (ours, tagged), shown in Image Editors.
+
+    Only an image tagged as our preview is reused; one the person made with that name is left
+    alone and a new one is made beside it.
+    """
+    height, width = rgb.shape[:2]
+    image = next((i for i in bpy.data.images if get_recipe(i).get("kind") == "preview"), None)
+    if image is None:
+        image = bpy.data.images.new(PREVIEW_NAME, width, height, alpha=True)
+        set_recipe(image, {"kind": "preview"})
+    elif tuple(image.size) != (width, height):
+        image.scale(width, height)
+    set_pixels(image, rgb)
+    show_in_image_editors(image)
+    return image
 
 
 def show_in_image_editors(image: bpy.types.Image) -> int:

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 class Row:
     name: str
     value: float
-    unit: str      # "x" for a ratio, "s" for seconds
+    unit: str      # "x" for a ratio, "s" or "ms" for times
     target: float  # the figure must be at most this
     detail: str = ""
 
@@ -162,6 +162,125 @@ def bench_img2img_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
                 ours / theirs, "x", 1.02, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each")]
 
 
+def bench_previews(cache_dir: str, runs: int) -> list[Row]:
+    """What a linear preview at every step adds to a step, and what one preview costs.
+
+    A step's time is read from the progress events (the time between the first and the last
+    step's event, over the steps between): the text encoding and the VAE decode around the
+    loop are the same with and without previews and would only dilute the ratio. The two
+    sides alternate run by run, as in `interleaved_medians`.
+    """
+    import torch
+
+    from engine import Engine, GenerationRequest
+    from engine.previews import latents_to_rgb
+
+    # 256²: a smoke step there takes long enough to time (0.1-0.3 s here) and short enough to
+    # run many; the preview's own cost at 512² and beyond is in the rows below.
+    size, steps = 256, 5
+    engine = Engine(cache_dir)
+
+    def step_time(preview_every: int) -> float:
+        events = []
+        engine.generate(GenerationRequest("a house by a lake", width=size, height=size, steps=steps, seed=7,
+                                          model="smoke", preview_every=preview_every), on_progress=events.append)
+        assert (events[-1].preview is not None) == bool(preview_every)
+        return (events[-1].elapsed - events[0].elapsed) / (len(events) - 1)
+
+    step_time(1), step_time(0)  # warm up: loads, allocator, caches
+    with_previews, without = [], []
+    for run in range(runs):
+        sides = [(1, with_previews), (0, without)]
+        for every, times in sides if run % 2 == 0 else sides[::-1]:
+            times.append(step_time(every))
+    ours, theirs = statistics.median(with_previews), statistics.median(without)
+    rows = [Row(f"denoising step with a linear preview / without (smoke, {size}², every step)", ours / theirs, "x",
+                1.05, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms a step, {runs} runs each")]
+
+    for side, label in ((64, "512² image"), (512, "4096² image, shown at 256²")):
+        latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(0))
+        latents_to_rgb(latents, "sd15")
+        times = []
+        for _ in range(max(runs, 30)):
+            start = time.perf_counter()
+            latents_to_rgb(latents, "sd15")
+            times.append(time.perf_counter() - start)
+        cost = statistics.median(times) * 1000
+        rows.append(Row(f"one linear preview, {side}×{side} latents ({label})", cost, "ms", 1.0 if side == 64 else 10.0,
+                        f"median of {len(times)} runs"))
+    return rows
+
+
+def bench_loras(cache_dir: str, runs: int) -> list[Row]:
+    """Switching LoRAs that are loaded already, against the first load of the base model;
+    and a generation with two LoRAs against plain diffusers with the same two loaded.
+
+    Switching is timed as in the mode-switch row: what `Engine.generate` does before
+    denoising, here for the LoRA sets (a), (b), (a, b), () once both files were read.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from engine import Engine, GenerationRequest, LoraSpec
+    from engine.smoke_model import ensure_smoke_pipeline
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "engine"))
+    from checkpoint_files import make_lora  # the tests' tiny LoRA maker (peft, random weights)
+
+    base = ensure_smoke_pipeline(cache_dir, "sd15")
+    folder = os.path.join(cache_dir, "bench-loras")
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"style-{name}.safetensors") for name in "ab"]
+    for seed, path in enumerate(paths, 1):
+        if not os.path.isfile(path):
+            make_lora(base, path, seed=seed)
+    a, b = (LoraSpec(paths[0], 0.7), LoraSpec(paths[1], 0.5))
+
+    def request(loras=(), size=64, steps=2):
+        return GenerationRequest("a house by a lake", negative_prompt="blurry", width=size, height=size,
+                                 steps=steps, seed=7, model="smoke", loras=loras)
+
+    Engine(cache_dir).generate(request((a, b)))  # warms imports
+    loads, switches = [], []
+    for _ in range(runs):
+        engine = Engine(cache_dir)
+        start = time.perf_counter()
+        engine.pipelines.pipeline(engine.plan(request()))
+        loads.append(time.perf_counter() - start)
+        engine.pipelines.pipeline(engine.plan(request((a, b))))  # reads the two LoRA files
+        read = len(engine.loads)
+        for loras in ((a,), (b,), (a, b), ()):
+            start = time.perf_counter()
+            engine.pipelines.pipeline(engine.plan(request(loras)))
+            switches.append(time.perf_counter() - start)
+        assert len(engine.loads) == read, "a LoRA switch read something from disk"
+    load, switch = statistics.median(loads), statistics.median(switches)
+    rows = [Row("LoRA switch / first load of the base (smoke SD 1.5, 2 LoRAs loaded)", switch / load, "x", 0.05,
+                f"medians {switch * 1000:.1f} ms vs {load * 1000:.1f} ms, {runs} runs, (a) (b) (a,b) ()")]
+
+    size, steps = 128, 8
+    engine = Engine(cache_dir)
+    plain = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, feature_extractor=None,
+                                                    requires_safety_checker=False)
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(paths[0], adapter_name="a")
+    plain.load_lora_weights(paths[1], adapter_name="b")
+    plain.set_adapters(["a", "b"], [0.7, 0.5])
+
+    def run_engine():
+        return engine.generate(request((a, b), size, steps))
+
+    def run_plain():
+        return plain("a house by a lake", negative_prompt="blurry", width=size, height=size,
+                     num_inference_steps=steps, generator=torch.Generator().manual_seed(7), output_type="np")
+
+    run_engine(), run_plain()  # warm up
+    ours, theirs = interleaved_medians(run_engine, run_plain, runs)
+    rows.append(Row("engine / plain diffusers, txt2img + 2 LoRAs (smoke, 128², 8 steps)", ours / theirs, "x", 1.02,
+                    f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each"))
+    return rows
+
+
 def bench_pose_capture(cache_dir: str, runs: int) -> list[Row]:
     """OpenPose capture (scene.pose.capture_pose) at 512x512 of two full Rigify human
     metarigs (body, 21-point hands, 70-point faces), posed, seen by one camera.
@@ -251,8 +370,8 @@ def bench_conditions(cache_dir: str, runs: int) -> list[Row]:
 
 
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
-                                                  bench_img2img_vs_diffusers, bench_pose_capture,
-                                                  bench_conditions]
+                                                  bench_img2img_vs_diffusers, bench_previews, bench_loras,
+                                                  bench_pose_capture, bench_conditions]
 
 
 def main() -> int:
@@ -260,11 +379,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="runs per side (at least 10)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "scene_diffusion_bench"),
                         help="where the smoke models are written")
+    parser.add_argument("--only", default="", help="run only the benchmarks whose name holds this text")
     args = parser.parse_args()
     runs = max(10, args.runs)
     os.makedirs(args.cache, exist_ok=True)
     rows: list[Row] = []
     for bench in BENCHES:
+        if args.only not in bench.__name__:
+            continue
         rows.extend(bench(args.cache, runs))
     width = max(len(r.name) for r in rows)
     print(f"{'benchmark'.ljust(width)}  {'figure':>9}  {'target':>8}  met  detail")

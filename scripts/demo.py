@@ -57,7 +57,14 @@ def build_scene(size: int):
     bpy.ops.mesh.primitive_cylinder_add(radius=0.4, depth=2.4, location=(0.2, 2.4, 1.2))
     bpy.ops.mesh.primitive_torus_add(location=(-0.2, -1.9, 0.25), major_radius=0.6, minor_radius=0.25)
     bpy.ops.object.light_add(type='SUN', location=(4, -4, 8))
-    bpy.ops.object.camera_add(location=(0.0, -7.5, 4.2), rotation=(math.radians(64), 0, 0))
+    # A character: Rigify's human metarig (it ships with Blender), for the OpenPose condition.
+    import addon_utils
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    character = bpy.context.object
+    character.location = (2.4, 2.6, 0.0)
+    character.rotation_euler.z = math.radians(-20)
+    bpy.ops.object.camera_add(location=(0.0, -8.5, 2.4), rotation=(math.radians(80), 0, 0))
     scene.camera = bpy.context.object
     return scene
 
@@ -87,12 +94,17 @@ def main() -> int:
     if model == "smoke":
         settings.steps = 8
 
+    # Every condition, captured for a look (the generation below uses the panel's: depth).
+    bpy.ops.scene_diffusion.capture_conditions(kinds={'DEPTH', 'CANNY', 'OPENPOSE', 'NORMAL', 'SEGMENTATION',
+                                                      'LINEART'})
     before = set(bpy.data.images)
     try:
         result = bpy.ops.scene_diffusion.generate_image()
     except RuntimeError:  # the operator reported an error; its message is in the outcome
         result = {'CANCELLED'}
     made = [image for image in bpy.data.images if image not in before]
+    made = [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("kind") == "image"
+            and image in made]
     if result != {'FINISHED'} or not made:
         jobs = sys.modules[f"{MODULE}.operators.jobs"]
         outcome = jobs.last_outcome()
@@ -103,13 +115,14 @@ def main() -> int:
         return 1
 
     out = os.path.abspath(args.out)
-    for image in made:
+    captured = [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("capture")]
+    for image in made + captured:
         path = os.path.join(out, f"{bpy.path.clean_name(image.name)}.png")
         image.save(filepath=path)  # a copy beside the .blend; the datablock stays packed
         print(f"wrote {path}")
     blend = os.path.join(out, "demo.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
-    print(f"wrote {blend} with {', '.join(i.name for i in made)} packed inside")
+    print(f"wrote {blend} with {', '.join(i.name for i in made + captured)} packed inside")
     return 0
 
 

@@ -4,34 +4,9 @@ import os
 import sys
 
 import pytest
+from ui_recorder import RecordingLayout
 
 PACKAGE = "bl_ext.dev.scene_diffusion"
-
-
-class RecordingLayout:
-    """Stands in for bpy.types.UILayout, which Blender only creates for a window it draws."""
-
-    def __init__(self, calls: list) -> None:
-        self.calls = calls
-
-    def box(self):
-        return self
-
-    def column(self, **_options):
-        return self
-
-    def row(self, **_options):
-        return self
-
-    def label(self, *, text: str = "", icon: str = 'NONE') -> None:
-        self.calls.append(("label", text, icon))
-
-    def operator(self, idname: str, *, text: str = "", icon: str = 'NONE') -> None:
-        self.calls.append(("operator", idname, text, icon))
-
-    def prop(self, data, name: str, **_options) -> None:
-        assert name in data.bl_rna.properties, name
-        self.calls.append(("prop", name))
 
 
 @pytest.fixture

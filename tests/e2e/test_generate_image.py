@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 
-def new_images(before):
+def new_images(before, kind="image"):
+    """Images made since `before` whose recipe is of `kind` (generated images; captures are others)."""
     import bpy
-    return [image for image in bpy.data.images if image not in before]
+    return [image for image in bpy.data.images if image not in before
+            and image.get("scene_diffusion", {}).get("kind") == kind]
 
 
 def generate(scene):

@@ -1,6 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+import os
+
 import numpy as np
 import pytest
+
+# Child processes (and torch, if nothing imported it yet) start with one thread too.
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SCENE_DIFFUSION_TEST_THREADS", "1"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The smoke models' tiny operations run fastest on one thread. On a machine shared with
+    other jobs, two threads wait on each other for a busy core: measured here, 200 small
+    convolutions took 0.05 s on one thread and 1.4 to 6.6 s on two.
+    SCENE_DIFFUSION_TEST_THREADS sets another count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("SCENE_DIFFUSION_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

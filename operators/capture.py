@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Capture Conditions: the scene as ControlNet conditions, written as previewable images.
+
+The same capture feeds the generate operators: what the person previews is what steers.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import bpy
+
+from ..engine.errors import DiffusionError
+from ..engine.requests import ControlUnit
+from ..properties import CONDITION_KINDS
+from ..scene import images
+from ..scene.camera import OutputSize, output_size
+from ..scene.conditions import CaptureOptions, ConditionImage, capture_conditions
+from . import jobs
+
+KIND_LABELS = {identifier.lower(): label for identifier, label, _ in CONDITION_KINDS}
+# The sensor width Blender's 3D Viewport projects with (36 mm at its zoom factor of 2).
+VIEWPORT_SENSOR_WIDTH = 72.0
+
+
+@dataclass(frozen=True)
+class Captured:
+    """The conditions of one frame: images for the engine, datablocks for the person."""
+    units: tuple[ControlUnit, ...]
+    images: tuple[bpy.types.Image, ...]
+    texts: tuple[bpy.types.Text, ...]
+
+
+def capture_options(conditions) -> CaptureOptions:
+    fixed = conditions.depth_range == 'FIXED'
+    if fixed and conditions.depth_far <= conditions.depth_near:
+        raise DiffusionError(f"The fixed depth range is empty: Far ({conditions.depth_far:g}) is not beyond "
+                             f"Near ({conditions.depth_near:g})", "set Far greater than Near, or use the visible range")
+    return CaptureOptions(
+        depth_near=conditions.depth_near if fixed else None,
+        depth_far=conditions.depth_far if fixed else None,
+        depth_inverse=conditions.depth_inverse,
+        canny_low=conditions.canny_low, canny_high=conditions.canny_high,
+        line_thickness=conditions.line_thickness,
+        segment_background=conditions.segment_background.strip(),
+        pose_occlusion=conditions.pose_occlusion, pose_hands=conditions.pose_hands, pose_face=conditions.pose_face,
+    )
+
+
+def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
+            camera: bpy.types.Object | None = None, from_images: bool = True) -> Captured:
+    """Capture `kinds` (lower-case) at `frame` and store each as a condition image.
+
+    from_images: kinds whose source is an image the person picked use that image instead.
+    """
+    conditions = scene.scene_diffusion.conditions
+    picked = {kind for kind in kinds if from_images and conditions.control(kind).source == 'IMAGE'}
+    for kind in sorted(picked):
+        if conditions.control(kind).image is None:
+            raise DiffusionError(f"The {KIND_LABELS[kind]} condition's source is an image, but none is picked",
+                                 "pick one in its row of the Conditions panel, or set its source to Scene")
+    from_scene = capture_conditions(scene, kinds - picked, camera, size.width, size.height, frame,
+                                    capture_options(conditions)) if kinds - picked else {}
+    units, written, texts = [], [], []
+    for identifier, label, _ in CONDITION_KINDS:
+        kind = identifier.lower()
+        if kind not in kinds:
+            continue
+        control = conditions.control(kind)
+        if kind in picked:
+            pixels = images.condition_pixels(control.image)
+        else:
+            condition = from_scene[kind]
+            pixels = condition.image
+            written.append(store(condition, label))
+            if "json" in condition.extra:
+                texts.append(images.write_text(f"OpenPose {frame:04d}.json", "openpose_json", frame,
+                                               json.dumps(condition.extra["json"], indent=1)))
+        units.append(ControlUnit(kind, pixels, scale=control.scale, guidance_start=control.guidance_start,
+                                 guidance_end=control.guidance_end))
+    return Captured(tuple(units), tuple(written), tuple(texts))
+
+
+def store(condition: ConditionImage, label: str) -> bpy.types.Image:
+    extra = {key: value for key, value in condition.extra.items() if key != "json"}
+    image = images.write_capture(f"{label} {condition.frame:04d}", condition.kind, condition.frame, condition.image,
+                                 {"camera": condition.camera, "seconds": round(condition.seconds, 4), **extra})
+    image.preview_ensure()  # the panel's thumbnail
+    return image
+
+
+def enabled_kinds(scene: bpy.types.Scene) -> set[str]:
+    return {kind.lower() for kind in scene.scene_diffusion.conditions.enabled_kinds}
+
+
+@contextlib.contextmanager
+def viewport_camera(context: bpy.types.Context) -> Iterator[bpy.types.Object]:
+    """A temporary camera seeing what the 3D Viewport shows (perspective views), removed after."""
+    region = context.region_data
+    space = context.space_data
+    if region is None or space is None or space.type != 'VIEW_3D':
+        raise DiffusionError("Capturing from the viewport needs a 3D Viewport",
+                             "press Capture in the 3D Viewport's sidebar, or capture from the scene camera")
+    if region.view_perspective == 'CAMERA':
+        yield None  # looking through the scene camera already
+        return
+    if region.view_perspective != 'PERSP':
+        raise DiffusionError("The 3D Viewport shows an orthographic view",
+                             "switch it to perspective (Numpad 5), or capture from the scene camera")
+    data = bpy.data.cameras.new(".scene_diffusion_view")
+    data.lens, data.sensor_width, data.sensor_fit = space.lens, VIEWPORT_SENSOR_WIDTH, 'AUTO'
+    data.clip_start, data.clip_end = space.clip_start, space.clip_end
+    camera = bpy.data.objects.new(".scene_diffusion_view", data)
+    camera.matrix_world = region.view_matrix.inverted()
+    try:
+        yield camera
+    finally:
+        bpy.data.objects.remove(camera)
+        bpy.data.cameras.remove(data)
+
+
+class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
+    bl_idname = "scene_diffusion.capture_conditions"
+    bl_label = "Capture"
+    bl_description = ("Capture the enabled conditions from the scene camera (or the 3D Viewport's view) at the "
+                      "current frame, as images you can preview; a new capture replaces its own earlier one")
+    bl_options = {'REGISTER'}
+
+    kinds: bpy.props.EnumProperty(name="Kinds", items=CONDITION_KINDS, options={'ENUM_FLAG'},
+                                  description="Which conditions to capture (default: the ones enabled in the panel)")
+    frame: bpy.props.IntProperty(name="Frame", description="The frame to capture at (default: the current one)")
+    from_view: bpy.props.BoolProperty(name="From View", options={'SKIP_SAVE'},
+                                      description="Capture from the 3D Viewport's view, not the scene camera")
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and not jobs.is_running()
+
+    def execute(self, context):
+        scene = context.scene
+        kinds = ({kind.lower() for kind in self.kinds} if self.properties.is_property_set("kinds")
+                 else enabled_kinds(scene))
+        frame = self.frame if self.properties.is_property_set("frame") else scene.frame_current
+        try:
+            if not kinds:
+                raise DiffusionError("No condition is enabled",
+                                     "enable one in the Conditions panel, or pass kinds={'DEPTH', ...}")
+            size = output_size(scene)
+            with (viewport_camera(context) if self.from_view else contextlib.nullcontext()) as camera:
+                captured = capture(scene, kinds, size, frame, camera, from_images=False)
+        except DiffusionError as error:
+            return jobs.report_error(self, error)
+        names = ", ".join(image.name for image in captured.images)
+        for image in captured.images:
+            images.show_in_image_editors(image)
+        return jobs.report_outcome(self, jobs.Outcome('INFO', f"Captured {names} at frame {frame}"))
+
+    def invoke(self, context, event):
+        self.from_view = context.scene.scene_diffusion.conditions.capture_from == 'VIEW'
+        return self.execute(context)
+
+
+classes = (SCENE_DIFFUSION_OT_capture_conditions,)
+register, unregister = bpy.utils.register_classes_factory(classes)

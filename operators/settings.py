@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Small operators that edit the sidebar's settings: prompt presets and the LoRA list."""
+import bpy
+
+from ..engine.prompts import FIELDS, PRESETS, PromptParts, apply_preset
+from .request import TILING
+
+
+class SCENE_DIFFUSION_OT_apply_prompt_preset(bpy.types.Operator):
+    bl_idname = "scene_diffusion.apply_prompt_preset"
+    bl_label = "Apply Preset"
+    bl_description = ("Fill the prompt's empty parts from the chosen preset; also its negative prompt "
+                      "(unless you wrote your own) and its Seamless setting")
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        name = settings.prompt_preset
+        parts = PromptParts(**{field: getattr(settings.prompt_parts, field) for field in FIELDS})
+        filled = apply_preset(parts, name)  # only the empty fields: what was typed stays
+        for field in FIELDS:
+            setattr(settings.prompt_parts, field, getattr(filled, field))
+        preset = PRESETS[name]
+        if preset.negative and _is_replaceable_negative(settings):
+            settings.negative_prompt = preset.negative
+        if preset.tiling:
+            settings.tiling = {value: key for key, value in TILING.items()}[preset.tiling]
+        settings.use_prompt_builder = True
+        self.report({'INFO'}, f"Applied the '{preset.label}' preset")
+        return {'FINISHED'}
+
+
+def _is_replaceable_negative(settings) -> bool:
+    """True when the negative prompt is empty, the default, or a preset's: never the person's own."""
+    current = settings.negative_prompt.strip()
+    default = type(settings).bl_rna.properties["negative_prompt"].default
+    return current in {"", default} | {p.negative for p in PRESETS.values()}
+
+
+class SCENE_DIFFUSION_OT_lora_add(bpy.types.Operator):
+    bl_idname = "scene_diffusion.lora_add"
+    bl_label = "Add LoRA"
+    bl_description = "Add a LoRA (.safetensors) to the list"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    filepath: bpy.props.StringProperty(subtype='FILE_PATH')
+    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={'HIDDEN'})
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        item = settings.loras.add()
+        item.path = self.filepath
+        settings.active_lora = len(settings.loras) - 1
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+
+class SCENE_DIFFUSION_OT_lora_remove(bpy.types.Operator):
+    bl_idname = "scene_diffusion.lora_remove"
+    bl_label = "Remove LoRA"
+    bl_description = "Remove the selected LoRA from the list (the file stays on disk)"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.scene_diffusion
+        return 0 <= settings.active_lora < len(settings.loras)
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        settings.loras.remove(settings.active_lora)
+        settings.active_lora = max(0, min(settings.active_lora, len(settings.loras) - 1))
+        return {'FINISHED'}
+
+
+class _PoseOverrideOperator:
+    @classmethod
+    def poll(cls, context):
+        obj = context.object
+        return obj is not None and obj.type == 'ARMATURE' and hasattr(obj, "scene_diffusion_pose")
+
+
+class SCENE_DIFFUSION_OT_pose_override_add(_PoseOverrideOperator, bpy.types.Operator):
+    bl_idname = "scene_diffusion.pose_override_add"
+    bl_label = "Add Keypoint Bone"
+    bl_description = "Place an OpenPose keypoint on a bone of this armature (wins over the known bone names)"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        pose = context.object.scene_diffusion_pose
+        pose.overrides.add()
+        pose.active_override = len(pose.overrides) - 1
+        return {'FINISHED'}
+
+
+class SCENE_DIFFUSION_OT_pose_override_remove(_PoseOverrideOperator, bpy.types.Operator):
+    bl_idname = "scene_diffusion.pose_override_remove"
+    bl_label = "Remove Keypoint Bone"
+    bl_description = "Remove the selected row; the keypoint goes back to the known bone names"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        pose = context.object.scene_diffusion_pose
+        if 0 <= pose.active_override < len(pose.overrides):
+            pose.overrides.remove(pose.active_override)
+            pose.active_override = max(0, min(pose.active_override, len(pose.overrides) - 1))
+        return {'FINISHED'}
+
+
+classes = (SCENE_DIFFUSION_OT_apply_prompt_preset, SCENE_DIFFUSION_OT_lora_add, SCENE_DIFFUSION_OT_lora_remove,
+           SCENE_DIFFUSION_OT_pose_override_add, SCENE_DIFFUSION_OT_pose_override_remove)
+register, unregister = bpy.utils.register_classes_factory(classes)
