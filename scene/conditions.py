@@ -11,10 +11,13 @@ Kinds and what they are made from:
 - depth: the Z pass (engine.conditions.depth_to_control: near bright, background black).
 - normal: the Normal pass turned into camera space (scene/normals.py), drawn in the BAE
   convention of the normal ControlNets (engine.conditions.normal_to_control).
-- canny: cv2.Canny on a picture of the exact passes (normal map + depth), not on a
-  one-sample render: measured at 512x512 on 2 CPU cores, the passes cost no render beyond
-  the one depth needs, and they have no lighting noise and no texture clutter, so edges
-  are the geometry's silhouettes, creases and depth steps (engine.conditions.edges_from_passes).
+- canny: cv2.Canny on a picture of the exact passes (normal map + depth), not on a quick
+  render (engine.conditions.edges_from_passes). Measured at 512x512 on the depth bench
+  scene with a sun and an area light: a one-sample Cycles render in the scene's own look
+  is noise to Canny (50,000 edge pixels against 2,400); a flat "facing ratio" clay render
+  (a material override, so a second render, 0.15 s) loses a cube standing in front of a
+  wall that faces the same way; the passes cost nothing beyond depth's render and give the
+  geometry's silhouettes, creases and depth steps. Texture edges are not in it.
 - lineart: Freestyle lines (silhouettes, borders, creases) drawn as a pass of the render:
   the cleaner alternative to Canny, white lines on black.
 - segmentation: the object cryptomatte, each object painted in the ADE20K colour of its

@@ -180,7 +180,7 @@ def render_passes(
         if len(files) != 1:
             raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
         channels = read_exr(os.path.join(folder, files[0]), metadata=metadata)
-    images = {name: _pass_image(channels, layer_name, name) for name in passes}
+    images = {name: _pass_image(channels, layer_name, name, (height, width)) for name in passes}
     return RenderedPasses(
         images=images, width=width, height=height, frame=frame, camera=camera.name,
         camera_type=camera.data.type, seconds=time.perf_counter() - started, metadata=metadata)
@@ -368,7 +368,8 @@ def _temporary_line_styles() -> Iterator[None]:
             bpy.data.linestyles.remove(style)
 
 
-def _pass_image(channels: dict[str, np.ndarray], layer_name: str, name: str) -> np.ndarray:
+def _pass_image(channels: dict[str, np.ndarray], layer_name: str, name: str,
+                shape: tuple[int, int]) -> np.ndarray:
     _, layer_names, letters = PASSES[name]
     for pass_name in layer_names:
         for case in (letters, letters.lower()):
@@ -377,5 +378,7 @@ def _pass_image(channels: dict[str, np.ndarray], layer_name: str, name: str) -> 
                 if len(keys) == 1:
                     return channels[keys[0]]
                 return np.stack([channels[key] for key in keys], axis=-1)
+    if name == "freestyle":
+        return np.zeros((*shape, len(letters)), np.float32)  # Freestyle writes no pass when it draws no line
     raise DiffusionError(
         f"The capture render has no {name} pass", f"found only: {', '.join(sorted(channels))}")

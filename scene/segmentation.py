@@ -82,7 +82,9 @@ def segment_labels(rendered: RenderedPasses, background: str = "sky") -> Segment
     hashes = np.ascontiguousarray(crypto[..., 0]).view(np.uint32)
     seen = crypto[..., 1] > 0.0
     names = cryptomatte_names(rendered.metadata)
-    in_view = {names[value] for value in np.unique(hashes[seen]).tolist() if value in names}
+    # One pass over the pixels: each distinct hash in view is resolved once.
+    values, inverse = np.unique(np.where(seen, hashes, 0), return_inverse=True)
+    in_view = {names[value] for value in values.tolist() if value in names}
     classes: dict[str, str] = {}
     unknown: list[str] = []
     for name in sorted(in_view):
@@ -94,10 +96,11 @@ def segment_labels(rendered: RenderedPasses, background: str = "sky") -> Segment
             classes[name] = guessed
     classes.update(fallback_classes(unknown))
 
-    labels = np.full(hashes.shape, class_index(background) if background else -1, np.int16)
-    for value, name in names.items():
-        if name in classes:
-            labels[seen & (hashes == value)] = class_index(classes[name])
+    none = class_index(background) if background else -1
+    per_value = np.array([class_index(classes[names[value]]) if names.get(value) in classes else none
+                          for value in values.tolist()], np.int16)
+    labels = per_value[inverse.reshape(hashes.shape)]
+    labels[~seen] = none
     classes[""] = background
     return SegmentLabels(labels=labels, classes=classes)
 

@@ -332,9 +332,46 @@ def bench_pose_capture(cache_dir: str, runs: int) -> list[Row]:
                 0.030, f"median of {runs}; at the current frame {current * 1000:.1f} ms")]
 
 
+def bench_conditions(cache_dir: str, runs: int) -> list[Row]:
+    """Scene conditions (scene.conditions.capture_conditions) at 512x512 on the depth
+    benchmark scene (scripts/bench_depth.py: a cube, a 64x32 UV sphere and a plane, one
+    perspective camera): depth alone, Canny alone, and all five pass-based kinds from one
+    render. The depth row's detail also gives scripts/bench_depth.py's comparison of the
+    ways to get exact depth (why Cycles: see scene/depth.py)."""
+    import importlib
+
+    from bench_depth import _package, bench_depth, build_scene
+
+    conditions = importlib.import_module(f"{_package().__name__}.scene.conditions")
+    methods = bench_depth(512, 5)  # builds its own file; ours is built after it
+    scene = build_scene(512)
+
+    def timed(kinds: set[str]) -> float:
+        times = []
+        for _ in range(runs + 1):  # the first run warms up (Cycles kernels, imports)
+            start = time.perf_counter()
+            captured = conditions.capture_conditions(scene, kinds)
+            times.append(time.perf_counter() - start)
+        assert set(captured) == kinds
+        return statistics.median(times[1:])
+
+    depth, canny = timed({"depth"}), timed({"canny"})
+    everything = timed({"depth", "canny", "normal", "segmentation", "lineart"})
+    return [
+        Row("depth condition, 512², 3 objects (Cycles Z pass + normalisation)", depth, "s", 0.5,
+            f"median of {runs}; depth alone by method: Cycles {methods['cycles_s']:.3f} s (render "
+            f"{methods['cycles_render_s']:.3f} s, EXR {methods['exr_read_s'] * 1000:.1f} ms), BVHTree "
+            f"{methods['bvhtree_s']:.2f} s, Scene.ray_cast {methods['scene_ray_cast_s']:.2f} s"),
+        Row("Canny condition, 512², 3 objects (Z + Normal passes, cv2.Canny)", canny, "s", 1.0,
+            f"median of {runs}"),
+        Row("depth + Canny + normal + segmentation + line art, 512², one render", everything, "s", 1.0,
+            f"median of {runs}; Freestyle and the object cryptomatte are the extra cost"),
+    ]
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
-                                                  bench_pose_capture]
+                                                  bench_pose_capture, bench_conditions]
 
 
 def main() -> int:
