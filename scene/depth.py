@@ -2,12 +2,14 @@
 """Exact depth from the scene camera: the condition behind "Generate Image" with depth.
 
 Method: the Cycles Depth pass at one sample, rendered through a temporary copy of the
-scene (scene/render.py) and read from an uncompressed EXR (scene/exr.py). Kept over
-BVHTree ray casting because it was faster at 512x512 on the 2-core CPU this was built
-on (scripts/bench_depth.py, median of 5, three-object scene): Cycles 0.13 s (render
-0.12 s, EXR read 3 ms) vs BVHTree ray casting 0.55 s (one merged camera-space BVH, one
-`ray_cast` per pixel) vs Scene.ray_cast 0.95 s. Cycles also honours everything a render
-honours (modifiers, instances, curves, alpha cut-outs, ray visibility, view layers).
+scene (scene/render.py) and read from an uncompressed EXR (scene/exr.py). Kept over ray
+casting because it is faster and sees exactly what a render sees (modifiers, instances,
+curves, alpha cut-outs, ray visibility, view layers). Measured with
+scripts/bench_depth.py at 512x512 on a 2-core CPU, median of 7, a cube, a 64x32 UV sphere
+and a plane, bpy 5.0.1: Cycles 0.16 s (render 0.15 s, EXR read 4 ms); one merged
+camera-space mathutils BVHTree with a `ray_cast` per pixel 0.50 s; `Scene.ray_cast` per
+pixel 1.15 s. With a 330k-triangle mesh added: Cycles 0.49 s, BVHTree 1.7 s. bpy 4.2.0:
+Cycles 0.12 s, BVHTree 0.53 s. The methods agree to 5e-5 in depth and exactly in coverage.
 """
 from __future__ import annotations
 

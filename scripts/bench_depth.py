@@ -143,14 +143,14 @@ def _median_seconds(function: Callable[[], object], runs: int) -> tuple[float, o
 
 def bench_depth(size: int = 512, runs: int = 5) -> dict[str, float]:
     """Median seconds of each depth method at size x size, and how far they disagree."""
-    import bpy
-    package = _package()
     from importlib import import_module
+
+    import bpy
+    _package()
     depth = import_module(f"{PACKAGE}.scene.depth")
     render = import_module(f"{PACKAGE}.scene.render")
     exr = import_module(f"{PACKAGE}.scene.exr")
     scene = build_scene(size)
-    del package
     results: dict[str, float] = {}
     depth.capture_depth(scene)  # first render loads Cycles' kernels: not what we time
     results["cycles_s"], capture = _median_seconds(lambda: depth.capture_depth(scene), runs)

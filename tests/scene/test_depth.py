@@ -320,3 +320,19 @@ def test_nothing_in_view_is_an_error_and_changes_nothing(scene, depth, errors):
     with pytest.raises(errors.DiffusionError, match="Nothing is in the camera's view"):
         depth.capture_depth(scene)
     assert _snapshot(scene) == before and len(bpy.data.scenes) == 1
+
+
+def test_a_failing_capture_leaves_no_temporary_data(scene, depth, errors):
+    """Cycles switched off makes the render fail halfway: everything made is removed."""
+    import addon_utils
+    import bpy
+    _wall(0.0)
+    before = _snapshot(scene)
+    addon_utils.disable("cycles", default_set=False)
+    try:
+        with pytest.raises(errors.DiffusionError, match="Cycles is not available"):
+            depth.capture_depth(scene)
+    finally:
+        addon_utils.enable("cycles", default_set=False)
+    assert len(bpy.data.scenes) == 1 and _snapshot(scene) == before
+    np.testing.assert_allclose(depth.capture_depth(scene).z, 10.0, atol=1e-3)
