@@ -380,8 +380,13 @@ def main() -> int:
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "scene_diffusion_bench"),
                         help="where the smoke models are written")
     parser.add_argument("--only", default="", help="run only the benchmarks whose name holds this text")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default); 1 steadies ratios on a busy 2-core machine")
     args = parser.parse_args()
     runs = max(10, args.runs)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     os.makedirs(args.cache, exist_ok=True)
     rows: list[Row] = []
     for bench in BENCHES:
