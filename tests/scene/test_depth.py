@@ -33,21 +33,6 @@ def conditions(extension):
     return import_module(f"{extension.__name__}.engine.conditions")
 
 
-@pytest.fixture
-def scene(empty_scene):
-    """An empty scene at 64x48 with a camera at (0, -10, 0) looking along +Y."""
-    import bpy
-    scene = empty_scene
-    scene.render.resolution_x, scene.render.resolution_y = W, H
-    scene.render.resolution_percentage = 100
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.0, -10.0, 0.0)
-    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
-    scene.camera = camera
-    return scene
-
-
 def _add(kind: str, location, collection=None, **options):
     """A mesh primitive, linked to `collection` instead of the active one when given."""
     import bpy

@@ -33,20 +33,6 @@ def palette(extension):
 
 
 @pytest.fixture
-def scene(empty_scene):
-    import bpy
-    scene = empty_scene
-    scene.render.resolution_x, scene.render.resolution_y = W, H
-    scene.render.resolution_percentage = 100
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.0, -10.0, 0.0)
-    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
-    scene.camera = camera
-    return scene
-
-
-@pytest.fixture
 def renders():
     """Counts Cycles renders (Blender's own render_init handler)."""
     import bpy
