@@ -30,7 +30,7 @@ def lora_specs(settings) -> tuple[LoraSpec, ...]:
         if not item.enabled or item.weight == 0:
             continue
         if not item.path:
-            raise DiffusionError(f"A LoRA row has no file", "pick its .safetensors file, or remove the row")
+            raise DiffusionError("A LoRA row has no file", "pick its .safetensors file, or remove the row")
         specs.append(LoraSpec(bpy.path.abspath(item.path), item.weight, item.few_step.lower()))
     return tuple(specs)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from test_generate_image import generate, new_images
+from test_generate_image import generate
 
 ALL_BUT_POSE = {'DEPTH', 'CANNY', 'NORMAL', 'SEGMENTATION', 'LINEART'}
 
@@ -74,7 +74,9 @@ def test_capture_at_another_frame_sees_that_frame_and_keeps_the_current_one(demo
     assert demo_scene.frame_current == 1
     assert cube.location.x == pytest.approx(-2.0)
     # The cube is left of centre at frame 1 and right of it at frame 20.
-    columns = lambda depth: np.nonzero(depth[..., 0].max(axis=0) > 0)[0].mean()
+    def columns(depth):
+        return np.nonzero(depth[..., 0].max(axis=0) > 0)[0].mean()
+
     assert columns(at_1) < 48 < columns(at_20)
 
 
