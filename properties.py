@@ -9,6 +9,7 @@ from bpy.props import (
 )
 
 from .engine.detectors import DETECTORS
+from .engine.models import model_suggestions
 from .engine.prompts import FIELD_LABELS, FIELDS, preset_items
 from .engine.schedulers import SCHEDULERS
 
@@ -149,12 +150,19 @@ class SceneDiffusionConditions(bpy.types.PropertyGroup):
         return getattr(self, kind.lower())
 
 
+def _model_suggestions(self, context, edit_text: str):
+    """Smoke models, each family's default and the pipelines already downloaded."""
+    text = edit_text.strip().lower()
+    return [(spec, description) for spec, description in model_suggestions() if text in spec.lower()]
+
+
 class SceneDiffusionSettings(bpy.types.PropertyGroup):
     model: StringProperty(
         name="Model",
         description=("Base model: a Hugging Face hub id, a local diffusers folder, a single "
                      ".safetensors file, or 'smoke' / 'smoke-sdxl' (random weights, for checking the pipeline)"),
         default=DEFAULT_MODEL,
+        search=_model_suggestions, search_options={'SUGGESTION'},
     )
     prompt: StringProperty(
         name="Prompt", description="What the image should show",

@@ -411,3 +411,37 @@ def peek_family(spec: str) -> str | None:
     except (DiffusionError, OSError, ValueError):
         return None
     return None
+
+
+def cached_pipelines() -> list[str]:
+    """Hub ids of the diffusers pipelines in the local Hugging Face cache (no network, no torch)."""
+    from huggingface_hub import constants
+
+    found = []
+    try:
+        entries = sorted(os.listdir(constants.HF_HUB_CACHE))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.startswith("models--"):
+            continue
+        snapshots = os.path.join(constants.HF_HUB_CACHE, entry, "snapshots")
+        try:
+            revisions = os.listdir(snapshots)
+        except OSError:
+            continue
+        if any(os.path.isfile(os.path.join(snapshots, r, "model_index.json")) for r in revisions):
+            found.append(entry[len("models--"):].replace("--", "/"))
+    return found
+
+
+def model_suggestions() -> list[tuple[str, str]]:
+    """(spec, description) pairs for the model field: smoke models, family defaults, cached pipelines."""
+    suggestions = [("smoke", "random weights, SD 1.5 layout: checks the pipeline offline"),
+                   ("smoke-sdxl", "random weights, SDXL layout: checks the pipeline offline")]
+    cached = cached_pipelines()
+    for family, spec in DEFAULT_BASE.items():
+        where = "in the cache" if spec in cached else "downloads on first use"
+        suggestions.append((spec, f"{FAMILY_NAMES[family]} default, {where}"))
+    suggestions += [(spec, "in the cache") for spec in cached if spec not in DEFAULT_BASE.values()]
+    return suggestions

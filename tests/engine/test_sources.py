@@ -264,3 +264,21 @@ def test_the_engine_never_runs_code_from_a_model_repository():
         if name.endswith(".py"):
             text = open(os.path.join(engine_dir, name), encoding="utf-8").read()
             assert "trust_remote_code" not in text and "custom_pipeline" not in text, name
+
+
+def test_model_suggestions_list_smoke_defaults_and_cached_pipelines(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from engine.models import model_suggestions
+
+    cache = tmp_path / "hub"
+    (cache / "models--someone--my-pipeline" / "snapshots" / "abc").mkdir(parents=True)
+    (cache / "models--someone--my-pipeline" / "snapshots" / "abc" / "model_index.json").write_text("{}")
+    (cache / "models--someone--a-controlnet" / "snapshots" / "abc").mkdir(parents=True)
+    (cache / "models--someone--a-controlnet" / "snapshots" / "abc" / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    specs = [spec for spec, _ in model_suggestions()]
+    assert specs[:2] == ["smoke", "smoke-sdxl"]
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in specs
+    assert "someone/my-pipeline" in specs
+    assert "someone/a-controlnet" not in specs  # not a pipeline: not a base model
