@@ -137,3 +137,10 @@ def demo_scene_for_panel(empty_scene):
     empty_scene.camera = bpy.context.object
     empty_scene.render.resolution_x, empty_scene.render.resolution_y = 96, 64
     return empty_scene
+
+
+def test_model_field_suggests_models_matching_what_is_typed(settings, ext_module):
+    import bpy
+    suggest = ext_module("properties")._model_suggestions
+    assert [spec for spec, _ in suggest(settings, bpy.context, "smo")] == ["smoke", "smoke-sdxl"]
+    assert any("stable-diffusion-xl" in spec for spec, _ in suggest(settings, bpy.context, "xl"))
