@@ -95,3 +95,43 @@ def test_opening_another_file_cancels_and_drops_the_result(empty_scene, ext_modu
     assert outcome.level == 'WARNING'
     assert applied == []
     assert not jobs.is_running()
+
+
+QUIT_DURING_A_JOB = r"""
+import os, sys, tempfile, time
+home = tempfile.mkdtemp()
+for name in ("CONFIG", "SCRIPTS", "DATAFILES", "EXTENSIONS"):
+    os.environ["BLENDER_USER_" + name] = os.path.join(home, name.lower())
+import bpy, addon_utils
+repo = os.path.join(home, "repo"); os.makedirs(repo)
+os.symlink(sys.argv[1], os.path.join(repo, "scene_diffusion"))
+bpy.context.preferences.extensions.repos.new(name="dev", module="dev", custom_directory=repo, source='USER')
+addon_utils.enable("bl_ext.dev.scene_diffusion", default_set=True)
+jobs = sys.modules["bl_ext.dev.scene_diffusion.operators.jobs"]
+marker = sys.argv[2]
+
+def work(report, cancel):
+    open(marker, "w").write("started")
+    while not cancel.cancelled:
+        time.sleep(0.01)
+    open(marker, "w").write("cancelled")
+
+jobs.start(work, "Long Job", lambda result: "done", blocking=False)
+while not os.path.exists(marker):
+    time.sleep(0.01)
+sys.exit(0)  # quitting while the job runs
+"""
+
+
+def test_quitting_during_a_job_cancels_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    marker = tmp_path / "marker"
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", QUIT_DURING_A_JOB, repo_root, str(marker)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert marker.read_text() == "cancelled"
+    assert time.monotonic() - started < 60
