@@ -84,3 +84,29 @@ def test_build_makes_a_zip_without_dev_files(tmp_path):
     dev = [n for n in names if n.split("/")[0] in {"tests", "scripts", ".ci", ".venv", ".git", "Makefile", "out"}
            or n.endswith(".pyc")]
     assert dev == []
+
+
+INSTALL_THE_ZIP = r"""
+import os, sys, tempfile, json
+home = tempfile.mkdtemp()
+for name in ("CONFIG", "SCRIPTS", "DATAFILES", "EXTENSIONS"):
+    os.environ["BLENDER_USER_" + name] = os.path.join(home, name.lower())
+import bpy
+result = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+print(json.dumps({"result": sorted(result),
+                  "enabled": "bl_ext.user_default.scene_diffusion" in bpy.context.preferences.addons,
+                  "settings": hasattr(bpy.types.Scene, "scene_diffusion"),
+                  "torch": "torch" in sys.modules}))
+"""
+
+
+def test_the_zip_installs_and_enables_with_blenders_own_installer(tmp_path):
+    tool = os.path.join(REPO_ROOT, "scripts", "blender_ext.py")
+    subprocess.run([sys.executable, tool, "build", "--source-dir", REPO_ROOT, "--output-dir", str(tmp_path)],
+                   capture_output=True, text=True, timeout=120, check=True)
+    (archive,) = tmp_path.glob("scene_diffusion-*.zip")
+    out = subprocess.run([sys.executable, "-c", INSTALL_THE_ZIP, str(archive)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"result": ["FINISHED"], "enabled": True, "settings": True, "torch": False}
