@@ -39,6 +39,7 @@ import numpy as np
 from ..engine.conditions import depth_to_control, edges_from_passes, lines_to_control, normal_to_control
 from ..engine.errors import DiffusionError
 from ..engine.segmentation import ADE20K_CLASSES, labels_to_control
+from .depth import geometry_mask
 from .normals import camera_rotation, to_camera_space
 from .pose import capture_pose
 from .render import capture_size, render_passes, resolve_camera
@@ -58,7 +59,6 @@ _PASSES: dict[str, tuple[str, ...]] = {
     "lineart": ("z", "freestyle"),
 }
 
-_BACKGROUND_Z = 1e9  # Cycles writes 1e10 where a camera ray hits nothing
 
 # The inside-an-object check runs when at least this share of pixels sees geometry (a
 # camera inside a closed mesh sees no background), and refuses when at least _INSIDE_SHARE
@@ -150,12 +150,7 @@ def capture_conditions(
             # Thinner than a pixel, one-sample strokes fall apart into dashes.
             line_thickness=max(1.0, options.line_thickness * min(width, height) / _LINE_REFERENCE))
         z = rendered.images["z"]
-        mask = np.isfinite(z) & (z < _BACKGROUND_Z)
-        if not mask.any():
-            raise DiffusionError(
-                "Nothing is in the camera's view",
-                f"point '{camera.name}' at visible objects: objects hidden from render, in "
-                "excluded collections or beyond the camera's clip distances do not count")
+        mask = geometry_mask(z, camera.name)
         if mask.mean() >= _COVERED_SHARE:
             _refuse_inside(scene, camera, width, height, frame)
         normals = None

@@ -21,7 +21,7 @@ import numpy as np
 from ..engine.errors import DiffusionError
 from .render import render_passes
 
-__all__ = ["DepthCapture", "capture_depth"]
+__all__ = ["DepthCapture", "capture_depth", "geometry_mask"]
 
 # Cycles writes 1e10 where a camera ray hits nothing.
 _BACKGROUND_Z = 1e9
@@ -55,6 +55,17 @@ class DepthCapture:
         return int(self.z.shape[0])
 
 
+def geometry_mask(z: np.ndarray, camera: str) -> np.ndarray:
+    """HxW bool, True where a Z pass hit geometry; refuses a view with nothing in it."""
+    mask = np.isfinite(z) & (z < _BACKGROUND_Z)
+    if not mask.any():
+        raise DiffusionError(
+            "Nothing is in the camera's view",
+            f"point '{camera}' at visible objects: objects hidden from render, in "
+            "excluded collections or beyond the camera's clip distances do not count")
+    return mask
+
+
 def capture_depth(
     scene: bpy.types.Scene,
     camera: bpy.types.Object | None = None,
@@ -71,12 +82,7 @@ def capture_depth(
     """
     rendered = render_passes(scene, ("z",), camera=camera, width=width, height=height, frame=frame)
     z = rendered.images["z"]
-    mask = np.isfinite(z) & (z < _BACKGROUND_Z)
-    if not mask.any():
-        raise DiffusionError(
-            "Nothing is in the camera's view",
-            f"point '{rendered.camera}' at visible objects: objects hidden from render, in "
-            "excluded collections or beyond the camera's clip distances do not count")
+    mask = geometry_mask(z, rendered.camera)
     z = np.where(mask, z, np.float32(np.inf)).astype(np.float32)
     return DepthCapture(
         z=z, mask=mask, camera=rendered.camera, camera_type=rendered.camera_type,
