@@ -3,9 +3,9 @@
 
 This file only registers; see DESIGN.md for the layers.
 """
-from . import dependencies, operators, panels, pose_properties, preferences, properties, segmentation_properties
+from . import dependencies, operators, panels, preferences, properties
 
-_modules = (preferences, properties, pose_properties, segmentation_properties, operators, panels)
+_modules = (preferences, properties, operators, panels)
 
 
 def register() -> None:

@@ -6,7 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import dependencies
-from .engine.models import DEFAULT_CONTROLNETS, FAMILIES, FAMILY_NAMES
+from .engine.models import DEFAULT_BASE, DEFAULT_CONTROLNETS, FAMILIES, FAMILY_NAMES
 
 INSTALL_OPERATOR = "scene_diffusion.install_dependencies"
 
@@ -46,12 +46,12 @@ class SceneDiffusionPreferences(bpy.types.AddonPreferences):
     sd15_single_file_config: StringProperty(
         name="SD 1.5 Configuration",
         description=("Diffusers folder (or hub id) whose configs single-file SD 1.5 checkpoints load with; "
-                     "empty: stable-diffusion-v1-5 from the cache"),
+                     f"empty: {DEFAULT_BASE['sd15']} from the cache"),
     )
     sdxl_single_file_config: StringProperty(
         name="SDXL Configuration",
         description=("Diffusers folder (or hub id) whose configs single-file SDXL checkpoints load with; "
-                     "empty: stable-diffusion-xl-base-1.0 from the cache"),
+                     f"empty: {DEFAULT_BASE['sdxl']} from the cache"),
     )
     device: EnumProperty(
         name="Device", default='AUTO',

@@ -34,6 +34,8 @@ DEFAULT_BASE = {
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
+# What the Model field starts with, and what `make demo` runs without MODEL.
+DEFAULT_MODEL = DEFAULT_BASE["sd15"]
 
 # The ControlNet used for each condition kind unless the person overrides it (see
 # `resolve_controlnet`). SDXL uses the union model for every kind: one download serves all

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kinds import CONTROL_KINDS
 from .memory import MemoryOptions
 
-CONTROL_KINDS = (
-    "depth", "canny", "openpose", "normal", "segmentation",
-    "lineart", "scribble", "softedge", "mlsd",
-)
+__all__ = ["CONTROL_KINDS", "MODES", "CancelToken", "ControlUnit", "GenerationRequest", "GenerationResult",
+           "LoraSpec", "Progress"]
+
 
 # What a request asks for, from its inputs: no init image -> txt2img; an init image ->
 # img2img; an init image and a mask -> inpaint. Each may have any number of ControlNets.

@@ -14,13 +14,13 @@ import bpy
 
 from ..engine.errors import DiffusionError
 from ..engine.requests import ControlUnit
-from ..properties import CONDITION_KINDS
+from ..engine.kinds import KIND_LABELS, SCENE_KINDS
+from ..properties.scene import KIND_ITEMS
 from ..scene import images
 from ..scene.camera import OutputSize, output_size
 from ..scene.conditions import CaptureOptions, ConditionImage, capture_conditions
 from . import jobs
 
-KIND_LABELS = {identifier.lower(): label for identifier, label, _ in CONDITION_KINDS}
 # The sensor width Blender's 3D Viewport projects with (36 mm at its zoom factor of 2).
 VIEWPORT_SENSOR_WIDTH = 72.0
 
@@ -64,8 +64,7 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
     from_scene = capture_conditions(scene, kinds - picked, camera, size.width, size.height, frame,
                                     capture_options(conditions)) if kinds - picked else {}
     units, written, texts = [], [], []
-    for identifier, label, _ in CONDITION_KINDS:
-        kind = identifier.lower()
+    for kind in SCENE_KINDS:
         if kind not in kinds:
             continue
         control = conditions.control(kind)
@@ -74,7 +73,7 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
         else:
             condition = from_scene[kind]
             pixels = condition.image
-            written.append(store(condition, label))
+            written.append(store(condition, KIND_LABELS[kind]))
             if "json" in condition.extra:
                 texts.append(images.write_text(f"OpenPose {frame:04d}.json", "openpose_json", frame,
                                                json.dumps(condition.extra["json"], indent=1)))
@@ -128,7 +127,7 @@ class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
                       "current frame, as images you can preview; a new capture replaces its own earlier one")
     bl_options = {'REGISTER'}
 
-    kinds: bpy.props.EnumProperty(name="Kinds", items=CONDITION_KINDS, options={'ENUM_FLAG'},
+    kinds: bpy.props.EnumProperty(name="Kinds", items=KIND_ITEMS, options={'ENUM_FLAG'},
                                   description="Which conditions to capture (default: the ones enabled in the panel)")
     frame: bpy.props.IntProperty(name="Frame", description="The frame to capture at (default: the current one)")
     from_view: bpy.props.BoolProperty(name="From View", options={'SKIP_SAVE'},

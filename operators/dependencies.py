@@ -12,6 +12,10 @@ from bpy.props import StringProperty
 
 from .. import dependencies, preferences
 from ..dependencies import DependencyError, InstallOptions, InstallResult
+from ..scene import windows
+
+# The areas that show the package list: the preferences and the sidebar's install button.
+PACKAGE_LISTS = {'PREFERENCES', 'VIEW_3D'}
 
 ADDON_PACKAGE = preferences.__package__
 
@@ -90,7 +94,7 @@ def finish_detached(job: dependencies.InstallJob) -> float | None:
         return 0.5
     kind, message = finish_install(job.result)
     print(f"Scene Diffusion: {kind}: {message}")
-    redraw_package_lists(bpy.context)
+    windows.redraw(PACKAGE_LISTS)
     return None
 
 
@@ -98,14 +102,7 @@ def show_progress(context, message: str | None) -> None:
     """Progress in the status bar and a redraw of the places that show the package list."""
     if context.workspace is not None:
         context.workspace.status_text_set(message)
-    redraw_package_lists(context)
-
-
-def redraw_package_lists(context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas if window.screen else ():
-            if area.type in {'PREFERENCES', 'VIEW_3D'}:
-                area.tag_redraw()
+    windows.redraw(PACKAGE_LISTS)
 
 
 class SCENE_DIFFUSION_OT_install_dependencies(bpy.types.Operator):

@@ -21,7 +21,7 @@ from bpy.app.handlers import persistent
 from ..engine.errors import DiffusionError
 from ..engine.jobs import Failed, Finished, Job, WasCancelled, Worker
 from ..engine.requests import Progress
-from ..scene import images
+from ..scene import images, windows
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,7 @@ def _report(outcome: Outcome) -> None:
 
 
 def _redraw() -> None:
-    window_manager = bpy.context.window_manager
-    for window in window_manager.windows if window_manager else ():
-        for area in window.screen.areas:
-            if area.type in {'VIEW_3D', 'IMAGE_EDITOR', 'STATUSBAR', 'PROPERTIES'}:
-                area.tag_redraw()
+    windows.redraw({'VIEW_3D', 'IMAGE_EDITOR', 'STATUSBAR', 'PROPERTIES'})
 
 
 def abandon(reason: str) -> None:

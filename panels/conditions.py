@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..operators import jobs
-from ..properties import CONDITION_KINDS
+from ..properties.scene import KIND_ITEMS
 from ..scene.images import find_capture
 from .sidebar import _Sidebar
 
@@ -20,7 +20,7 @@ class SCENE_DIFFUSION_PT_conditions(_Sidebar, bpy.types.Panel):
         layout = self.layout
         scene = context.scene
         conditions = scene.scene_diffusion.conditions
-        for identifier, label, _ in CONDITION_KINDS:
+        for identifier, label, _ in KIND_ITEMS:
             kind = identifier.lower()
             control = conditions.control(kind)
             box = layout.box()

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..engine.conditions import depth_to_control, edges_from_passes, lines_to_control, normal_to_control
 from ..engine.errors import DiffusionError
+from ..engine.kinds import SCENE_KINDS
 from ..engine.segmentation import ADE20K_CLASSES, labels_to_control
 from .depth import geometry_mask
 from .normals import camera_rotation, to_camera_space
@@ -45,9 +46,7 @@ from .pose import capture_pose
 from .render import capture_size, render_passes, resolve_camera
 from .segmentation import cryptomatte_names, segment_labels
 
-__all__ = ["KINDS", "CaptureOptions", "ConditionImage", "capture_conditions"]
-
-KINDS: tuple[str, ...] = ("depth", "canny", "openpose", "normal", "segmentation", "lineart")
+__all__ = ["CaptureOptions", "ConditionImage", "capture_conditions"]
 
 # The render passes each kind is made from ("z" is always rendered: it tells geometry from
 # background for the empty-view and inside-an-object checks).
@@ -124,25 +123,25 @@ def capture_conditions(
     frame: int | None = None,
     options: CaptureOptions = CaptureOptions(),
 ) -> dict[str, ConditionImage]:
-    """The condition images of `kinds` (any of KINDS) seen by `camera` at `frame`.
+    """The condition images of `kinds` (any of engine.kinds.SCENE_KINDS) seen by `camera` at `frame`.
 
     camera: default the scene camera at `frame` (following camera markers, like a render).
     width, height: default the scene's output size (with its percentage).
     frame: default the current frame; the scene's frame and data are never changed.
     One Cycles render serves all of depth, canny, normal, segmentation and line art.
-    Returns kind -> ConditionImage, in the order of KINDS.
+    Returns kind -> ConditionImage, in the order of SCENE_KINDS.
     """
     kinds = set(kinds)
-    unknown = kinds - set(KINDS)
+    unknown = kinds - set(SCENE_KINDS)
     if unknown:
-        raise ValueError(f"unknown condition kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+        raise ValueError(f"unknown condition kinds {sorted(unknown)}; known: {', '.join(SCENE_KINDS)}")
     _check(options)
     frame_number = scene.frame_current if frame is None else int(frame)
     camera = resolve_camera(scene, camera, frame_number)
     width, height = capture_size(scene, width, height)
     results: dict[str, ConditionImage] = {}
 
-    pass_kinds = [kind for kind in KINDS if kind in kinds and kind in _PASSES]
+    pass_kinds = [kind for kind in SCENE_KINDS if kind in kinds and kind in _PASSES]
     if pass_kinds:
         passes = tuple(dict.fromkeys(name for kind in pass_kinds for name in _PASSES[kind]))
         rendered = render_passes(
@@ -174,7 +173,7 @@ def capture_conditions(
         results["openpose"] = ConditionImage(
             kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
             extra={"json": pose.json, "armatures": list(pose.armatures)})
-    return {kind: results[kind] for kind in KINDS if kind in results}
+    return {kind: results[kind] for kind in SCENE_KINDS if kind in results}
 
 
 def _check(options: CaptureOptions) -> None:

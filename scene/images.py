@@ -7,6 +7,8 @@ import json
 import bpy
 import numpy as np
 
+from . import windows
+
 RECIPE_KEY = "scene_diffusion"
 
 
@@ -159,10 +161,7 @@ def show_preview(rgb: np.ndarray) -> bpy.types.Image:
 def show_in_image_editors(image: bpy.types.Image) -> int:
     """Show the image in every open Image Editor (none exist headless); returns how many."""
     shown = 0
-    window_manager = bpy.context.window_manager
-    for window in window_manager.windows if window_manager else ():
-        for area in window.screen.areas:
-            if area.type == 'IMAGE_EDITOR':
-                area.spaces.active.image = image
-                shown += 1
+    for area in windows.areas({'IMAGE_EDITOR'}):
+        area.spaces.active.image = image
+        shown += 1
     return shown

@@ -3,7 +3,7 @@
 
 No render: every armature shown in renders is evaluated, its bones are mapped to the 18
 COCO keypoints (plus 21 per hand and 70 face points when the rig has those bones; names
-in scene/pose_names.py, per-armature overrides in pose_properties.py), projected through
+in scene/pose_names.py, per-armature overrides in properties/objects.py), projected through
 the capture camera and drawn by engine.openpose exactly as controlnet_aux draws.
 
 Dropped keypoints: behind the camera or outside its clip range, outside the frame, face
@@ -11,37 +11,15 @@ features on the far side of the head (a back view must not show a nose and eyes,
 ControlNet paints a face there: see _FACING), and, with `occlusion`, keypoints hidden
 behind other geometry (see _hidden).
 
-Evaluating at frame N without changing the person's file (measured on bpy 5.0.1):
-- `scene.frame_set(N)` and back re-evaluates animation at both frames and writes it onto
-  the objects: an un-keyed edit of an animated value (a pose tried but not keyed) is lost.
-- A temporary scene's depsgraph evaluated through the context is an *active* depsgraph:
-  Blender writes its animated values (F-curves, NLA, drivers) and evaluated matrices back
-  onto the original objects, so the person's objects would hold frame N afterwards.
-- What we do: at the current frame of the context scene, read the context's evaluated
-  depsgraph (what the viewport shows, un-keyed edits included; nothing is re-evaluated).
-  At another frame, evaluate a temporary scene at N holding temporary copies of the
-  armatures and the camera: Blender writes the evaluation back onto the copies (whose
-  constraints and drivers on themselves follow the copy), which are then deleted. What
-  the copies depend on (a parent, a constraint target, a driver's object) is the
-  person's and gets written back to, so every animated value in the file is noted before
-  and each one that changed is put back, and those objects are re-evaluated by the
-  person's depsgraph at its own frame (no time change, so nothing is re-animated). The
-  file ends as it was, un-keyed edits included, also when the capture fails. Only the
-  copies and what they depend on are evaluated, not every mesh; with `occlusion` the
-  temporary scene is a linked copy of the person's (ray casts need the geometry at N).
-- Objects disabled in viewports are in no viewport depsgraph (linked or not, Blender
-  evaluates them only as far as another object depends on them: a constraint on one bone
-  leaves the other bones in their old pose); their copies are shown, so evaluated fully.
-  Limit: an armature disabled in viewports that a captured object depends on keeps
-  Blender's cached pose (pose_bone.head ...) of frame N until it is evaluated again.
+At another frame than the current one, the armatures and the camera are evaluated through
+scene/frames.py (the person's frame and un-keyed edits are left as they were) and projected
+through the camera's view (scene/camera.py's CameraView).
 """
 from __future__ import annotations
 
 import functools
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bpy
@@ -50,12 +28,12 @@ from mathutils import Matrix, Vector
 
 from ..engine.errors import DiffusionError
 from ..engine.openpose import BODY_KEYPOINTS, PosePerson, draw_poses, to_openpose_json
+from .camera import CameraView
+from .frames import Evaluated, evaluated_at, view_layer
 from .pose_names import FACE_ESTIMATES, MIN_RECOGNISED, NAMINGS, BonePoint, Naming
 from .render import capture_size, resolve_camera
 
 __all__ = ["KeypointSource", "PoseCapture", "capture_pose", "mapping_for"]
-
-_TEMPORARY_NAME = ".scene_diffusion_pose"
 
 # Face features hidden by the head itself, as a detector would miss them: a feature is
 # dropped when its outward direction points away from the camera by more than this
@@ -290,13 +268,6 @@ def _rest_frame(bones, sources: dict[str, KeypointSource | None], head: str | No
 
 # --- Which armatures, evaluated at which frame ----------------------------------------------
 
-def _view_layer(scene: bpy.types.Scene) -> bpy.types.ViewLayer:
-    """The context's view layer when it belongs to `scene`, else the scene's first."""
-    if bpy.context.scene == scene and bpy.context.view_layer is not None:
-        return bpy.context.view_layer
-    return scene.view_layers[0]
-
-
 def _render_visible(view_layer: bpy.types.ViewLayer) -> tuple[list[bpy.types.Object], list[bpy.types.Object]]:
     """Armatures shown in renders, and empties instancing collections that hold some."""
     armatures: list[bpy.types.Object] = []
@@ -336,11 +307,11 @@ class _Rig:
     matrix: Matrix  # armature space -> world
 
 
-def _rigs(evaluated: _Evaluated, armatures: list[bpy.types.Object], instancers: list[bpy.types.Object]) -> list[_Rig]:
+def _rigs(evaluated: Evaluated, armatures: list[bpy.types.Object], instancers: list[bpy.types.Object]) -> list[_Rig]:
     depsgraph = evaluated.depsgraph
     rigs = []
     for arm in armatures:
-        rig = evaluated.stand_ins[arm].evaluated_get(depsgraph)
+        rig = evaluated.object(arm)
         rigs.append(_Rig(arm.name, arm, rig, rig.matrix_world.copy()))
     if instancers:
         wanted = set(instancers)
@@ -355,222 +326,7 @@ def _rigs(evaluated: _Evaluated, armatures: list[bpy.types.Object], instancers: 
     return rigs
 
 
-@dataclass(frozen=True)
-class _Evaluated:
-    """A depsgraph at the capture's frame, the scene to ray cast in, and per object of the
-    person's the object evaluated in its place (itself, or a temporary copy)."""
-    depsgraph: bpy.types.Depsgraph
-    scene: bpy.types.Scene
-    stand_ins: dict[bpy.types.Object, bpy.types.Object]
-
-
-@contextmanager
-def _evaluated(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, frame: int,
-               needed: list[bpy.types.Object], instancers: list[bpy.types.Object],
-               geometry: bool) -> Iterator[_Evaluated]:
-    """`needed` and `instancers` evaluated at `frame`; the file is as before once the block
-    ends (see the module docstring). geometry: meshes are needed too (ray casts)."""
-    if frame == scene.frame_current and bpy.context.scene == scene and bpy.context.view_layer == view_layer:
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        # Objects disabled in viewports are in no viewport depsgraph: they go the other way.
-        if all(obj.evaluated_get(depsgraph).is_evaluated for obj in needed):
-            yield _Evaluated(depsgraph, scene, {obj: obj for obj in needed})
-            return
-    with _at_frame(scene, view_layer, frame, needed, instancers, geometry) as evaluated:
-        yield evaluated
-
-
-@contextmanager
-def _at_frame(scene, view_layer, frame, needed, instancers, geometry) -> Iterator[_Evaluated]:
-    animated = _AnimatedValues.take()
-    temporary = scene.copy() if geometry else bpy.data.scenes.new(_TEMPORARY_NAME)
-    stand_ins: dict[bpy.types.Object, bpy.types.Object] = {}
-    touched: list[bpy.types.Object] = []
-    try:
-        temporary.name = _TEMPORARY_NAME
-        temporary.frame_current, temporary.frame_subframe = frame, 0.0
-        layer = temporary.view_layers[view_layer.name] if geometry else temporary.view_layers[0]
-        if not geometry:
-            for instancer in instancers:
-                temporary.collection.objects.link(instancer)
-        for obj in needed:
-            # A copy takes the evaluation's write-back; its constraints and drivers that
-            # target the object itself target the copy. Shown in viewports, so evaluated.
-            twin = obj.copy()
-            twin.name = _TEMPORARY_NAME
-            twin.hide_viewport = False
-            temporary.collection.objects.link(twin)
-            stand_ins[obj] = twin
-        with bpy.context.temp_override(scene=temporary, view_layer=layer):
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-        ours = set(stand_ins.values())
-        touched = [id_eval.original for id_eval in depsgraph.ids
-                   if isinstance(id_eval, bpy.types.Object) and id_eval.original not in ours]
-        yield _Evaluated(depsgraph, temporary, stand_ins)
-    finally:
-        for twin in stand_ins.values():
-            bpy.data.objects.remove(twin, do_unlink=True)
-        bpy.data.scenes.remove(temporary, do_unlink=True)
-        written, failed = animated.restore()
-        # Objects of the person's evaluated there (what the copies depend on, instanced
-        # characters, the scene copy's objects, objects read by drivers of shared data) got
-        # its matrices and poses written onto them: have the person's depsgraph compute
-        # them again (transforms and data, not the animation).
-        refresh = list(dict.fromkeys(touched + written))
-        for datablock in refresh:
-            if isinstance(datablock, bpy.types.Object):
-                datablock.update_tag(refresh={'OBJECT', 'DATA'})
-            else:
-                datablock.update_tag()
-        if refresh and bpy.context.view_layer is not None:
-            bpy.context.view_layer.update()
-        if failed:
-            raise DiffusionError("The pose capture could not put back some animated values",
-                                 "; ".join(failed[:5]))
-
-
-# Collections of bpy.data whose IDs can be animated (getattr: names differ by version).
-_ANIMATABLE = (
-    "objects", "armatures", "cameras", "meshes", "shape_keys", "materials", "node_groups",
-    "lights", "worlds", "curves", "lattices", "metaballs", "textures", "particles", "speakers",
-    "volumes", "pointclouds", "hair_curves", "grease_pencils", "grease_pencils_v3",
-    "cache_files", "movieclips", "masks", "linestyles", "scenes", "lightprobes", "fonts",
-)
-
-
-class _AnimatedValues:
-    """The current value of every animated property (F-curves, NLA, drivers) in the file."""
-
-    def __init__(self, entries: list[tuple[bpy.types.ID, str, object]]) -> None:
-        self._entries = entries
-
-    @classmethod
-    def take(cls) -> _AnimatedValues:
-        entries = []
-        for name in _ANIMATABLE:
-            for datablock in getattr(bpy.data, name, ()):
-                animation = getattr(datablock, "animation_data", None)
-                if animation is None:
-                    continue
-                for path in _animated_paths(animation):
-                    try:
-                        entries.append((datablock, path, _read(datablock, path)))
-                    except (AttributeError, KeyError, TypeError, ValueError):
-                        continue  # a path that does not resolve animates nothing
-        return cls(entries)
-
-    def restore(self) -> tuple[list[bpy.types.ID], list[str]]:
-        """Write back what changed; returns the datablocks written to and what failed."""
-        written, failed = [], []
-        for datablock, path, value in self._entries:
-            try:
-                if _read(datablock, path) != value:
-                    _write(datablock, path, value)
-                    written.append(datablock)
-            except (AttributeError, KeyError, TypeError, ValueError, ReferenceError) as error:
-                failed.append(f"{path}: {error}")
-        return written, failed
-
-
-def _animated_paths(animation) -> set[str]:
-    paths: set[str] = set()
-
-    def from_action(action) -> None:
-        if action is None:
-            return
-        layers = getattr(action, "layers", None)  # layered actions: Blender 4.4+
-        if layers:
-            for layer in layers:
-                for strip in layer.strips:
-                    for bag in getattr(strip, "channelbags", ()):
-                        paths.update(curve.data_path for curve in bag.fcurves)
-        else:
-            paths.update(curve.data_path for curve in getattr(action, "fcurves", ()))
-
-    def from_strips(strips) -> None:
-        for strip in strips:
-            from_action(strip.action)
-            from_strips(strip.strips)  # meta strips
-
-    from_action(animation.action)
-    for track in animation.nla_tracks:
-        from_strips(track.strips)
-    paths.update(driver.data_path for driver in animation.drivers)
-    paths.discard("")
-    return paths
-
-
-def _split(path: str) -> tuple[str, str, bool]:
-    """(owner path, property or custom property key, is a custom property)."""
-    if path.endswith('"]'):
-        cut = path.rfind('["')
-        return path[:cut], bpy.utils.unescape_identifier(path[cut + 2:-2]), True
-    owner, _, name = path.rpartition(".")
-    return owner, name, False
-
-
-def _read(datablock: bpy.types.ID, path: str) -> object:
-    owner_path, key, custom = _split(path)
-    owner = datablock.path_resolve(owner_path) if owner_path else datablock
-    value = owner[key] if custom else getattr(owner, key)
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, set):
-        return frozenset(value)
-    if hasattr(value, "to_list"):  # an IDProperty array
-        return tuple(value.to_list())
-    return tuple(value)  # vectors, colours, RNA arrays
-
-
-def _write(datablock: bpy.types.ID, path: str, value: object) -> None:
-    owner_path, key, custom = _split(path)
-    owner = datablock.path_resolve(owner_path) if owner_path else datablock
-    if isinstance(value, frozenset):
-        value = set(value)
-    if custom:
-        owner[key] = list(value) if isinstance(value, tuple) else value
-    else:
-        setattr(owner, key, value)
-
-
 # --- Projection and drawing ---------------------------------------------------------------
-
-class _Camera:
-    """Projects world points to pixels of a width x height capture, dropping what a render would not show."""
-
-    def __init__(self, camera: bpy.types.Object, depsgraph, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.perspective = camera.data.type != 'ORTHO'
-        self.clip = (camera.data.clip_start, camera.data.clip_end)
-        world = camera.matrix_world.normalized()
-        self.origin = np.array(world.translation)
-        self.backward = np.array(world.col[2][:3])  # a camera looks down its -Z
-        self.view = np.array(world.inverted())  # scale on a camera does not change what it sees
-        # Square pixels, like every capture: the same matrix Blender renders with at this size.
-        self.projection = np.array(camera.calc_matrix_camera(depsgraph, x=width, y=height, scale_x=1.0, scale_y=1.0))
-
-    def pixels(self, points: np.ndarray) -> np.ndarray:
-        """Nx3 world points (NaN rows allowed) -> Nx2 pixels, NaN where dropped."""
-        homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
-        eye = homogeneous @ self.view.T
-        depth = -eye[:, 2]
-        clip = eye @ self.projection.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ndc = clip[:, :2] / clip[:, 3:4]
-        x = (ndc[:, 0] + 1.0) * 0.5 * self.width
-        y = (1.0 - ndc[:, 1]) * 0.5 * self.height
-        with np.errstate(invalid="ignore"):
-            keep = ((depth >= self.clip[0]) & (depth <= self.clip[1])
-                    & (x >= 0) & (x < self.width) & (y >= 0) & (y < self.height))
-        return np.where(keep[:, None], np.stack([x, y], axis=1), np.nan)
-
-    def toward(self, point: np.ndarray) -> np.ndarray:
-        """Unit direction from a world point to the camera."""
-        if not self.perspective:
-            return self.backward / np.linalg.norm(self.backward)
-        direction = self.origin - point
-        return direction / max(np.linalg.norm(direction), 1e-12)
-
 
 class _Pose:
     """Every pose bone of an evaluated rig, read at once, in world space."""
@@ -631,6 +387,12 @@ class _Pose:
         return forward / max(np.linalg.norm(forward), 1e-12), right / max(np.linalg.norm(right), 1e-12)
 
 
+def _pixels(camera: CameraView, points: np.ndarray) -> np.ndarray:
+    """Nx3 world points (NaN rows allowed) -> Nx2 pixels, NaN where a render would not show them."""
+    pixels, depth = camera.project(points)
+    return np.where(camera.in_view(pixels, depth)[:, None], pixels, np.nan)
+
+
 def _outward(key: str, forward: np.ndarray, right: np.ndarray) -> np.ndarray:
     side = right if key.startswith("r_") else -right
     if key == "nose":
@@ -649,7 +411,7 @@ def _own_objects(scene: bpy.types.Scene, armature: bpy.types.Object) -> set[bpy.
     return own
 
 
-def _hidden(scene: bpy.types.Scene, depsgraph, camera: _Camera, point: np.ndarray,
+def _hidden(scene: bpy.types.Scene, depsgraph, camera: CameraView, point: np.ndarray,
             own: set[bpy.types.Object]) -> bool:
     """Is `point` behind geometry, seen from the camera?
 
@@ -658,8 +420,8 @@ def _hidden(scene: bpy.types.Scene, depsgraph, camera: _Camera, point: np.ndarra
     Objects hidden from renders do not.
     """
     toward = camera.toward(point)
-    if camera.perspective:
-        origin = camera.origin.copy()
+    if camera.type != 'ORTHO':
+        origin = camera.origin
     else:
         origin = point + toward * float(np.dot(camera.origin - point, toward))
     direction = -toward
@@ -705,8 +467,7 @@ def capture_pose(
         raise DiffusionError(f"'{camera.name}' is a panoramic camera",
                              "capture poses from a perspective or orthographic camera")
     width, height = capture_size(scene, width, height)
-    view_layer = _view_layer(scene)
-    armatures, instancers = _render_visible(view_layer)
+    armatures, instancers = _render_visible(view_layer(scene))
     originals = list(dict.fromkeys(armatures + [arm for inst in instancers for arm in _instanced_armatures(inst)]))
     if not originals:
         raise DiffusionError("There is no armature to take a pose from",
@@ -716,9 +477,9 @@ def capture_pose(
 
     people: list[PosePerson] = []
     names: list[str] = []
-    with _evaluated(scene, view_layer, frame, armatures + [camera], instancers, occlusion) as evaluated:
+    with evaluated_at(scene, frame, armatures + [camera], instancers, geometry=occlusion) as evaluated:
         depsgraph, ray_scene = evaluated.depsgraph, evaluated.scene
-        projector = _Camera(evaluated.stand_ins[camera].evaluated_get(depsgraph), depsgraph, width, height)
+        projector = CameraView.from_evaluated(evaluated.object(camera), depsgraph, width, height, frame, camera.name)
         for rig in _rigs(evaluated, armatures, instancers):
             mapping = mappings[rig.original]
             if not mapping.recognised:
@@ -753,10 +514,10 @@ def _refuse_unknown(mappings: dict[bpy.types.Object, _Mapping]) -> None:
         "map those keypoints to bones in the armature's OpenPose keypoint overrides")
 
 
-def _person(rig: _Rig, mapping: _Mapping, camera: _Camera, hands: bool, face: bool, occlusion) -> PosePerson | None:
+def _person(rig: _Rig, mapping: _Mapping, camera: CameraView, hands: bool, face: bool, occlusion) -> PosePerson | None:
     posed = _Pose(rig, mapping)
     body_world = posed.points([mapping.body[key] for key in BODY_KEYPOINTS])
-    body = camera.pixels(body_world)
+    body = _pixels(camera, body_world)
     axes = posed.head_axes()
     if axes is not None:
         forward, right = axes
@@ -770,7 +531,7 @@ def _person(rig: _Rig, mapping: _Mapping, camera: _Camera, hands: bool, face: bo
         if sources is None:
             return None, None
         world = posed.points(sources)
-        return world, camera.pixels(world)
+        return world, _pixels(camera, world)
 
     left_world, left = part(mapping.left_hand if hands else None)
     right_world, right_hand = part(mapping.right_hand if hands else None)

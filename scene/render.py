@@ -45,6 +45,7 @@ import bpy
 import numpy as np
 
 from ..engine.errors import DiffusionError
+from . import frames
 from .exr import read_exr
 
 __all__ = ["PASSES", "RenderedPasses", "render_passes", "resolve_camera", "capture_size"]
@@ -157,7 +158,7 @@ def render_passes(
     frame = scene.frame_current if frame is None else int(frame)
     camera = resolve_camera(scene, camera, frame)
     width, height = capture_size(scene, width, height)
-    layer_name = _view_layer_name(scene, view_layer)
+    layer_name = frames.view_layer(scene, view_layer).name
     started = time.perf_counter()
     metadata: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
@@ -205,18 +206,6 @@ def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
         for image in [image for image in bpy.data.images
                       if image.type == 'RENDER_RESULT' and image.name not in viewers]:
             bpy.data.images.remove(image)
-
-
-def _view_layer_name(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None) -> str:
-    if view_layer is None:
-        context_layer = bpy.context.view_layer
-        if bpy.context.scene == scene and context_layer is not None:
-            view_layer = context_layer
-        else:
-            view_layer = scene.view_layers[0]
-    if scene.view_layers.get(view_layer.name) is None:
-        raise ValueError(f"view layer {view_layer.name!r} is not in scene {scene.name!r}")
-    return view_layer.name
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ cryptomatte needs nothing set: Cycles writes a hash of each object's name per pi
 the name -> hash manifest into the EXR header. At one sample through the pixel centre,
 rank 0 holds the one object each pixel sees (coverage 1), or 0 (coverage 0) for background.
 
-The class of an object: its `scene_diffusion_segment` property (segmentation_properties.py)
+The class of an object: its `scene_diffusion_segment` property (properties/objects.py)
 when set, else a guess: "person" for meshes deformed by or parented to an armature, then
 words in the object's, its data's and its materials' names (engine.segmentation.guess_class),
 else a stable class per object from engine.segmentation.FALLBACK_CLASSES.

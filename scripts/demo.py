@@ -15,7 +15,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTENSION_ID = "scene_diffusion"
 MODULE = f"bl_ext.demo.{EXTENSION_ID}"
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+sys.path.insert(0, REPO_ROOT)
+from engine.models import DEFAULT_MODEL  # noqa: E402 - the engine is a plain library beside this script
 
 
 def sandbox_blender_user(out_dir: str) -> None:

@@ -105,7 +105,7 @@ def test_resolution_out_of_range_is_said_in_the_panel(settings, ext_module, empt
 def test_conditions_panel_draws_every_kind_with_its_settings_and_thumbnail(demo_scene_for_panel, ext_module):
     import bpy
     conditions = demo_scene_for_panel.scene_diffusion.conditions
-    conditions.enabled_kinds = {identifier for identifier, _, _ in ext_module("properties").CONDITION_KINDS}
+    conditions.enabled_kinds = {identifier for identifier, _, _ in ext_module("properties.scene").KIND_ITEMS}
     conditions.depth_range = 'FIXED'
     bpy.ops.scene_diffusion.capture_conditions(kinds={'DEPTH'})
     calls = draw_all(ext_module, bpy.context)
@@ -141,7 +141,7 @@ def demo_scene_for_panel(empty_scene):
 
 def test_model_field_suggests_models_matching_what_is_typed(settings, ext_module):
     import bpy
-    suggest = ext_module("properties")._model_suggestions
+    suggest = ext_module("properties.scene")._model_suggestions
     specs = [spec for spec, _ in suggest(settings, bpy.context, "smo")]
     assert specs[:2] == ["smoke", "smoke-sdxl"]  # other tests may have cached more "smo..." models
     assert all("smo" in spec for spec in specs)

@@ -114,7 +114,7 @@ def test_all_pass_kinds_come_from_one_render_and_change_nothing(scene, condition
     before = _snapshot(scene)
     captured = conditions.capture_conditions(scene, PASS_KINDS)
     assert len(renders) == 1
-    assert list(captured) == [kind for kind in conditions.KINDS if kind in PASS_KINDS]
+    assert list(captured) == [kind for kind in conditions.SCENE_KINDS if kind in PASS_KINDS]
     for kind, condition in captured.items():
         assert condition.kind == kind and condition.frame == 1 and condition.camera == "Camera"
         assert condition.image.shape == (H, W, 3) and condition.image.dtype == np.uint8

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Settings saved with the .blend file: `scene.scene_diffusion`."""
+"""Scene settings saved with the .blend file: `scene.scene_diffusion`."""
 import random
 
 import bpy
@@ -8,23 +8,17 @@ from bpy.props import (
     StringProperty,
 )
 
-from .engine.detectors import DETECTORS
-from .engine.models import model_suggestions
-from .engine.prompts import FIELD_LABELS, FIELDS, preset_items
-from .engine.schedulers import SCHEDULERS
+from ..engine.detectors import DETECTORS
+from ..engine.kinds import CONDITION_KINDS
+from ..engine.models import DEFAULT_MODEL, model_suggestions
+from ..engine.prompts import FIELD_LABELS, FIELDS, preset_items
+from ..engine.schedulers import SCHEDULERS
 
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SEED_MAX = 2**31 - 1
 
-# Condition kinds captured from the scene, in the order the panel lists them.
-CONDITION_KINDS = (
-    ('DEPTH', "Depth", "Exact depth from the camera: near bright, far dark"),
-    ('CANNY', "Canny", "Edges of a quick render of the scene"),
-    ('OPENPOSE', "OpenPose", "Skeletons of the armatures in view, drawn as OpenPose"),
-    ('NORMAL', "Normal", "Surface directions in camera space"),
-    ('SEGMENTATION', "Segmentation", "Objects coloured by their class (ADE20K palette)"),
-    ('LINEART', "Line Art", "Clean lines from Freestyle"),
-)
+# The scene's condition kinds as enum items, in the order the panel lists them.
+KIND_ITEMS = tuple((kind.name.upper(), kind.label, kind.description)
+                   for kind in CONDITION_KINDS if kind.from_scene)
 AUTO_ON_OFF = (
     ('AUTO', "Automatic", "Decide from the free memory of the device"),
     ('ON', "On", "Always"),
@@ -71,7 +65,7 @@ _DETECTOR_ITEMS = {
                           else "works offline, no weights")
                          for name, detector in DETECTORS.items() if detector.kind == identifier.lower()]
     or [('NONE', "None", "No detector makes this kind")]
-    for identifier, _, _ in CONDITION_KINDS
+    for identifier, _, _ in KIND_ITEMS
 }
 
 
@@ -104,7 +98,7 @@ class SceneDiffusionControl(bpy.types.PropertyGroup):
 
 class SceneDiffusionConditions(bpy.types.PropertyGroup):
     enabled_kinds: EnumProperty(
-        name="Conditions", items=CONDITION_KINDS, options={'ENUM_FLAG'}, default={'DEPTH'},
+        name="Conditions", items=KIND_ITEMS, options={'ENUM_FLAG'}, default={'DEPTH'},
         description="Which conditions are captured from the scene and steer the image",
     )
     depth: PointerProperty(type=SceneDiffusionControl)

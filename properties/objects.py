@@ -1,17 +1,24 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Per-armature OpenPose settings saved with the .blend file: `object.scene_diffusion_pose`.
+"""Object settings saved with the .blend file.
 
-The override table maps a body keypoint to a bone of that armature, for rigs whose bone
+`object.scene_diffusion_pose`: per-armature OpenPose settings. The override table maps a body keypoint to a bone of that armature, for rigs whose bone
 names match no known naming (scene/pose_names.py) or to correct one keypoint. It lives
 on the Object, not on the Armature data: a character linked from a library and made
 editable with a library override can edit its objects, not its armature data.
+
+`object.scene_diffusion_segment`: the object's class in the segmentation condition, painted
+in its ADE20K colour (see scene/segmentation.py). "Automatic" guesses it from the object (a
+rigged mesh is a person) and its names ("Floor", "Oak Tree", material "Grass"); any of the
+150 classes can be picked instead.
 """
 import bpy
 from bpy.props import (
     CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
 )
 
-from .engine.openpose import BODY_KEYPOINTS
+from ..engine.openpose import BODY_KEYPOINTS
+from ..engine.segmentation import ADE20K_CLASSES
+from ..scene.segmentation import AUTO, identifier_for
 
 _LABELS = {
     "nose": "Nose", "neck": "Neck",
@@ -21,6 +28,10 @@ _LABELS = {
     "l_hip": "Left Hip", "l_knee": "Left Knee", "l_ankle": "Left Ankle",
     "r_eye": "Right Eye", "l_eye": "Left Eye", "r_ear": "Right Ear", "l_ear": "Left Ear",
 }
+SEGMENT_ITEMS = [(AUTO, "Automatic", "Guess from the object: rigged meshes are people, then words in the "
+                  "object's, mesh's and materials' names, else a stable class of its own")] + [
+    (identifier_for(name), name.title(), f"ADE20K class {index}: {name}")
+    for index, name in enumerate(ADE20K_CLASSES)]
 KEYPOINT_ITEMS = [(name, _LABELS[name], f"OpenPose keypoint {index}: the character's own "
                    f"{_LABELS[name].lower()}") for index, name in enumerate(BODY_KEYPOINTS)]
 
@@ -56,9 +67,14 @@ def register() -> None:
     bpy.types.Object.scene_diffusion_pose = PointerProperty(
         type=SceneDiffusionPoseSettings, name="Scene Diffusion Pose",
         override={'LIBRARY_OVERRIDABLE'})
+    bpy.types.Object.scene_diffusion_segment = EnumProperty(
+        name="Segmentation Class",
+        description="What this object is in the segmentation condition (its ADE20K colour)",
+        items=SEGMENT_ITEMS, default=AUTO, override={'LIBRARY_OVERRIDABLE'})
 
 
 def unregister() -> None:
+    del bpy.types.Object.scene_diffusion_segment
     del bpy.types.Object.scene_diffusion_pose
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
