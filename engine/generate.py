@@ -67,7 +67,6 @@ class Engine:
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
         check_request(request)
-        _check_extras(request)
         started = time.perf_counter()
         _stop_if_cancelled(cancel)
         request, notes = fit_to_size(request)
@@ -184,15 +183,6 @@ def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
     if plan.controls == "union":
         arguments.update(control_mode=plan.control_modes)
     return arguments
-
-
-def _check_extras(request: GenerationRequest) -> None:
-    """Tiling, memory and preview settings, refused before anything is loaded."""
-    tiling.check_axes(request.tiling)
-    memory.check_options(request.memory, request.tiling)
-    previews.check_method(request.preview_method)
-    if request.preview_every < 0:
-        raise DiffusionError(f"Preview every {request.preview_every} steps is negative", "use 0 for no previews")
 
 
 def _stop_if_cancelled(cancel: CancelToken | None) -> None:

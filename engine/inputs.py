@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A request's inputs, checked before anything is loaded, and fitted to the output size.
 
-Every refusal is a DiffusionError saying what is wrong and what to do. Fitting is the
-one change the engine makes to inputs: an init image (and its mask) of another size
-than the output is resized to it, and the result's notes say so.
+Every refusal is a DiffusionError saying what is wrong and what to do. `check_request`
+holds every check the request's own settings can fail, so Blender's operators run it on
+the main thread before they capture, write or draw a seed; the engine runs it again first
+thing. Fitting is the one change the engine makes to inputs: an init image (and its
+mask) of another size than the output is resized to it, and the result's notes say so.
 """
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ import math
 
 import numpy as np
 
+from . import memory, previews, tiling
 from .errors import DiffusionError
+from .loras import resolve_loras
 from .requests import GenerationRequest
+from .schedulers import check_scheduler
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 
 
 def check_request(request: GenerationRequest) -> None:
-    """Fail before loading anything when the request cannot work."""
+    """Fail before loading anything when the request cannot work (no torch, no model:
+    cheap enough for the main thread)."""
     for name, value in (("width", request.width), ("height", request.height)):
         if not MIN_SIZE <= value <= MAX_SIZE:
             raise DiffusionError(f"The image {name} {value} is outside {MIN_SIZE}..{MAX_SIZE} pixels",
@@ -43,6 +49,14 @@ def check_request(request: GenerationRequest) -> None:
         _check_strength(request.strength, request.steps)
     if request.mask is not None:
         _check_mask(request.mask, request.init_image.shape[:2])
+        _check_mask_repaints(request)
+    tiling.check_axes(request.tiling)
+    memory.check_options(request.memory, request.tiling)
+    previews.check_method(request.preview_method)
+    if request.preview_every < 0:
+        raise DiffusionError(f"Preview every {request.preview_every} steps is negative", "use 0 for no previews")
+    check_scheduler(request.scheduler)
+    resolve_loras(request.loras, request.allow_pickle)  # files exist, are LoRAs, and pickle only if allowed
 
 
 def _check_init_image(image: np.ndarray) -> None:
@@ -92,8 +106,8 @@ def _check_strength(strength: float, steps: int) -> None:
 
 
 def fit_to_size(request: GenerationRequest) -> tuple[GenerationRequest, tuple[str, ...]]:
-    """The request with its init image and mask as float32 at the output size, and notes
-    on what was changed. Refuses a mask with nothing left to repaint."""
+    """The request (checked by check_request) with its init image and mask as float32 at
+    the output size, and notes on what was changed."""
     if request.init_image is None:
         return request, ()
     size = (request.height, request.width)
@@ -108,12 +122,19 @@ def fit_to_size(request: GenerationRequest) -> tuple[GenerationRequest, tuple[st
                  + (", its mask too" if mask is not None else ""),)
         init_image = _resize(init_image, size, "bicubic")
         mask = None if mask is None else _resize(mask[..., None], size, "bilinear")[..., 0]
-    # diffusers repaints where the mask is >= 0.5 (it binarizes the mask).
-    if mask is not None and not (mask >= 0.5).any():
+    return dataclasses.replace(request, init_image=init_image, mask=mask), notes
+
+
+def _check_mask_repaints(request: GenerationRequest) -> None:
+    """Refuse a mask with nothing to repaint at the output size (diffusers repaints where the
+    resized mask is >= 0.5; resizing can only spread or thin what is marked)."""
+    mask = np.asarray(request.mask, dtype=np.float32)
+    if mask.shape != (request.height, request.width) and (mask >= 0.5).any():
+        mask = _resize(mask[..., None], (request.height, request.width), "bilinear")[..., 0]
+    if not (mask >= 0.5).any():
         raise DiffusionError("The inpainting mask is empty: no pixel is marked to repaint (values >= 0.5 are)",
                              "paint the area to redraw white in the mask, or remove the mask to redraw "
                              "the whole image (image-to-image)")
-    return dataclasses.replace(request, init_image=init_image, mask=mask), notes
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:

@@ -111,13 +111,19 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress event from the worker: step i of n, with a time estimate."""
+    """A progress event from the worker: step i of n, with a time estimate.
+
+    item, items: in a many-result job (engine.jobs.for_each), the result being made
+    (from 1) and how many the job makes; 0 otherwise.
+    """
     step: int
     total: int
     elapsed: float
     eta: float
     message: str = ""
     preview: np.ndarray | None = None  # HxWx3 float32 0..1, small
+    item: int = 0
+    items: int = 0
 
 
 @dataclass(frozen=True, eq=False)

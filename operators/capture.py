@@ -20,6 +20,7 @@ from ..scene import images
 from ..scene.camera import OutputSize, output_size
 from ..scene.conditions import CaptureOptions, ConditionImage, capture_conditions
 from . import jobs
+from .base import JobOperator
 
 # The sensor width Blender's 3D Viewport projects with (36 mm at its zoom factor of 2).
 VIEWPORT_SENSOR_WIDTH = 72.0
@@ -27,10 +28,11 @@ VIEWPORT_SENSOR_WIDTH = 72.0
 
 @dataclass(frozen=True)
 class Captured:
-    """The conditions of one frame: images for the engine, datablocks for the person."""
+    """The conditions of one frame: images for the engine, and the scene's captures to store
+    as datablocks if the person is to see them (`store_captured`)."""
     units: tuple[ControlUnit, ...]
-    images: tuple[bpy.types.Image, ...]
-    texts: tuple[bpy.types.Text, ...]
+    conditions: tuple[ConditionImage, ...]
+    frame: int
 
 
 def capture_options(conditions) -> CaptureOptions:
@@ -51,7 +53,7 @@ def capture_options(conditions) -> CaptureOptions:
 
 def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
             camera: bpy.types.Object | None = None, from_images: bool = True) -> Captured:
-    """Capture `kinds` (lower-case) at `frame` and store each as a condition image.
+    """Capture `kinds` (lower-case) at `frame`; writes nothing (see `store_captured`).
 
     from_images: kinds whose source is an image the person picked use that image instead.
     """
@@ -63,23 +65,27 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
                                  "pick one in its row of the Conditions panel, or set its source to Scene")
     from_scene = capture_conditions(scene, kinds - picked, camera, size.width, size.height, frame,
                                     capture_options(conditions)) if kinds - picked else {}
-    units, written, texts = [], [], []
+    units = []
     for kind in SCENE_KINDS:
         if kind not in kinds:
             continue
         control = conditions.control(kind)
-        if kind in picked:
-            pixels = images.condition_pixels(control.image)
-        else:
-            condition = from_scene[kind]
-            pixels = condition.image
-            written.append(store(condition, KIND_LABELS[kind]))
-            if "json" in condition.extra:
-                texts.append(images.write_text(f"OpenPose {frame:04d}.json", "openpose_json", frame,
-                                               json.dumps(condition.extra["json"], indent=1)))
+        pixels = images.condition_pixels(control.image) if kind in picked else from_scene[kind].image
         units.append(ControlUnit(kind, pixels, scale=control.scale, guidance_start=control.guidance_start,
                                  guidance_end=control.guidance_end))
-    return Captured(tuple(units), tuple(written), tuple(texts))
+    return Captured(tuple(units), tuple(from_scene.values()), frame)
+
+
+def store_captured(captured: Captured) -> tuple[list[bpy.types.Image], list[bpy.types.Text]]:
+    """Write the scene's captures as condition images (and OpenPose JSON as text), each
+    replacing our own earlier capture of its kind and frame."""
+    written, texts = [], []
+    for condition in captured.conditions:
+        written.append(store(condition, KIND_LABELS[condition.kind]))
+        if "json" in condition.extra:
+            texts.append(images.write_text(f"OpenPose {condition.frame:04d}.json", "openpose_json", condition.frame,
+                                           json.dumps(condition.extra["json"], indent=1)))
+    return written, texts
 
 
 def store(condition: ConditionImage, label: str) -> bpy.types.Image:
@@ -151,8 +157,9 @@ class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
                 captured = capture(scene, kinds, size, frame, camera, from_images=False)
         except DiffusionError as error:
             return jobs.report_error(self, error)
-        names = ", ".join(image.name for image in captured.images)
-        for image in captured.images:
+        stored, _texts = store_captured(captured)
+        names = ", ".join(image.name for image in stored)
+        for image in stored:
             images.show_in_image_editors(image)
         return jobs.report_outcome(self, jobs.Outcome('INFO', f"Captured {names} at frame {frame}"))
 
@@ -161,7 +168,7 @@ class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
         return self.execute(context)
 
 
-class SCENE_DIFFUSION_OT_detect_condition(bpy.types.Operator):
+class SCENE_DIFFUSION_OT_detect_condition(JobOperator, bpy.types.Operator):
     bl_idname = "scene_diffusion.detect_condition"
     bl_label = "Detect"
     bl_description = ("Make this condition from the picture with the chosen detector, as a new image, "
@@ -170,53 +177,41 @@ class SCENE_DIFFUSION_OT_detect_condition(bpy.types.Operator):
 
     kind: bpy.props.StringProperty(name="Kind", description="The condition kind (depth, canny, ...)")
 
-    @classmethod
-    def poll(cls, context):
-        return not jobs.is_running()
-
-    def execute(self, context):
-        return self.run(context, blocking=True)
-
-    def invoke(self, context, event):
-        return self.run(context, blocking=False)
-
-    def run(self, context, blocking: bool) -> set[str]:
+    def prepare(self, context) -> jobs.Steps:
         from ..engine.detectors import DETECTORS, detect
 
         conditions = context.scene.scene_diffusion.conditions
-        try:
-            if self.kind not in KIND_LABELS:
-                raise DiffusionError(f"Unknown condition kind '{self.kind}'", f"use one of {', '.join(KIND_LABELS)}")
-            control = conditions.control(self.kind)
-            photo, name = control.photo, control.detector
-            if photo is None:
-                raise DiffusionError("No picture to detect from", "pick one in the Picture field")
-            if name not in DETECTORS:
-                raise DiffusionError(f"No detector makes {KIND_LABELS[self.kind]} conditions",
-                                     "capture it from the scene, or pick a ready condition image")
-            pixels = images.condition_pixels(photo) if photo.colorspace_settings.is_data else \
-                (images.display_rgb(photo) * 255 + 0.5).astype("uint8")
-            options = dict(allow_online=bpy.app.online_access, canny_low=conditions.canny_low,
-                           canny_high=conditions.canny_high)
-            kind, label, photo_name = self.kind, KIND_LABELS[self.kind], photo.name
+        if self.kind not in KIND_LABELS:
+            raise DiffusionError(f"Unknown condition kind '{self.kind}'", f"use one of {', '.join(KIND_LABELS)}")
+        control = conditions.control(self.kind)
+        photo, name = control.photo, control.detector
+        if photo is None:
+            raise DiffusionError("No picture to detect from", "pick one in the Picture field")
+        if name not in DETECTORS:
+            raise DiffusionError(f"No detector makes {KIND_LABELS[self.kind]} conditions",
+                                 "capture it from the scene, or pick a ready condition image")
+        pixels = images.condition_pixels(photo) if photo.colorspace_settings.is_data else \
+            (images.display_rgb(photo) * 255 + 0.5).astype("uint8")
+        options = dict(allow_online=bpy.app.online_access, canny_low=conditions.canny_low,
+                       canny_high=conditions.canny_high)
+        kind, label, photo_name = self.kind, KIND_LABELS[self.kind], photo.name
+        made: list[bpy.types.Image] = []
 
-            def work(report, cancel):
-                return detect(name, pixels, **options)
+        def work(_input, report, cancel):
+            return detect(name, pixels, **options)
 
-            def write(result) -> str:
-                image = images.new_image(f"{label} of {photo_name}", result.astype("float32") / 255.0,
-                                         {"kind": kind, "detector": name, "detected_from": photo_name},
-                                         colorspace="Non-Color")
-                image.preview_ensure()
-                # Looked up again: the scene may have changed while the detector ran.
-                settings = bpy.context.scene.scene_diffusion.conditions.control(kind)
-                settings.source, settings.image = 'IMAGE', image
-                return f"Made '{image.name}' from '{photo_name}' with {DETECTORS[name].label}"
+        def write(_index, result) -> None:
+            image = images.new_image(f"{label} of {photo_name}", result.astype("float32") / 255.0,
+                                     {"kind": kind, "detector": name, "detected_from": photo_name},
+                                     colorspace="Non-Color")
+            image.preview_ensure()
+            # Looked up again: the scene may have changed while the detector ran.
+            settings = bpy.context.scene.scene_diffusion.conditions.control(kind)
+            settings.source, settings.image = 'IMAGE', image
+            made.append(image)
 
-            outcome = jobs.start(work, f"Detect {label}", write, blocking=blocking)
-        except DiffusionError as error:
-            return jobs.report_error(self, error)
-        return jobs.report_outcome(self, outcome) if outcome is not None else {'FINISHED'}
+        return jobs.Steps(f"Detect {label}", work=work, write=write,
+                          finish=lambda _count: f"Made '{made[0].name}' from '{photo_name}' with {DETECTORS[name].label}")
 
 
 classes = (SCENE_DIFFUSION_OT_capture_conditions, SCENE_DIFFUSION_OT_detect_condition)

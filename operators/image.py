@@ -8,19 +8,21 @@ from dataclasses import dataclass
 import bpy
 
 from .. import dependencies, preferences
-from ..engine import models
+from ..engine import inputs, models
 from ..engine.errors import DiffusionError
 from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
 from . import capture, jobs
+from .base import JobOperator
 from .request import build_request, describe
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """Everything captured on the main thread; the worker needs nothing else."""
+    """Everything gathered on the main thread; the worker needs only `request`."""
     request: GenerationRequest
+    captured: capture.Captured
     cache_dir: str
     placement: tuple[str | None, str | None]
     scene_name: str
@@ -35,24 +37,26 @@ def require_dependencies() -> None:
                              "install them with the button in Preferences > Add-ons > Scene Diffusion")
 
 
-def prepare(context: bpy.types.Context) -> ImageJob:
-    """Validate and capture on the main thread. Raises DiffusionError and changes nothing."""
+def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
+    """Check and capture on the main thread, for `frame` (default: the current one).
+
+    Raises DiffusionError and changes nothing: every check runs before the capture, and the
+    captures and the seed are written only with the result (`write_result`).
+    """
     scene = context.scene
     settings = scene.scene_diffusion
     prefs = preferences.addon_preferences(context)
+    frame = scene.frame_current if frame is None else int(frame)
     require_dependencies()
     size = scene_camera.output_size(scene)
     models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
                            preferences.single_file_configs(prefs))
-    # Every check that can fail runs before the capture writes its condition images.
     request = build_request(context, size.width, size.height, (), seed=settings.seed)
-    captured = capture.capture(scene, capture.enabled_kinds(scene), size, scene.frame_current)
-    request = dataclasses.replace(request, controls=captured.units)
-    # Only now, with every check passed, may the seed change.
-    if settings.randomize_seed:
-        request = dataclasses.replace(request, seed=settings.next_seed())
-    return ImageJob(request, preferences.model_cache_dir(context), preferences.engine_placement(prefs),
-                    scene.name, scene.frame_current, size.describe() if size.rounded else "")
+    inputs.check_request(request)  # the engine's own checks, before anything is captured
+    captured = capture.capture(scene, capture.enabled_kinds(scene), size, frame)
+    request = dataclasses.replace(request, controls=captured.units, seed=settings.draw_seed())
+    return ImageJob(request, captured, preferences.model_cache_dir(context), preferences.engine_placement(prefs),
+                    scene.name, frame, size.describe() if size.rounded else "")
 
 
 def recipe(job: ImageJob, result: GenerationResult) -> dict:
@@ -68,52 +72,53 @@ def recipe(job: ImageJob, result: GenerationResult) -> dict:
     }
 
 
-def write_result(job: ImageJob, result: GenerationResult) -> str:
-    """Main thread: the images become new datablocks; returns the message for the person."""
-    names = []
+def write_result(job: ImageJob, result: GenerationResult) -> list[bpy.types.Image]:
+    """Main thread: the captures that steered it, the images as new datablocks, and the seed
+    used back into the settings (so Random Seed shows what it drew)."""
+    capture.store_captured(job.captured)
+    made = []
     for rgb in result.images:
         image = images.new_image(f"Diffusion {job.frame:04d} seed {result.seed}", rgb, recipe(job, result))
         images.show_in_image_editors(image)
-        names.append(image.name)
-    message = f"Generated '{', '.join(names)}' ({job.request.width}×{job.request.height}, seed {result.seed})"
+        made.append(image)
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is not None and scene.scene_diffusion.seed != result.seed:
+        scene.scene_diffusion.seed = result.seed
+    return made
+
+
+def message(job: ImageJob, result: GenerationResult, made: list[bpy.types.Image]) -> str:
+    text = (f"Generated '{', '.join(image.name for image in made)}' ({job.request.width}×{job.request.height}, "
+            f"seed {result.seed})")
     if job.size_note:
-        message += f"; size {job.size_note}"
+        text += f"; size {job.size_note}"
     for note in result.notes:
-        message += f"; {note}"
-    return message
+        text += f"; {note}"
+    return text
 
 
-class SCENE_DIFFUSION_OT_generate_image(bpy.types.Operator):
+def image_steps(job: ImageJob) -> jobs.Steps:
+    """The job of one image: generate on the worker, write on the main thread."""
+    written: list[tuple[GenerationResult, list[bpy.types.Image]]] = []
+
+    def work(_input, report, cancel) -> GenerationResult:
+        return jobs.engine(job.cache_dir, *job.placement).generate(job.request, report, cancel)
+
+    def write(_index: int, result: GenerationResult) -> None:
+        written.append((result, write_result(job, result)))
+
+    return jobs.Steps("Generate Image", work=work, write=write, finish=lambda _count: message(job, *written[0]))
+
+
+class SCENE_DIFFUSION_OT_generate_image(JobOperator, bpy.types.Operator):
     bl_idname = "scene_diffusion.generate_image"
     bl_label = "Generate Image"
     bl_description = ("Generate an image from the active camera, steered by the scene's conditions, "
                       "into a new image datablock")
     bl_options = {'REGISTER'}
 
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and not jobs.is_running()
-
-    def execute(self, context):
-        return self.run(context, blocking=True)
-
-    def invoke(self, context, event):
-        return self.run(context, blocking=False)
-
-    def run(self, context, blocking: bool) -> set[str]:
-        try:
-            job = prepare(context)
-
-            def work(report, cancel):
-                return jobs.engine(job.cache_dir, *job.placement).generate(job.request, report, cancel)
-
-            outcome = jobs.start(work, "Generate Image", lambda result: write_result(job, result),
-                                 blocking=blocking)
-        except DiffusionError as error:
-            return jobs.report_error(self, error)
-        if outcome is not None:
-            return jobs.report_outcome(self, outcome)
-        return {'FINISHED'}
+    def prepare(self, context):
+        return image_steps(prepare(context))
 
 
 classes = (SCENE_DIFFUSION_OT_generate_image,)

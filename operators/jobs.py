@@ -6,6 +6,13 @@ here on the main thread, by a `bpy.app.timers` function in the UI, or right away
 `execute` in headless runs (timers never fire in the bpy module). Only the drain touches
 bpy. Opening another file or quitting cancels the job and drops its result, so nothing
 freed is ever written to.
+
+Every job is a `Steps`: `count` items (one for an image; a frame, a view or a tile each
+in the jobs that make many). The main thread prepares each item's input (its captures)
+and hands it to the worker, up to `ahead` items before the previous result is written, so
+frame N+1 is captured while frame N diffuses; each result is written by `write` the
+moment it is drained. A cancel or a failure keeps every result written before it, and
+nothing after it is written.
 """
 from __future__ import annotations
 
@@ -19,13 +26,40 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..engine.errors import DiffusionError
-from ..engine.jobs import Failed, Finished, Job, WasCancelled, Worker
+from ..engine.jobs import Failed, Feed, Finished, ItemDone, ItemWork, Job, WasCancelled, Worker, for_each
 from ..engine.requests import Progress
 from ..scene import images, windows
 
 log = logging.getLogger(__name__)
 
 DRAIN_INTERVAL = 0.1  # seconds between drains while a job runs in the UI
+# The areas that show a job's progress or its results.
+PROGRESS_AREAS = {'VIEW_3D', 'IMAGE_EDITOR', 'STATUSBAR', 'PROPERTIES'}
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A job of `count` results, each prepared on the main thread, made on the worker and
+    written on the main thread.
+
+    prepare(i): main thread; item i's input for the worker (captures: bpy is allowed). A
+        DiffusionError stops the job after the items already handed over; item 0 is
+        prepared before the job starts, so its error is a refusal that changes nothing.
+    work(input, report, cancel): worker thread; item i's result (no bpy).
+    write(i, result): main thread; stores result i (datablocks, files) as it arrives.
+    finish(written): main thread, after every item was written; the message for the person.
+    noun: what an item is ("frame", "view", "tile"), for "frame 3/48 · step 12/20".
+    ahead: how many items may be prepared before the previous result is written (0 when
+        an item's captures read what earlier results wrote).
+    """
+    label: str
+    work: ItemWork
+    write: Callable[[int, Any], None]
+    finish: Callable[[int], str]
+    count: int = 1
+    prepare: Callable[[int], Any] = lambda index: None
+    noun: str = "item"
+    ahead: int = 1
 
 
 @dataclass
@@ -35,17 +69,35 @@ class JobStatus:
     step: int = 0
     total: int = 0
     eta: float = 0.0
+    item: int = 0
+    items: int = 0
+    noun: str = ""
     message: str = "Starting…"
     started: float = field(default_factory=time.monotonic)
 
     @property
     def fraction(self) -> float:
-        return self.step / self.total if self.total else 0.0
+        step = self.step / self.total if self.total else 0.0
+        if self.items > 1 and self.item:
+            return (self.item - 1 + step) / self.items
+        return step
 
     def text(self) -> str:
         if not self.total:
             return f"{self.label}: {self.message}"
-        return f"{self.label}: step {self.step}/{self.total}, {format_seconds(self.eta)} left"
+        steps = f"step {self.step}/{self.total}"
+        if self.items > 1:
+            steps = f"{self.noun} {self.item}/{self.items} · {steps}"
+        return f"{self.label}: {steps}, {format_seconds(self.remaining())} left"
+
+    def remaining(self) -> float:
+        """Seconds left: this item's estimate, plus the items after it at the pace so far."""
+        if self.items <= 1 or not self.item:
+            return self.eta
+        done = self.fraction
+        elapsed = time.monotonic() - self.started
+        later = elapsed / done * (self.items - self.item) / self.items if done > 0 else 0.0
+        return self.eta + later
 
 
 @dataclass(frozen=True)
@@ -59,8 +111,12 @@ class Outcome:
 @dataclass
 class _Running:
     job: Job
+    steps: Steps
+    feed: Feed
     status: JobStatus
-    on_finished: Callable[[Any], str]
+    written: int = 0
+    failure: DiffusionError | None = None  # a preparation or a write refused: the job stops
+    failed_item: int = 0  # the index of the item it refused
     abandoned: bool = False
 
 
@@ -109,6 +165,18 @@ def start(function: Callable, label: str, on_finished: Callable[[Any], str], *,
     """Run `function(report, cancel)` on the worker; `on_finished(result)` runs on the main
     thread, writes the result into Blender and returns the message for the person.
 
+    The one-result case of `start_steps`.
+    """
+    results: list[Any] = []
+    return start_steps(Steps(label, work=lambda _input, report, cancel: function(report, cancel),
+                             write=lambda _index, result: results.append(result),
+                             finish=lambda _written: on_finished(results[0])), blocking=blocking)
+
+
+def start_steps(steps: Steps, *, blocking: bool) -> Outcome | None:
+    """Run `steps` (see Steps). Raises DiffusionError, having started nothing, when another
+    job runs or item 0 cannot be prepared.
+
     blocking: wait and drain here (headless `execute`); returns the outcome. Otherwise the
     timer drains it and the outcome is reported when it comes.
     """
@@ -118,10 +186,15 @@ def start(function: Callable, label: str, on_finished: Callable[[Any], str], *,
         drain()
     if _running is not None:
         raise DiffusionError(f"'{_running.status.label}' is still running", "wait for it, or press Cancel")
-    _running = _Running(_worker.submit(function, label), JobStatus(label), on_finished)
+    feed = Feed(steps.count)
+    feed.put(steps.prepare(0))  # before the job exists: a refusal here starts nothing
+    _running = _Running(_worker.submit(for_each(feed, steps.work), steps.label), steps, feed,
+                        JobStatus(steps.label, noun=steps.noun))
+    _feed(_running)
     if blocking:
-        _running.job.wait()
-        return drain()
+        while (outcome := drain(block=True)) is None:
+            pass
+        return outcome
     if not bpy.app.timers.is_registered(_timer):
         # Persistent: after another file is opened the timer still drains (and drops) the result.
         bpy.app.timers.register(_timer, first_interval=DRAIN_INTERVAL, persistent=True)
@@ -132,53 +205,124 @@ def cancel() -> bool:
     """Ask the running job to stop at its next step. Returns whether one was running."""
     if _running is None:
         return False
-    _running.job.cancel()
+    _stop(_running)
     _running.status.message = "Cancelling…"
     return True
 
 
-def drain() -> Outcome | None:
-    """Apply the running job's pending events on the main thread; the outcome once it ended."""
+def _stop(running: _Running) -> None:
+    running.job.cancel()
+    running.feed.close()  # wakes a worker waiting for its next input
+
+
+def drain(block: bool = False) -> Outcome | None:
+    """Apply the running job's pending events on the main thread, writing each result as
+    it comes, and prepare the next inputs; the outcome once the job ended.
+
+    block: wait for at least one event first (headless runs; the worker always ends with one).
+    """
     global _running, _last_outcome
     running = _running
     if running is None:
         return None
     outcome = None
     preview = None
-    while outcome is None and not running.job.events.empty():
-        event = running.job.events.get_nowait()
+    events = running.job.events
+    pending = [events.get()] if block else []
+    while outcome is None and (pending or not events.empty()):
+        event = pending.pop(0) if pending else events.get_nowait()
         if isinstance(event, Progress):
-            running.status.step, running.status.total = event.step, event.total
-            running.status.eta = event.eta
-            running.status.message = event.message or running.status.message
+            _show_progress(running.status, event)
             if event.preview is not None:
                 preview = event.preview  # only the newest is worth showing
+        elif isinstance(event, ItemDone):
+            _write(running, event)
         else:
             outcome = _conclude(running, event)
+    if outcome is None:
+        _feed(running)
     if preview is not None and outcome is None and not running.abandoned:
         images.show_preview(preview)
     if outcome is not None:
         _running = None
         _last_outcome = outcome
-    _redraw()
+    windows.redraw(PROGRESS_AREAS)
     return outcome
+
+
+def _show_progress(status: JobStatus, event: Progress) -> None:
+    status.step, status.total, status.eta = event.step, event.total, event.eta
+    status.item, status.items = event.item, event.items
+    status.message = event.message or status.message
+
+
+def _write(running: _Running, event: ItemDone) -> None:
+    if running.abandoned or running.failure is not None:
+        return  # its scene is going away, or the job was stopped by a refusal before it
+    try:
+        running.steps.write(event.index, event.result)
+    except DiffusionError as error:
+        running.failure, running.failed_item = error, event.index
+    except Exception as error:  # noqa: BLE001 - a bug in a writer must not leave the job running forever
+        log.exception("Writing the result of '%s' failed", running.status.label)
+        running.failure = DiffusionError(f"Writing the result failed: {error!r}",
+                                         "the system console has the details")
+        running.failed_item = event.index
+    else:
+        running.written += 1
+        return
+    _stop(running)
+
+
+def _feed(running: _Running) -> None:
+    """Prepare the next inputs while the job may run ahead (main thread: captures use bpy)."""
+    steps, feed = running.steps, running.feed
+    while (not feed.closed and feed.given < steps.count and running.failure is None
+           and not running.job.cancel_token.cancelled and feed.given < running.written + 1 + steps.ahead):
+        try:
+            item = steps.prepare(feed.given)
+        except DiffusionError as error:
+            running.failure, running.failed_item = error, feed.given
+            feed.close()  # the worker finishes the items it has, then ends
+            return
+        feed.put(item)
+
+
+def _kept(running: _Running) -> str:
+    steps = running.steps
+    if steps.count == 1:
+        return "nothing was written"
+    if running.written == 0:
+        return f"no {steps.noun} was written"
+    return f"the {running.written} of {steps.count} {steps.noun}s written before are kept"
 
 
 def _conclude(running: _Running, event) -> Outcome:
     label = running.status.label
-    if isinstance(event, WasCancelled) or running.abandoned:
-        return Outcome('WARNING', f"{label}: cancelled, nothing was written")
+    many = running.steps.count > 1
+    if running.abandoned:
+        return Outcome('WARNING', f"{label}: cancelled, nothing {'more ' if many else ''}was written")
+    if running.failure is not None:
+        if not many:
+            return Outcome('ERROR', str(running.failure))
+        return Outcome('ERROR', f"{running.steps.noun} {running.failed_item + 1}: {running.failure}; {_kept(running)}")
+    if isinstance(event, WasCancelled):
+        return Outcome('WARNING', f"{label}: cancelled, {_kept(running)}")
     if isinstance(event, Failed):
         error = event.error
+        kept = f"; {_kept(running)}" if many else ""
         if isinstance(error, DiffusionError):
-            return Outcome('ERROR', str(error))
+            return Outcome('ERROR', f"{error}{kept}")
         log.error("%s failed:\n%s", label, event.traceback)
-        return Outcome('ERROR', f"{label} failed: {error!r} (the system console has the details)")
+        return Outcome('ERROR', f"{label} failed: {error!r} (the system console has the details){kept}")
     assert isinstance(event, Finished)
     try:
-        message = running.on_finished(event.result)
+        message = running.steps.finish(running.written)
     except DiffusionError as error:
         return Outcome('ERROR', str(error))
+    except Exception as error:  # noqa: BLE001 - as in _write: the job must end
+        log.exception("Finishing '%s' failed", label)
+        return Outcome('ERROR', f"{label} failed: {error!r} (the system console has the details)")
     return Outcome('INFO', message, event.result)
 
 
@@ -198,15 +342,11 @@ def _report(outcome: Outcome) -> None:
         log.warning("%s", outcome.message)
 
 
-def _redraw() -> None:
-    windows.redraw({'VIEW_3D', 'IMAGE_EDITOR', 'STATUSBAR', 'PROPERTIES'})
-
-
 def abandon(reason: str) -> None:
-    """Cancel the running job and drop its result (its scene is about to go away)."""
+    """Cancel the running job and drop its results (its scene is about to go away)."""
     if _running is not None:
         _running.abandoned = True
-        _running.job.cancel()
+        _stop(_running)
         log.info("Cancelled '%s': %s", _running.status.label, reason)
 
 

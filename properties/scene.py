@@ -227,11 +227,10 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
 
     conditions: PointerProperty(type=SceneDiffusionConditions)
 
-    def next_seed(self) -> int:
-        """The seed for the next generation (a new random one if asked for)."""
-        if self.randomize_seed:
-            self.seed = random.randint(0, SEED_MAX)
-        return self.seed
+    def draw_seed(self) -> int:
+        """The seed for the next generation: a new random one if asked for, else Seed.
+        Nothing is stored: the operator writes it back once its result is written."""
+        return random.randint(0, SEED_MAX) if self.randomize_seed else self.seed
 
 
 classes = (
