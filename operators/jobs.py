@@ -117,6 +117,7 @@ class _Running:
     written: int = 0
     failure: DiffusionError | None = None  # a preparation or a write refused: the job stops
     failed_item: int = 0  # the index of the item it refused
+    write_failed: bool = False
     abandoned: bool = False
 
 
@@ -158,6 +159,12 @@ def last_outcome() -> Outcome | None:
 
 def is_running() -> bool:
     return _running is not None
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Block until the running job's worker part has ended (its events are then waiting to
+    be drained); True when it has, or when no job runs."""
+    return _running is None or _running.job.wait(timeout)
 
 
 def start(function: Callable, label: str, on_finished: Callable[[Any], str], *,
@@ -257,8 +264,8 @@ def _show_progress(status: JobStatus, event: Progress) -> None:
 
 
 def _write(running: _Running, event: ItemDone) -> None:
-    if running.abandoned or running.failure is not None:
-        return  # its scene is going away, or the job was stopped by a refusal before it
+    if running.abandoned or running.write_failed:
+        return  # its scene is going away, or an earlier result could not be written (no gaps)
     try:
         running.steps.write(event.index, event.result)
     except DiffusionError as error:
@@ -271,6 +278,7 @@ def _write(running: _Running, event: ItemDone) -> None:
     else:
         running.written += 1
         return
+    running.write_failed = True
     _stop(running)
 
 

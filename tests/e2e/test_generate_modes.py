@@ -140,17 +140,18 @@ def test_step_previews_go_to_one_preview_image_not_the_persons(empty_scene, ext_
     progress = ext_module("engine.requests").Progress
     theirs = bpy.data.images.new("Diffusion Preview", 4, 4)  # the person's image of that name
     previews = [np.full((8, 12, 3), value, np.float32) for value in (0.2, 0.7)]
-    gate = __import__("threading").Event()
+    import threading
+    gate, reported = threading.Event(), threading.Event()
 
     def work(report, cancel):
         report(progress(step=1, total=2, elapsed=0.1, eta=0.1, preview=previews[0]))
         report(progress(step=2, total=2, elapsed=0.2, eta=0.0, preview=previews[1]))
+        reported.set()
         gate.wait(5)
         return None
 
     jobs.start(work, "Previews", lambda result: "done", blocking=False)
-    import time
-    time.sleep(0.3)
+    assert reported.wait(10)
     jobs.drain()
     ours = [i for i in bpy.data.images if i.get("scene_diffusion", {}).get("kind") == "preview"]
     assert len(ours) == 1 and ours[0] != theirs
@@ -158,5 +159,5 @@ def test_step_previews_go_to_one_preview_image_not_the_persons(empty_scene, ext_
     assert np.allclose(pixels(ext_module, ours[0]), 0.7, atol=1 / 255)  # the newest one
     assert tuple(theirs.size) == (4, 4)
     gate.set()
-    while jobs.drain() is None:
-        pass
+    assert jobs.wait(10)
+    assert jobs.drain() is not None
