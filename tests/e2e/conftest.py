@@ -3,6 +3,14 @@ import math
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def no_outcome_from_an_earlier_test(extension):
+    """A test reads the outcome of its own job, never a stale one left by the test before."""
+    import sys
+    jobs = sys.modules[f"{extension.__name__}.operators.jobs"]
+    jobs._last_outcome = None
+
+
 @pytest.fixture
 def demo_scene(empty_scene):
     """A floor, a cube and a camera looking at them; 96x64 px; the smoke model, 2 steps."""

@@ -11,15 +11,38 @@ def new_images(before, kind="image"):
             and image.get("scene_diffusion", {}).get("kind") == kind]
 
 
+def jobs_module():
+    import sys
+    return next(module for name, module in sys.modules.items()
+                if name.startswith("bl_ext.") and name.endswith(".scene_diffusion.operators.jobs"))
+
+
 def generate(scene):
-    """Press Generate Image; an operator that reports an error raises RuntimeError in Python."""
+    """Press Generate Image. An operator that reports an error raises RuntimeError carrying
+    its message: that is a refusal, {'CANCELLED'}. Any other RuntimeError (a crash inside
+    the operator) goes on up."""
     import bpy
     before = set(bpy.data.images)
     try:
         result = bpy.ops.scene_diffusion.generate_image()
-    except RuntimeError:
+    except RuntimeError as error:
+        outcome = jobs_module().last_outcome()
+        if outcome is None or outcome.level != 'ERROR' or outcome.message not in str(error):
+            raise
         result = {'CANCELLED'}
     return result, new_images(before)
+
+
+def datablocks() -> dict[str, set[str]]:
+    """Every datablock in the file, by collection (images, texts, scenes, worlds, ...)."""
+    import bpy
+    found = {}
+    for name in dir(bpy.data):
+        collection = getattr(bpy.data, name, None)
+        if isinstance(collection, bpy.types.bpy_prop_collection) and all(
+                isinstance(item, bpy.types.ID) for item in collection[:1]):
+            found[name] = {item.name_full for item in collection}
+    return found
 
 
 def test_generate_image_writes_a_new_datablock_with_its_recipe(demo_scene, ext_module, tmp_path):
@@ -71,10 +94,19 @@ def test_same_settings_give_the_same_image(demo_scene, ext_module):
     assert np.array_equal(images.get_pixels(first[0]), images.get_pixels(second[0]))
 
 
-def test_random_seed_is_drawn_and_recorded(demo_scene):
-    demo_scene.scene_diffusion.randomize_seed = True
-    _, made = generate(demo_scene)
-    assert made[0]["scene_diffusion"]["seed"] == demo_scene.scene_diffusion.seed
+def test_random_seed_draws_a_new_seed_every_time_and_shows_it(demo_scene, ext_module):
+    settings = demo_scene.scene_diffusion
+    settings.randomize_seed = True
+    settings.seed = 7
+    _, first = generate(demo_scene)
+    seed_after_first = settings.seed
+    _, second = generate(demo_scene)
+    seeds = [first[0]["scene_diffusion"]["seed"], second[0]["scene_diffusion"]["seed"]]
+    # Two draws from 2^31 seeds: equal to 7 or to each other once in a billion runs.
+    assert seeds[0] != 7 and seeds[1] != seeds[0]
+    assert seed_after_first == seeds[0] and settings.seed == seeds[1]  # the field shows the seed used
+    images = ext_module("scene.images")
+    assert not np.array_equal(images.get_pixels(first[0]), images.get_pixels(second[0]))
 
 
 def test_size_is_rounded_to_a_multiple_of_8_and_said(demo_scene, ext_module):
@@ -86,17 +118,18 @@ def test_size_is_rounded_to_a_multiple_of_8_and_said(demo_scene, ext_module):
 
 
 def assert_refused(scene, ext_module, words):
-    import bpy
+    """Generate is refused with `words` in its message, and nothing changed: no datablock of
+    any kind made or removed, and not even the seed drawn."""
     settings = scene.scene_diffusion
     settings.randomize_seed = True
     seed = settings.seed
-    objects = set(bpy.data.objects)
+    before = datablocks()
     result, made = generate(scene)
     assert result == {'CANCELLED'}
     assert made == []
-    assert settings.seed == seed  # nothing changed, not even the seed
-    assert set(bpy.data.objects) == objects
-    message = ext_module("operators.jobs").last_outcome().message
+    assert settings.seed == seed
+    assert datablocks() == before
+    message = jobs_module().last_outcome().message
     assert words in message, message
     return message
 
@@ -125,3 +158,104 @@ def test_uncached_model_with_online_access_off_is_refused(demo_scene, ext_module
     demo_scene.scene_diffusion.model = "someone/not-downloaded-model"
     message = assert_refused(demo_scene, ext_module, "is not in the local cache")
     assert "online access is off" in message
+
+
+def _image(name, rgb):
+    import bpy
+    image = bpy.data.images.new(name, rgb.shape[1], rgb.shape[0])
+    image.pixels.foreach_set(np.concatenate([rgb[::-1], np.ones(rgb.shape[:2] + (1,), np.float32)],
+                                            axis=2).astype(np.float32).ravel())
+    return image
+
+
+def _photo(scene, mode, strength=0.75, steps=2, mask=None):
+    settings = scene.scene_diffusion
+    settings.mode, settings.strength, settings.steps = mode, strength, steps
+    settings.init_image = _image("photo", np.full((64, 96, 3), 0.5, np.float32))
+    if mask is not None:
+        settings.mask_image = _image("mask", mask)
+
+
+def _lora(scene, path):
+    item = scene.scene_diffusion.loras.add()
+    item.path = path
+
+
+def _not_a_lora(scene, tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"this is not a safetensors file")
+    _lora(scene, str(path))
+
+
+def _conditions(scene, kinds, **settings):
+    conditions = scene.scene_diffusion.conditions
+    conditions.enabled_kinds = kinds
+    for name, value in settings.items():
+        setattr(conditions, name, value)
+
+
+def _inside_a_box(scene):
+    import bpy
+    bpy.ops.mesh.primitive_cube_add(size=0.5, location=scene.camera.location)
+
+
+def _armature(scene, bones):
+    import bpy
+    armature = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", armature)
+    scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode='EDIT')
+    for index, name in enumerate(bones):
+        bone = armature.edit_bones.new(name)
+        bone.head, bone.tail = (index * 0.1, 0.0, 0.5), (index * 0.1, 0.0, 1.0)
+    bpy.ops.object.mode_set(mode='OBJECT')
+    _conditions(scene, {'OPENPOSE'})
+
+
+REFUSALS = {
+    "image to image without an image": (lambda s, t: setattr(s.scene_diffusion, "mode", 'IMG2IMG'),
+                                        "needs an image to start from"),
+    "inpainting without a mask": (lambda s, t: _photo(s, 'INPAINT'), "Inpainting needs a mask"),
+    "a mask of another size": (lambda s, t: _photo(s, 'INPAINT', mask=np.ones((10, 10, 3), np.float32)),
+                               "paint the mask at the image's size"),
+    "an empty mask": (lambda s, t: _photo(s, 'INPAINT', mask=np.zeros((64, 96, 3), np.float32)), "mask is empty"),
+    "a strength that runs no step": (lambda s, t: _photo(s, 'IMG2IMG', strength=0.3, steps=2), "run no denoising"),
+    "a LoRA row without a file": (lambda s, t: _lora(s, ""), "A LoRA row has no file"),
+    "a LoRA file that is missing": (lambda s, t: _lora(s, str(t / "gone.safetensors")), "gone.safetensors"),
+    "a LoRA file that is not one": (_not_a_lora, "broken.safetensors"),
+    "Canny thresholds the wrong way round": (lambda s, t: _conditions(s, {'CANNY'}, canny_low=220, canny_high=100),
+                                             "Canny low threshold"),
+    "an empty fixed depth range": (lambda s, t: _conditions(s, {'DEPTH'}, depth_range='FIXED', depth_near=5.0,
+                                                             depth_far=2.0), "fixed depth range is empty"),
+    "an image source with no image": (lambda s, t: setattr(s.scene_diffusion.conditions.depth, "source", 'IMAGE'),
+                                      "none is picked"),
+    "a camera inside an object": (lambda s, t: _inside_a_box(s), "is inside"),
+    "no armature for OpenPose": (lambda s, t: _conditions(s, {'OPENPOSE'}), "no armature to take a pose from"),
+    "an armature of unknown bones": (lambda s, t: _armature(s, ["a", "b", "c"]), "match no rig naming"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_every_refusal_changes_nothing(demo_scene, ext_module, tmp_path, case):
+    setup, words = REFUSALS[case]
+    setup(demo_scene, tmp_path)
+    assert_refused(demo_scene, ext_module, words)
+
+
+def test_a_failure_in_the_worker_writes_no_capture_and_keeps_the_seed(demo_scene, ext_module, tmp_path):
+    """The model folder passes the main thread's checks (it exists) and fails to load on the
+    worker, after the conditions were captured: those captures are not written either."""
+    settings = demo_scene.scene_diffusion
+    (tmp_path / "not-a-model").mkdir()
+    settings.model = str(tmp_path / "not-a-model")
+    settings.conditions.enabled_kinds = {'DEPTH', 'NORMAL'}
+    settings.randomize_seed = True
+    seed = settings.seed
+    before = datablocks()
+    result, made = generate(demo_scene)
+    assert result == {'CANCELLED'} and made == []
+    outcome = jobs_module().last_outcome()
+    assert outcome.level == 'ERROR' and "not-a-model" in outcome.message, outcome.message
+    assert datablocks() == before
+    assert settings.seed == seed
