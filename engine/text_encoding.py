@@ -43,12 +43,10 @@ def text_arguments(pipe, prompt: str, negative_prompt: str) -> dict:
     `prompt`/`negative_prompt` as text when diffusers' own encoding is the same, else
     `prompt_embeds`/`negative_prompt_embeds` (and for SDXL the pooled ones)."""
     positive, negative = parse_prompt(prompt), parse_prompt(negative_prompt)
-    encoders = text_encoders(pipe)
     if positive.plain and negative.plain and all(
-            _fits(tokenizer, parsed.text) for tokenizer, _ in encoders for parsed in (positive, negative)):
+            _fits(tokenizer, parsed.text) for tokenizer, _ in text_encoders(pipe) for parsed in (positive, negative)):
         return {"prompt": positive.text, "negative_prompt": negative.text or None}
-    zero_negative = not negative_prompt and _is_sdxl(pipe) and pipe.config.force_zeros_for_empty_prompt
-    return prompt_embeddings(pipe, positive, negative, zero_negative)
+    return prompt_embeddings(pipe, prompt, negative_prompt)
 
 
 def text_encoders(pipe) -> list[tuple[object, object]]:
@@ -59,12 +57,15 @@ def text_encoders(pipe) -> list[tuple[object, object]]:
     return [(tokenizer, encoder) for tokenizer, encoder in pairs if encoder is not None]
 
 
-def prompt_embeddings(pipe, positive: ParsedPrompt, negative: ParsedPrompt, zero_negative: bool = False) -> dict:
-    """The embedding arguments of `positive` and `negative` (see the module docstring);
-    `zero_negative`: the negative embeddings are zeros, as diffusers makes an empty one for SDXL."""
+def prompt_embeddings(pipe, prompt: str, negative_prompt: str) -> dict:
+    """The embedding arguments of `prompt` and `negative_prompt` for a call of `pipe` (see
+    the module docstring), whatever their length and weights."""
     import torch
 
     sdxl = _is_sdxl(pipe)
+    # diffusers' rule for an empty negative prompt (the engine passes None for it).
+    zero_negative = not negative_prompt and sdxl and pipe.config.force_zeros_for_empty_prompt
+    positive, negative = parse_prompt(prompt), parse_prompt(negative_prompt)
     sides = {"prompt": positive} if zero_negative else {"prompt": positive, "negative_prompt": negative}
     states: dict[str, list] = {side: [] for side in sides}  # per encoder: 1 x (chunks x 77) x width
     pooled: dict[str, object] = {}
@@ -82,7 +83,7 @@ def prompt_embeddings(pipe, positive: ParsedPrompt, negative: ParsedPrompt, zero
     arguments = {f"{side}_embeds": torch.cat(parts, dim=-1) for side, parts in states.items()}
     if zero_negative:
         arguments["negative_prompt_embeds"] = torch.zeros_like(arguments["prompt_embeds"])
-        pooled["negative_prompt"] = torch.zeros_like(pooled["prompt"]) if sdxl else None
+        pooled["negative_prompt"] = torch.zeros_like(pooled["prompt"])
     if sdxl:
         arguments.update(pooled_prompt_embeds=pooled["prompt"], negative_pooled_prompt_embeds=pooled["negative_prompt"])
     return arguments
