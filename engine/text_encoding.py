@@ -61,6 +61,7 @@ def prompt_embeddings(pipe, prompt: str, negative_prompt: str) -> dict:
     """The embedding arguments of `prompt` and `negative_prompt` for a call of `pipe` (see
     the module docstring), whatever their length and weights."""
     import torch
+    from diffusers.utils.torch_utils import get_module_execution_device
 
     sdxl = _is_sdxl(pipe)
     # diffusers' rule for an empty negative prompt (the engine passes None for it).
@@ -71,11 +72,12 @@ def prompt_embeddings(pipe, prompt: str, negative_prompt: str) -> dict:
     pooled: dict[str, object] = {}
     with torch.no_grad():
         for tokenizer, encoder in text_encoders(pipe):
+            device = get_module_execution_device(encoder)  # where the inputs go, even when offloaded
             chunked = {side: token_chunks(parsed, tokenizer) for side, parsed in sides.items()}
             count = max(len(chunks) for chunks in chunked.values())
             for side, chunks in chunked.items():
                 chunks += [TokenChunk()] * (count - len(chunks))
-                encoded = [encode_chunk(tokenizer, encoder, chunk, penultimate=sdxl) for chunk in chunks]
+                encoded = [encode_chunk(tokenizer, encoder, chunk, device, penultimate=sdxl) for chunk in chunks]
                 states[side].append(torch.cat(
                     [weighted(hidden, chunk.weights) for (hidden, _), chunk in zip(encoded, chunks)], dim=1))
                 if encoded[0][1] is not None:
@@ -111,14 +113,12 @@ def chunk_input_ids(chunk: TokenChunk, tokenizer) -> list[int]:
     return ids + [tokenizer.pad_token_id] * (tokenizer.model_max_length - len(ids))
 
 
-def encode_chunk(tokenizer, encoder, chunk: TokenChunk, penultimate: bool):
+def encode_chunk(tokenizer, encoder, chunk: TokenChunk, device, penultimate: bool):
     """(hidden states 1 x 77 x width, pooled embedding or None) of one chunk, taken from the
-    encoder as diffusers' `encode_prompt` takes them."""
+    encoder as diffusers' `encode_prompt` takes them; `device`: where the encoder's inputs go."""
     import torch
-    from diffusers.utils.torch_utils import get_module_execution_device
 
     ids = chunk_input_ids(chunk, tokenizer)
-    device = get_module_execution_device(encoder)
     input_ids = torch.tensor([ids], device=device)
     if penultimate:
         output = encoder(input_ids, output_hidden_states=True)
