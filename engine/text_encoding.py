@@ -108,7 +108,10 @@ def token_chunks(parsed: ParsedPrompt, tokenizer) -> list[TokenChunk]:
 
 def chunk_input_ids(chunk: TokenChunk, tokenizer) -> list[int]:
     """The 77 ids the text encoder reads for `chunk`: start marker, tokens, end marker, padding
-    (the tokenizer's own, as `tokenizer(text, padding="max_length")` pads)."""
+    (the tokenizer's own, as `tokenizer(text, padding="max_length")` pads). A1111 puts the end
+    marker after the padding instead; the two agree where the padding is the end marker
+    (SD 1.5, SDXL's first tokenizer), and this way the pooled embedding is read where
+    diffusers reads it."""
     ids = [tokenizer.bos_token_id, *chunk.tokens, tokenizer.eos_token_id]
     return ids + [tokenizer.pad_token_id] * (tokenizer.model_max_length - len(ids))
 
@@ -140,7 +143,7 @@ def weighted(hidden, weights: tuple[float, ...]):
 
     rows = hidden.shape[1]
     factors = torch.tensor([1.0, *weights] + [1.0] * (rows - 1 - len(weights)), device=hidden.device)
-    # In float32: half precision would lose the small differences the weights make.
+    # In float32: a half-precision mean of 77 x 2048 values loses digits.
     plain = hidden.float()
     scaled = plain * factors[None, :, None]
     # A mean that is only rounding noise (a layer norm without bias) has nothing to restore:
