@@ -107,7 +107,7 @@ class Engine:
         """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
         try:
             with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
-                return pipe(**call_arguments(request, plan), callback_on_step_end=reporter)
+                return pipe(**call_arguments(request, plan, pipe), callback_on_step_end=reporter)
         except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
             if not memory.is_out_of_memory(error):
                 raise
@@ -139,17 +139,20 @@ def few_step_settings(request: GenerationRequest, plan: Plan) -> tuple[Generatio
     return dataclasses.replace(request, **changes), (note,)
 
 
-def call_arguments(request: GenerationRequest, plan: Plan) -> dict:
+def call_arguments(request: GenerationRequest, plan: Plan, pipe) -> dict:
     """The keyword arguments of the plain diffusers call that this request stands for.
 
-    `request` is already fitted (init image and mask at the output size, float32).
+    `request` is already fitted (init image and mask at the output size, float32). Prompts
+    with weights or longer than the text encoder's 75 tokens become `pipe`'s embeddings of
+    them (engine.text_encoding); others stay text.
     """
     import torch
     from PIL import Image
 
+    from .text_encoding import text_arguments
+
     arguments = dict(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt or None,
+        **text_arguments(pipe, request.prompt, request.negative_prompt),
         width=request.width,
         height=request.height,
         num_inference_steps=request.steps,

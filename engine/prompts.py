@@ -5,7 +5,9 @@ The parts are the usual anatomy of a Stable Diffusion prompt: subject (what to s
 medium (what it is made with), style, artist (a reference, "by ..."), website (Artstation,
 DeviantArt: their look), resolution (how sharp and detailed), additional details,
 colour and lighting. `build_prompt` joins the filled ones in that order, subject first:
-the CLIP text encoder weighs early words more and reads only 75 tokens.
+the CLIP text encoder weighs early words more, and reads a long prompt in chunks of 75
+tokens that do not see each other (engine.text_encoding), so the subject and the words
+that describe it belong in the first.
 
 The built string is what a generation runs with and what its recipe keeps; the parts are
 only an editing aid. Pure Python, no bpy and no torch: the sidebar uses it directly.
@@ -15,12 +17,16 @@ controversy, so that choice is left to the person.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
-# The CLIP text encoder reads 77 tokens, two of them start and end markers; diffusers cuts the rest.
-CLIP_TOKEN_LIMIT = 75
+from .prompt_syntax import parse_prompt
+
+# The CLIP text encoder reads 77 tokens at a time, two of them start and end markers: longer
+# prompts are encoded as chunks of this many tokens (engine.text_encoding).
+CHUNK_TOKENS = 75
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,23 @@ def _clean(text: str) -> str:
 
 
 def estimated_tokens(prompt: str) -> int:
-    """A lower bound of the CLIP tokens of `prompt`: each word and each punctuation mark is
-    at least one (rare and long words are several). Above CLIP_TOKEN_LIMIT the end is cut."""
-    return len(re.findall(r"[^\W\d_]+|\d|[^\w\s]+", prompt))
+    """A lower bound of the CLIP tokens of `prompt`'s text (weight syntax and BREAKs left out):
+    each word and each punctuation mark is at least one (rare and long words are several)."""
+    return sum(_estimated_tokens(text) for text in _section_texts(prompt))
+
+
+def estimated_chunks(prompt: str) -> int:
+    """About how many chunks of CHUNK_TOKENS the text encoder reads `prompt` in (a BREAK
+    starts a new one)."""
+    return sum(max(1, math.ceil(_estimated_tokens(text) / CHUNK_TOKENS)) for text in _section_texts(prompt))
+
+
+def _section_texts(prompt: str) -> list[str]:
+    return ["".join(span.text for span in section) for section in parse_prompt(prompt).sections]
+
+
+def _estimated_tokens(text: str) -> int:
+    return len(re.findall(r"[^\W\d_]+|\d|[^\w\s]+", text))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ SMOKE_NOTE = "smoke model: random weights, for checking the pipeline (its images
 SMOKE_NAMES = {"smoke": "sd15", "smoke-sd15": "sd15", "smoke-sdxl": "sdxl"}
 
 # The layout every smoke folder shares; bump to rebuild caches written by older code.
-_FORMAT = 3
+_FORMAT = 4
 
 
 def is_smoke(spec: str) -> bool:
@@ -134,6 +134,7 @@ def _tokenizer():
 
 
 def _text_encoder(vocab_size: int, with_projection: bool = False, hidden: int = _TEXT_HIDDEN):
+    import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
@@ -142,7 +143,14 @@ def _text_encoder(vocab_size: int, with_projection: bool = False, hidden: int = 
         projection_dim=hidden,
     )
     # SDXL's second encoder also gives the pooled, projected text embedding.
-    return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
+    encoder = CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
+    # New layer norms have no bias, so SD 1.5's embeddings (the final layer norm's output)
+    # would average exactly zero, unlike a trained encoder's; prompt weights rescale to that mean.
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.bias.normal_(0.0, 0.2)
+    return encoder
 
 
 def _vae():

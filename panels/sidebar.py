@@ -7,7 +7,7 @@ import bpy
 from .. import dependencies
 from ..engine.errors import DiffusionError
 from ..engine.models import FAMILY_NAMES, peek_family
-from ..engine.prompts import estimated_tokens
+from ..engine.prompts import CHUNK_TOKENS, estimated_chunks, estimated_tokens
 from ..engine.smoke_model import SMOKE_NOTE, is_smoke
 from ..operators import jobs
 from ..operators.request import effective_prompt
@@ -74,9 +74,11 @@ class SCENE_DIFFUSION_PT_generate(_Sidebar, bpy.types.Panel):
             col.label(text=effective_prompt(settings) or "(fill the Prompt Builder's parts)", icon='TEXT')
         else:
             col.prop(settings, "prompt", text="")
-        tokens = estimated_tokens(effective_prompt(settings))
-        if tokens > 75:
-            col.label(text=f"About {tokens} tokens: the text encoder reads only the first 75", icon='ERROR')
+        prompt = effective_prompt(settings)
+        chunks = estimated_chunks(prompt)
+        if chunks > 1:
+            col.label(text=f"About {estimated_tokens(prompt)} tokens, read as {chunks} chunks of {CHUNK_TOKENS}",
+                      icon='INFO')
         col.prop(settings, "negative_prompt", text="", icon='REMOVE')
 
         col = layout.column(align=True)

@@ -373,9 +373,50 @@ def bench_conditions(cache_dir: str, runs: int) -> list[Row]:
     ]
 
 
+def bench_prompt_encoding(cache_dir: str, runs: int) -> list[Row]:
+    """Encoding a 200-token weighted prompt (engine.text_encoding: 3 chunks, each encoded
+    alone, weighted, for the prompt and the padded negative) against a plain 20-token one
+    (passed as text: diffusers' own encode_prompt). Each side is everything done with the
+    prompt before denoising, the negative prompt "blurry" included."""
+    import torch
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from engine.smoke_model import ensure_smoke_pipeline
+    from engine.text_encoding import text_arguments
+
+    plain = "a small house by the lake"  # 20 tokens: the smoke tokenizer has one per letter
+    words = "(masterpiece:1.2), a small [wooden] house by the (lake:1.3), mountains, pine forest".split()
+
+    def row(family: str, label: str) -> Row:
+        cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+        pipe = cls.from_pretrained(ensure_smoke_pipeline(cache_dir, family))
+        weighted = " ".join(words)
+        while len(pipe.tokenizer(weighted, add_special_tokens=False, verbose=False).input_ids) < 200:
+            weighted += " " + words[len(weighted.split()) % len(words)]
+        assert len(pipe.tokenizer(plain, add_special_tokens=False).input_ids) == 20
+
+        def encode_weighted():
+            arguments = text_arguments(pipe, weighted, "blurry")
+            assert arguments["prompt_embeds"].shape[1] == 3 * 77
+
+        def encode_plain():
+            arguments = text_arguments(pipe, plain, "blurry")
+            with torch.no_grad():
+                pipe.encode_prompt(arguments["prompt"], device=torch.device("cpu"), num_images_per_prompt=1,
+                                   do_classifier_free_guidance=True, negative_prompt=arguments["negative_prompt"])
+
+        encode_weighted(), encode_plain()  # warm up
+        ours, theirs = interleaved_medians(encode_weighted, encode_plain, runs)
+        return Row(f"prompt encoding, 200 weighted tokens / 20 plain tokens ({label} smoke, with a negative)",
+                   ours / theirs, "x", 5.0, f"medians {ours * 1000:.2f} ms vs {theirs * 1000:.2f} ms, {runs} runs each")
+
+    return [row("sd15", "SD 1.5"), row("sdxl", "SDXL")]
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
-                                                  bench_pose_capture, bench_conditions]
+                                                  bench_pose_capture, bench_conditions,
+                                                  bench_prompt_encoding]
 
 
 def main() -> int:

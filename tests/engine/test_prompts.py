@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from engine.prompts import (
-    CLIP_TOKEN_LIMIT, FIELD_LABELS, FIELDS, PRESETS, PromptParts, apply_preset, build_prompt, estimated_tokens,
-    parts_from_mapping, preset_items,
+    CHUNK_TOKENS, FIELD_LABELS, FIELDS, PRESETS, PromptParts, apply_preset, build_prompt, estimated_chunks,
+    estimated_tokens, parts_from_mapping, preset_items,
 )
 from engine.tiling import AXES
 
@@ -60,7 +60,7 @@ def test_every_preset_is_usable():
         assert preset.tiling in AXES
         prompt = build_prompt(apply_preset(PromptParts(subject="a stone bridge"), name))
         assert prompt.startswith("a stone bridge, ")
-        assert estimated_tokens(prompt) < CLIP_TOKEN_LIMIT  # room left for a longer subject
+        assert estimated_tokens(prompt) < CHUNK_TOKENS  # room in the first chunk for a longer subject
     assert PRESETS["texture"].tiling == "xy" and PRESETS["panorama"].tiling == "x"
     assert preset_items()[0] == ("photograph", "Photograph", PRESETS["photograph"].description)
     with pytest.raises(KeyError, match="no prompt preset 'anime'"):
@@ -70,6 +70,14 @@ def test_every_preset_is_usable():
 def test_token_estimate_counts_words_digits_and_punctuation():
     assert estimated_tokens("a red chair, 8k") == 6  # a, red, chair, ",", 8, k
     assert estimated_tokens("") == 0
+
+
+def test_token_estimate_leaves_the_weight_syntax_out_and_counts_chunks():
+    assert estimated_tokens("a (red:1.3) [chair], 8k BREAK (((sky)))") == estimated_tokens("a red chair, 8k sky") == 7
+    assert estimated_chunks("") == estimated_chunks("a red chair") == 1
+    assert estimated_chunks("a red chair BREAK a blue sky") == 2
+    assert estimated_chunks(" ".join(["word"] * CHUNK_TOKENS)) == 1
+    assert estimated_chunks(" ".join(["word"] * (CHUNK_TOKENS + 1))) == 2
 
 
 def test_parts_round_trip_through_a_mapping():

@@ -49,6 +49,14 @@ def test_smoke_model_says_random_weights_and_other_models_show_their_family(sett
     assert "family unknown until downloaded" in labels(draw_all(ext_module, bpy.context))
 
 
+def test_a_long_prompt_says_how_many_chunks_it_is_read_in(settings, ext_module):
+    import bpy
+    settings.prompt = "a (red:1.2) chair"
+    assert not any("chunks" in text for text in labels(draw_all(ext_module, bpy.context)))
+    settings.prompt = ", ".join(["a red chair in a white room"] * 10)  # 70 words and 9 commas
+    assert "About 79 tokens, read as 2 chunks of 75" in labels(draw_all(ext_module, bpy.context))
+
+
 def test_prompt_builder_shows_the_built_prompt_and_its_parts(settings, ext_module):
     import bpy
     settings.use_prompt_builder = True
