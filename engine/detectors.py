@@ -202,15 +202,13 @@ def _seeded(seed: int) -> Iterator[None]:
 @contextlib.contextmanager
 def _hub_errors(detector: Detector) -> Iterator[None]:
     """Download and cache failures as errors a person can act on."""
-    from huggingface_hub.errors import EntryNotFoundError
+    from .downloads import hub_errors
 
-    try:
-        yield
-    except DiffusionError:
-        raise
-    # huggingface_hub's offline, cache-miss and HTTP errors are OSErrors (so are
-    # transformers' "can't load"); a file missing from the repository is not.
-    except (OSError, EntryNotFoundError) as error:
-        raise DiffusionError(
-            f"The {detector.label} detector could not get its weights from {detector.repo}",
-            f"check the internet connection, or put the files in the Hugging Face cache ({error})") from error
+    with hub_errors(f"The {detector.label} detector's repository {detector.repo}",
+                    "check the internet connection, or put the files in the Hugging Face cache"):
+        try:
+            yield
+        except OSError as error:
+            # transformers and controlnet_aux turn a hub failure into an OSError of their own
+            # ("can't load ..."); its cause, when there is one, is the hub's error.
+            raise (error.__cause__ or error) from None

@@ -10,11 +10,13 @@ file stays in the cache and the next download resumes it).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Callable
 
-from .errors import Cancelled
+from .errors import Cancelled, DiffusionError
 from .requests import CancelToken, Progress
 
 ProgressCallback = Callable[[Progress], None]
@@ -56,6 +58,37 @@ def network_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(errors)
+
+
+CONNECTION_FIX = ("check the internet connection and try again (a partial download resumes), "
+                  "or put the files in the Hugging Face cache")
+
+
+@contextlib.contextmanager
+def hub_errors(subject: str, fix: str = CONNECTION_FIX) -> Iterator[None]:
+    """The hub's failures inside the block as DiffusionErrors about `subject` ("The model
+    owner/name"): the one path every download takes (models, ControlNets, preview decoders,
+    detector weights). `fix` is what to do when the hub cannot be reached."""
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+
+    try:
+        yield
+    except DiffusionError:
+        raise
+    except GatedRepoError:  # before its base class, RepositoryNotFoundError
+        raise DiffusionError(f"{subject} is gated on the hub: it needs its licence accepted and a login",
+                             "accept its licence on huggingface.co and log in (hf auth login), "
+                             "or pick another") from None
+    except RepositoryNotFoundError:
+        raise DiffusionError(f"{subject} does not exist on the hub (or it is private)",
+                             "check its name, or pick a local folder") from None
+    except EntryNotFoundError as error:
+        raise DiffusionError(f"{subject} lacks a file it needs on the hub ({error})",
+                             "check the name, or put the files in the Hugging Face cache") from None
+    except network_errors() as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DiffusionError(f"{subject} is not in the local cache and the hub cannot be reached ({reason})",
+                             fix) from None
 
 
 def format_bytes_of(done: int, total: int) -> str:

@@ -320,11 +320,9 @@ def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: 
     """A hub repository's snapshot in the standard Hugging Face cache, downloaded only if allowed,
     with progress events ("Downloading owner/name: 1.2 of 4.3 GB") while it downloads."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
-    )
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    from .downloads import download_snapshot, network_errors
+    from .downloads import download_snapshot, hub_errors
 
     try:
         return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=_SKIP_FILES,
@@ -335,26 +333,14 @@ def fetch_from_hub(repo_id: str, allow_online: bool, patterns: list[str], what: 
     except LocalEntryNotFoundError:
         pass
     offline = not allow_online or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    fix = fix or ("turn on Allow Online Access (Preferences > System) to download it, pick a local folder, "
-                  "or use MODEL=smoke / model 'smoke' to try the pipeline offline")
     if offline:
+        fix = fix or ("turn on Allow Online Access (Preferences > System) to download it, pick a local folder, "
+                      "or use MODEL=smoke / model 'smoke' to try the pipeline offline")
         raise DiffusionError(f"The {what} {repo_id} is not in the local cache and online access is off", fix)
-    try:
+    fix = fix or ("check the internet connection and try again (a partial download resumes), pick a local folder, "
+                  "or use the 'smoke' model (make demo MODEL=smoke) to try the pipeline offline")
+    with hub_errors(f"The {what} {repo_id}", fix):
         return download_snapshot(repo_id, patterns, _SKIP_FILES, on_progress, cancel)
-    except GatedRepoError:
-        raise DiffusionError(f"The {what} {repo_id} is gated on the hub: it needs its licence accepted and a login",
-                             "accept its licence on huggingface.co and log in (hf auth login), "
-                             "or pick another model") from None
-    except RepositoryNotFoundError:
-        raise DiffusionError(f"The {what} {repo_id} does not exist on the hub (or it is private)",
-                             "check its name, or pick a local folder") from None
-    except network_errors() as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DiffusionError(
-            f"The {what} {repo_id} is not in the local cache and the hub cannot be reached ({reason})",
-            "check the internet connection and try again (a partial download resumes), pick a local folder, "
-            "or use the 'smoke' model (make demo MODEL=smoke) to try the pipeline offline",
-        ) from None
 
 
 def check_available(spec: str, allow_online: bool, allow_pickle: bool = False,

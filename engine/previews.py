@@ -139,6 +139,8 @@ def find_tiny_vae(family: str, allow_online: bool = False, required: bool = Fals
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from .downloads import hub_errors
+
     repo = TINY_VAES[family]
     try:
         return snapshot_download(repo, allow_patterns=_TINY_VAE_FILES, local_files_only=True)
@@ -149,11 +151,8 @@ def find_tiny_vae(family: str, allow_online: bool = False, required: bool = Fals
     if not allow_online:
         raise DiffusionError(f"The preview decoder {repo} is not in the local cache and online access is off",
                              "set previews to Linear, or turn on Allow Online Access to download it (10 MB)")
-    try:
+    with hub_errors(f"The preview decoder {repo}", "check the internet connection, or set previews to Linear"):
         return snapshot_download(repo, allow_patterns=_TINY_VAE_FILES)
-    except OSError as error:  # connection and HTTP errors derive from OSError
-        raise DiffusionError(f"The preview decoder {repo} cannot be downloaded ({error})",
-                             "set previews to Linear") from None
 
 
 def _tiny_vae_previewer(vae) -> Previewer:

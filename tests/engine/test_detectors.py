@@ -62,7 +62,7 @@ def test_segmentation_refuses_offline_naming_its_model(photo):
 
 def test_a_failed_download_is_an_error_a_person_can_act_on(photo):
     # Online allowed but no hub (offline mode here): the download itself fails.
-    with pytest.raises(DiffusionError, match="could not get its weights from lllyasviel/Annotators"):
+    with pytest.raises(DiffusionError, match="detector.s repository lllyasviel/Annotators is not in the local cache"):
         detect("normal_bae", photo, allow_online=True)
 
 
