@@ -259,3 +259,28 @@ def test_a_failure_in_the_worker_writes_no_capture_and_keeps_the_seed(demo_scene
     assert outcome.level == 'ERROR' and "not-a-model" in outcome.message, outcome.message
     assert datablocks() == before
     assert settings.seed == seed
+
+
+def test_prepare_for_another_frame_captures_that_frame_and_writes_nothing(demo_scene, ext_module):
+    """What a job of many frames does per frame: check and capture at frame N, store nothing."""
+    import bpy
+
+    cube = demo_scene.objects["Cube"]
+    cube.location.x = -2.0
+    cube.keyframe_insert("location", frame=1)
+    cube.location.x = 2.0
+    cube.keyframe_insert("location", frame=20)
+    demo_scene.frame_set(1)
+    before = datablocks()
+    image_operator = ext_module("operators.image")
+    job = image_operator.prepare(bpy.context, frame=20)
+    assert datablocks() == before  # no capture stored, nothing else made
+    assert demo_scene.frame_current == 1 and cube.location.x == -2.0
+    assert job.frame == 20 and job.captured.frame == 20
+    conditions = ext_module("scene.conditions")
+    expected = conditions.capture_conditions(demo_scene, {"depth"}, frame=20,
+                                             width=job.request.width, height=job.request.height)
+    (unit,) = job.request.controls
+    assert unit.kind == "depth" and np.array_equal(unit.image, expected["depth"].image)
+    here = image_operator.prepare(bpy.context)
+    assert not np.array_equal(here.request.controls[0].image, unit.image)
