@@ -13,7 +13,7 @@ behind other geometry (see _hidden).
 
 At another frame than the current one, the armatures and the camera are evaluated through
 scene/frames.py (the person's frame and un-keyed edits are left as they were) and projected
-through the camera's view (scene/camera.py's CameraView).
+through the camera's view (engine.views.CameraView, built by scene/camera.py).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from mathutils import Matrix, Vector
 
 from ..engine.errors import DiffusionError
 from ..engine.openpose import BODY_KEYPOINTS, PosePerson, draw_poses, to_openpose_json
-from .camera import CameraView
+from ..engine.views import CameraView
+from .camera import view_of
 from .frames import Evaluated, evaluated_at, view_layer
 from .pose_names import FACE_ESTIMATES, MIN_RECOGNISED, NAMINGS, BonePoint, Naming
 from .render import capture_size, resolve_camera
@@ -479,7 +480,7 @@ def capture_pose(
     names: list[str] = []
     with evaluated_at(scene, frame, armatures + [camera], instancers, geometry=occlusion) as evaluated:
         depsgraph, ray_scene = evaluated.depsgraph, evaluated.scene
-        projector = CameraView.from_evaluated(evaluated.object(camera), depsgraph, width, height, frame, camera.name)
+        projector = view_of(evaluated.object(camera), depsgraph, width, height, frame, camera.name)
         for rig in _rigs(evaluated, armatures, instancers):
             mapping = mappings[rig.original]
             if not mapping.recognised:
