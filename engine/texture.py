@@ -15,8 +15,9 @@ and writes the result back). One object's texture is made like this:
    image border, and 0 past the discard angle. Its colour is the view image sampled
    bilinearly at the exact pixel it projects to: perspective-correct by construction.
 3. `blend(...)`: per texel, the weighted mean of the views' colours, and the weight sum.
+   `Accumulation` does the same one view at a time, so no view's arrays outlive its turn.
 4. `fill(...)`: texels inside islands that no view saw well are filled in UV space from
-   the covered texels of the texture (inpainting), then `pad(...)` grows every island
+   the covered texels of their own island (pull-push), then `pad(...)` grows every island
    outward so bilinear filtering and mipmaps find no black seams.
 
 For sequential texturing, `view_uvs(surfaces, view, depth)` tells, per pixel of a view,
@@ -24,22 +25,49 @@ which object and which UV it sees (the same rasterisation in screen space, persp
 correct, depth-tested against the Z pass), so the texture so far can be shown from the
 next view as its init image and its coverage as the inpainting mask (`render_texture`,
 `inpaint_mask`).
+
+Only the texture's 0..1 square is rasterised (no UDIM tiles); texels count as seen from
+the front only (a back face gets nothing, whatever the Z pass says).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from .errors import DiffusionError
+from .raster import best_per_cell, box_candidates
 from .views import CameraView
 
 __all__ = [
-    "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs",
+    "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs", "Accumulation",
     "texels", "project", "sample", "blend", "fill", "pad", "view_uvs", "render_texture", "inpaint_mask",
 ]
 
 MIN_TEXTURE, MAX_TEXTURE = 512, 8192
+
+# Cycles writes 1e10 where a ray hits nothing (scene/depth.py reads >= 1e9 as background).
+BACKGROUND_DEPTH = 1e9
+# A texel matches the Z pass within this fraction of its depth (float32 passes and
+# positions), plus SLOPE_PIXELS pixels' worth of its own surface's depth slope: it
+# projects anywhere inside the pixel whose centre the Z pass sampled.
+DEPTH_TOLERANCE = 1e-3
+SLOPE_PIXELS = 1.0
+# A pixel is a silhouette edge where inverse depth (affine in screen space on a plane)
+# bends by more than this fraction of itself between neighbours.
+SILHOUETTE_BEND = 0.02
+# A UV triangle claims texel centres this far (in barycentric units) outside its edges,
+# so triangles sharing an edge leave no crack; a texel both claim goes to the one it is
+# deeper inside.
+EDGE_EPSILON = 1e-7
+# Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
+CHUNK = 1 << 20
+# The silhouette distance of a view with no silhouette (finite: it is interpolated).
+NO_SILHOUETTE = 1e6
+# What a texture shows where nothing was painted.
+GREY = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +96,8 @@ class Texels:
     normals: HxWx3 float32 unit world normals (0 outside islands).
     triangle: HxW int32, the triangle each texel lies on (-1 outside).
     overlapped: how many texels lie on more than one triangle (overlapping UVs share them).
+    face_normals: Tx3 float32, each triangle's geometric unit normal (the plane the Z pass
+        sees, for the depth test's slope; 0 for a degenerate triangle).
     """
     size: int
     inside: np.ndarray
@@ -75,6 +105,7 @@ class Texels:
     normals: np.ndarray
     triangle: np.ndarray
     overlapped: int
+    face_normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
 
 @dataclass(frozen=True)
@@ -118,10 +149,114 @@ class ViewUVs:
     uvs: np.ndarray
 
 
+# ---------------------------------------------------------------------------------------
+# Texels: the UV triangles rasterised at texel centres
+# ---------------------------------------------------------------------------------------
+
 def texels(surface: Surface, size: int) -> Texels:
     """Rasterise `surface`'s UV triangles at the centres of a size x size texture."""
-    raise NotImplementedError
+    _check_surface(surface)
+    if not 1 <= size <= MAX_TEXTURE:
+        raise DiffusionError(f"A {size} x {size} texture is out of range",
+                             f"choose a size from {MIN_TEXTURE} to {MAX_TEXTURE}")
+    coefficients = _barycentric_coefficients(surface.uvs, size)
+    x = surface.uvs[..., 0] * size
+    y = (1.0 - surface.uvs[..., 1]) * size
+    degenerate = ~np.isfinite(coefficients).all(axis=1)
+    # Texel (i, j) has its centre at (j + 0.5, i + 0.5) in these texel coordinates.
+    x0 = np.ceil(x.min(axis=1) - 0.5 - 1e-6)
+    x1 = np.floor(x.max(axis=1) - 0.5 + 1e-6) + 1
+    y0 = np.ceil(y.min(axis=1) - 0.5 - 1e-6)
+    y1 = np.floor(y.max(axis=1) - 0.5 + 1e-6) + 1
+    x0, x1, y0, y1 = (np.clip(np.nan_to_num(a), 0, size).astype(np.int64) for a in (x0, x1, y0, y1))
+    x1[degenerate] = x0[degenerate]
 
+    depth_inside = np.full(size * size, np.inf, dtype=np.float64)  # minus the winner's min barycentric
+    triangle = np.full(size * size, -1, dtype=np.int32)
+    claimed = np.zeros(size * size, dtype=bool)
+    overlapping = np.zeros(size * size, dtype=bool)
+    for batch in box_candidates(x0, x1, y0, y1):
+        l1, l2 = _barycentrics(coefficients[batch.triangle], batch.x + 0.5, batch.y + 0.5)
+        least = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2)
+        claim = least >= -EDGE_EPSILON
+        cells = (batch.y * size + batch.x)[claim]
+        score = -least[claim]
+        winners, strict = best_per_cell(cells, score, flags=score < -EDGE_EPSILON)
+        cells, score, owner = cells[winners], score[winners], batch.triangle[claim][winners]
+        better = score < depth_inside[cells]
+        depth_inside[cells[better]] = score[better]
+        triangle[cells[better]] = owner[better]
+        # Overlaps count texels strictly inside two triangles (not a shared edge's texels).
+        inside_strictly = cells[strict > 0]
+        overlapping[cells[strict > 1]] = True
+        overlapping[inside_strictly[claimed[inside_strictly]]] = True
+        claimed[inside_strictly] = True
+
+    face_normals = _face_normals(surface.corners)
+    positions = np.zeros((size * size, 3), dtype=np.float32)
+    normals = np.zeros((size * size, 3), dtype=np.float32)
+    texel_index = np.flatnonzero(triangle >= 0)
+    for chunk in _chunks(texel_index):
+        owner = triangle[chunk]
+        l1, l2 = _barycentrics(coefficients[owner], chunk % size + 0.5, chunk // size + 0.5)
+        # Texels claimed from just outside an edge land on the edge itself.
+        weights = np.clip(np.stack([1.0 - l1 - l2, l1, l2], axis=1), 0.0, None)
+        weights /= weights.sum(axis=1, keepdims=True)
+        positions[chunk] = np.einsum("nk,nkc->nc", weights, surface.corners[owner])
+        normal = np.einsum("nk,nkc->nc", weights, surface.normals[owner])
+        length = np.linalg.norm(normal, axis=1, keepdims=True)
+        normals[chunk] = np.where(length > 1e-12, normal / np.maximum(length, 1e-12), face_normals[owner])
+    triangle = triangle.reshape(size, size)
+    return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
+                  normals=normals.reshape(size, size, 3), triangle=triangle,
+                  overlapped=int(overlapping.sum()), face_normals=face_normals.astype(np.float32))
+
+
+def _barycentric_coefficients(uvs: np.ndarray, size: int) -> np.ndarray:
+    """Tx6: (a1, b1, c1, a2, b2, c2) with l1 = a1 x + b1 y + c1 and l2 likewise, the
+    barycentric weights of corners 1 and 2 at texel coordinates (x, y); NaN when the UV
+    triangle has no area."""
+    x = uvs[..., 0].astype(np.float64) * size
+    y = (1.0 - uvs[..., 1].astype(np.float64)) * size
+    e1x, e1y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
+    e2x, e2y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
+    det = e1x * e2y - e1y * e2x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(np.abs(det) > 1e-12, 1.0 / det, np.nan)
+    a1, b1 = e2y * inverse, -e2x * inverse
+    a2, b2 = -e1y * inverse, e1x * inverse
+    return np.stack([a1, b1, -(a1 * x[:, 0] + b1 * y[:, 0]), a2, b2, -(a2 * x[:, 0] + b2 * y[:, 0])], axis=1)
+
+
+def _barycentrics(coefficients: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = coefficients
+    return c[:, 0] * x + c[:, 1] * y + c[:, 2], c[:, 3] * x + c[:, 4] * y + c[:, 5]
+
+
+def _face_normals(corners: np.ndarray) -> np.ndarray:
+    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    return np.where(length > 0, normal / np.where(length > 0, length, 1.0), 0.0)
+
+
+def _chunks(index: np.ndarray, chunk: int = CHUNK):
+    for start in range(0, index.size, chunk):
+        yield index[start:start + chunk]
+
+
+def _check_surface(surface: Surface) -> None:
+    count = len(surface.corners)
+    shapes = {"corners": (surface.corners, (count, 3, 3)), "normals": (surface.normals, (count, 3, 3)),
+              "uvs": (surface.uvs, (count, 3, 2))}
+    for name, (array, shape) in shapes.items():
+        if np.shape(array) != shape:
+            raise DiffusionError(f"The mesh of '{surface.name}' has {name} of shape {np.shape(array)}",
+                                 f"pass {shape} (three corners per triangle)")
+
+
+# ---------------------------------------------------------------------------------------
+# Projection: where texels land in a view, and how much the view counts there
+# ---------------------------------------------------------------------------------------
 
 def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: WeightSettings = WeightSettings()
             ) -> Projection:
@@ -130,45 +265,489 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     depth: the view's Z pass (HxW float32 in the view's depth convention, +inf or >= 1e9
         on background): the scene's nearest surface at each pixel, any object.
     """
-    raise NotImplementedError
+    depth = _check_depth(view, depth)
+    size = texels.size
+    pixels = np.full((size * size, 2), np.nan, dtype=np.float32)
+    weight = np.zeros(size * size, dtype=np.float32)
+    silhouette = silhouette_distance(depth)
+    cos_min = max(math.cos(settings.discard_angle), 1e-6)
+    positions = texels.positions.reshape(-1, 3)
+    normals = texels.normals.reshape(-1, 3)
+    for chunk in _chunks(np.flatnonzero(texels.inside)):
+        points = positions[chunk].astype(np.float64)
+        cos = np.einsum("nc,nc->n", normals[chunk], _towards_camera(view, points))
+        facing = cos >= cos_min  # back faces and grazing texels get nothing
+        chunk, points, cos = chunk[facing], points[facing], cos[facing]
+        at, distance = view.project(points)
+        shown = view.in_view(at, distance)
+        chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
+        plane = _plane_normals(texels, chunk)
+        visible = _matches_z_pass(view, depth, points, plane, at, distance)
+        chunk, cos, at = chunk[visible], cos[visible], at[visible]
+        w = cos ** settings.exponent * _feather(view, silhouette, at, settings.feather)
+        counts = w > 0
+        pixels[chunk[counts]] = at[counts]
+        weight[chunk[counts]] = w[counts]
+    return Projection(pixels=pixels.reshape(size, size, 2), weight=weight.reshape(size, size))
 
+
+def silhouette_distance(depth: np.ndarray) -> np.ndarray:
+    """HxW float32: each pixel's distance (pixels, centre to centre) to the nearest
+    silhouette pixel of a Z pass: background, or a depth discontinuity (both sides)."""
+    background = ~_foreground(depth)
+    inverse = np.where(background, 0.0, 1.0 / np.where(background, 1.0, depth)).astype(np.float64)
+    edge = background.copy()
+    # Second differences of inverse depth: zero on planes, large across a jump. Only among
+    # three surface pixels: against the background, the background pixel is the edge.
+    foreground = ~background
+    bend_x = np.abs(inverse[:, :-2] - 2.0 * inverse[:, 1:-1] + inverse[:, 2:])
+    edge[:, 1:-1] |= (bend_x > SILHOUETTE_BEND * inverse[:, 1:-1]) & foreground[:, :-2] & foreground[:, 2:]
+    bend_y = np.abs(inverse[:-2] - 2.0 * inverse[1:-1] + inverse[2:])
+    edge[1:-1] |= (bend_y > SILHOUETTE_BEND * inverse[1:-1]) & foreground[:-2] & foreground[2:]
+    if not edge.any():
+        return np.full(depth.shape, NO_SILHOUETTE, dtype=np.float32)
+    return cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
+    """0..1 per point: distance to the nearest silhouette pixel or the image border, over
+    `feather` pixels."""
+    if feather <= 0:
+        return np.ones(len(at))
+    distance = _bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
+    border = np.minimum(at[:, 1], view.height - at[:, 1])
+    if not _wraps_around(view):
+        border = np.minimum(border, np.minimum(at[:, 0], view.width - at[:, 0]))
+    return np.clip(np.minimum(distance, border) / feather, 0.0, 1.0)
+
+
+def _wraps_around(view: CameraView) -> bool:
+    """An equirectangular view spanning 360° has no left or right border."""
+    return view.type == 'PANO' and view.panorama is not None and \
+        abs(view.panorama[2] - view.panorama[1]) >= 2 * math.pi - 1e-6
+
+
+def _towards_camera(view: CameraView, points: np.ndarray) -> np.ndarray:
+    if view.type == 'ORTHO':
+        return np.broadcast_to(-view.forward, points.shape)
+    direction = view.origin - points
+    return direction / np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+
+
+def _plane_normals(texels: Texels, chunk: np.ndarray) -> np.ndarray:
+    """The geometric normal of the triangle each texel lies on (its smooth normal if the
+    Texels were made without face normals)."""
+    if len(texels.face_normals):
+        return texels.face_normals[texels.triangle.reshape(-1)[chunk]].astype(np.float64)
+    return texels.normals.reshape(-1, 3)[chunk].astype(np.float64)
+
+
+def _rays(view: CameraView, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, step) per pixel: the point seen there at depth d is start + d * step, in
+    the view's own depth convention (planar, or along the ray for a panorama)."""
+    start = view.unproject(pixels, np.zeros(len(pixels)))
+    return start, view.unproject(pixels, np.ones(len(pixels))) - start
+
+
+def _depth_slope(view: CameraView, points: np.ndarray, normals: np.ndarray, at: np.ndarray,
+                 distance: np.ndarray) -> np.ndarray:
+    """How much depth changes on each point's plane one pixel right plus one pixel down."""
+    slope = np.zeros(len(points))
+    for step in ((1.0, 0.0), (0.0, 1.0)):
+        start, direction = _rays(view, at + np.array(step))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beside = np.einsum("nc,nc->n", normals, points - start) / np.einsum("nc,nc->n", normals, direction)
+        slope += np.abs(beside - distance)
+    return np.nan_to_num(slope, nan=np.inf)
+
+
+def _matches_z_pass(view: CameraView, depth: np.ndarray, points: np.ndarray, normals: np.ndarray,
+                    at: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The points the Z pass sees: their depth equals the pass's at the pixel they fall in,
+    within a tolerance that grows with their surface's depth slope (grazing surfaces)."""
+    row = np.clip(np.floor(at[:, 1]).astype(np.int64), 0, view.height - 1)
+    column = np.clip(np.floor(at[:, 0]).astype(np.int64), 0, view.width - 1)
+    scene = depth[row, column].astype(np.float64)
+    tolerance = DEPTH_TOLERANCE * distance + SLOPE_PIXELS * _depth_slope(view, points, normals, at, distance)
+    return (scene < BACKGROUND_DEPTH) & (np.abs(distance - scene) <= tolerance)
+
+
+def _foreground(depth: np.ndarray) -> np.ndarray:
+    return np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH)
+
+
+def _check_depth(view: CameraView, depth: np.ndarray) -> np.ndarray:
+    depth = np.asarray(depth)
+    if depth.shape != (view.height, view.width):
+        raise DiffusionError(f"The Z pass is {depth.shape}, the view '{view.name}' is {view.height} x {view.width}",
+                             "capture the depth at the view's own size")
+    return depth
+
+
+# ---------------------------------------------------------------------------------------
+# Colours and the blend
+# ---------------------------------------------------------------------------------------
 
 def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     """HxWx3 float32 texel colours: `image` (view-sized HxWx3 float 0..1) sampled
     bilinearly where each texel projects (0 where not visible)."""
-    raise NotImplementedError
+    image = _float_image(image)
+    shape = projection.weight.shape
+    colours = np.zeros((*shape, 3), dtype=np.float32)
+    flat = colours.reshape(-1, 3)
+    for chunk in _chunks(np.flatnonzero(projection.visible)):
+        flat[chunk] = _bilinear(image, projection.pixels.reshape(-1, 2)[chunk])
+    return colours
+
+
+@dataclass(eq=False)
+class Accumulation:
+    """The blend of views built one view at a time: only two texture-sized float32 sums
+    live across views, whatever their number.
+
+    colour_sum: HxWx3, the weighted sum of colours; weight_sum: HxW, the sum of weights.
+    """
+    colour_sum: np.ndarray
+    weight_sum: np.ndarray
+
+    @classmethod
+    def empty(cls, size: int) -> Accumulation:
+        return cls(np.zeros((size, size, 3), dtype=np.float32), np.zeros((size, size), dtype=np.float32))
+
+    def add(self, colours: np.ndarray, weight: np.ndarray) -> None:
+        """One view's texel colours (HxWx3) and weights (HxW)."""
+        self.colour_sum += colours * weight[..., None]
+        self.weight_sum += weight
+
+    def add_view(self, image: np.ndarray, projection: Projection) -> None:
+        """One view's image, sampled where the projection counts (as `sample`, without a
+        texture-sized colour array)."""
+        image = _float_image(image)
+        colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
+        weight, pixels = projection.weight.reshape(-1), projection.pixels.reshape(-1, 2)
+        for chunk in _chunks(np.flatnonzero(weight > 0)):
+            colour_sum[chunk] += _bilinear(image, pixels[chunk]) * weight[chunk, None]
+            weight_sum[chunk] += weight[chunk]
+
+    def mean(self) -> np.ndarray:
+        """HxWx3 float32: the weighted mean colour (0 where no view counts)."""
+        covered = self.weight_sum > 0
+        mean = np.zeros_like(self.colour_sum)
+        mean[covered] = self.colour_sum[covered] / self.weight_sum[covered, None]
+        return mean
 
 
 def blend(colours: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(HxWx3 weighted mean colour, HxW weight sum) of the views' texel colours."""
-    raise NotImplementedError
+    if not colours or len(colours) != len(weights):
+        raise DiffusionError(f"{len(colours)} colour arrays and {len(weights)} weight arrays to blend",
+                             "pass one weight array per view's colours")
+    total = Accumulation(np.zeros(colours[0].shape, np.float32), np.zeros(weights[0].shape, np.float32))
+    for colour, weight in zip(colours, weights):
+        total.add(colour, weight)
+    return total.mean(), total.weight_sum
 
+
+def _float_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise DiffusionError(f"A view image of shape {image.shape}", "pass HxWx3 colours")
+    if image.dtype == np.uint8:
+        return image[..., :3].astype(np.float32) / 255.0
+    return image[..., :3].astype(np.float32, copy=False)
+
+
+def _bilinear(image: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Nx C float32: HxWxC `image` at N continuous pixel coordinates (centres at +0.5),
+    the border pixels extended outward. Exact in float arithmetic, unlike cv2.remap's
+    1/32-pixel fixed-point weights."""
+    height, width = image.shape[:2]
+    x = np.clip(at[:, 0].astype(np.float64) - 0.5, 0.0, width - 1)
+    y = np.clip(at[:, 1].astype(np.float64) - 0.5, 0.0, height - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), width - 2) if width > 1 else np.zeros(len(x), np.int64)
+    y0 = np.minimum(np.floor(y).astype(np.int64), height - 2) if height > 1 else np.zeros(len(y), np.int64)
+    fx = (x - x0)[:, None].astype(np.float32)
+    fy = (y - y0)[:, None].astype(np.float32)
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
+    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------
+# UV space: fill the unseen texels, pad the islands
+# ---------------------------------------------------------------------------------------
 
 def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """`rgb` with the texels inside islands but not `covered` filled from covered ones."""
-    raise NotImplementedError
+    """`rgb` with the texels inside islands but not `covered` filled from covered ones.
+
+    Each island fills from its own covered texels (a pull-push over the island's box, so
+    colours fade smoothly into the hole and no other island's colours leak in); islands
+    no view covered then fill from their filled neighbours; with nothing covered at all,
+    islands turn mid grey.
+    """
+    out = np.array(rgb, dtype=np.float32, copy=True)
+    inside = np.asarray(inside, dtype=bool)
+    known = inside & np.asarray(covered, dtype=bool)
+    holes = inside & ~known
+    if not holes.any():
+        return out
+    if not known.any():
+        out[inside] = GREY
+        return out
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
+    unreached = np.zeros_like(inside)
+    for label in np.unique(labels[holes]):
+        left, top, width, height = stats[label, :4]
+        box = (slice(top, top + height), slice(left, left + width))
+        island = labels[box] == label
+        sources = island & known[box]
+        targets = island & holes[box]
+        if not sources.any():
+            unreached[box] |= targets
+            continue
+        out[box][targets] = _pull_push(out[box], sources)[targets]
+    if unreached.any():
+        # Islands no view saw borrow from the texture around them.
+        out[unreached] = _pull_push(out, inside & ~unreached)[unreached]
+    return out
+
+
+def _pull_push(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """HxWx3 float32: `rgb` where `known`, elsewhere a smooth extension of the known
+    colours (each level halves the size averaging the known colours; coming back up, each
+    cell keeps its own colour as far as it was known and takes the coarser level's
+    interpolated colour for the rest). Needs at least one known texel."""
+    weight = known.astype(np.float32)
+    colour = rgb * weight[..., None]
+    levels: list[tuple[np.ndarray, np.ndarray]] = []
+    while True:
+        levels.append((colour, weight))
+        height, width = weight.shape
+        if height == 1 and width == 1:
+            break
+        colour, weight = _halve(colour * weight[..., None]), _halve(weight)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            colour = np.where(weight[..., None] > 0, colour / weight[..., None], 0.0).astype(np.float32)
+        weight = np.minimum(weight, 1.0)
+    filled = levels[-1][0]
+    for colour, weight in reversed(levels[:-1]):
+        height, width = weight.shape
+        coarse = cv2.resize(filled, (2 * filled.shape[1], 2 * filled.shape[0]), interpolation=cv2.INTER_LINEAR)
+        coarse = coarse.reshape(coarse.shape[0], coarse.shape[1], -1)[:height, :width]
+        filled = weight[..., None] * colour + (1.0 - weight[..., None]) * coarse
+    return filled.astype(np.float32)
+
+
+def _halve(array: np.ndarray) -> np.ndarray:
+    """Sum over 2x2 blocks (odd sizes padded with zeros)."""
+    height, width = array.shape[:2]
+    pad_rows, pad_columns = height % 2, width % 2
+    if pad_rows or pad_columns:
+        array = np.pad(array, [(0, pad_rows), (0, pad_columns)] + [(0, 0)] * (array.ndim - 2))
+    return array[0::2, 0::2] + array[1::2, 0::2] + array[0::2, 1::2] + array[1::2, 1::2]
 
 
 def pad(rgb: np.ndarray, inside: np.ndarray, pixels: int = 8) -> np.ndarray:
-    """`rgb` with every island grown outward by at least `pixels` texels (nearest colour)."""
-    raise NotImplementedError
+    """`rgb` with every island grown outward by at least `pixels` texels (nearest colour).
 
+    Every texel within `pixels` of an island along rows, columns and diagonals (a square
+    neighbourhood: what a mipmap level averages) takes the colour of the nearest island
+    texel; island texels are left as they are.
+    """
+    out = np.array(rgb, dtype=np.float32, copy=True)
+    inside = np.asarray(inside, dtype=bool)
+    if pixels <= 0 or not inside.any() or inside.all():
+        return out
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    margin = (cv2.dilate(inside.astype(np.uint8), kernel) > 0) & ~inside
+    nearest = _nearest_index(inside)
+    out.reshape(-1, 3)[np.flatnonzero(margin)] = out.reshape(-1, 3)[nearest[margin]]
+    return out
+
+
+def _nearest_index(sources: np.ndarray) -> np.ndarray:
+    """HxW int64: the flat index of the nearest `sources` texel to each texel."""
+    # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order.
+    _, labels = cv2.distanceTransformWithLabels((~sources).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    return np.flatnonzero(sources)[labels.astype(np.int64) - 1]
+
+
+# ---------------------------------------------------------------------------------------
+# Views of the texture: what each pixel sees, the texture so far, where to repaint
+# ---------------------------------------------------------------------------------------
 
 def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> ViewUVs:
     """Per pixel of `view`, the surface and UV it sees (perspective-correct), where the
-    surface is the scene's nearest at that pixel (`depth`, the view's Z pass)."""
-    raise NotImplementedError
+    surface is the scene's nearest at that pixel (`depth`, the view's Z pass).
+
+    Each pixel's centre ray is intersected with the triangles whose screen box holds it,
+    so the UV is that of the exact surface point the pixel sees, whatever the camera.
+    """
+    depth = _check_depth(view, depth)
+    for surface in surfaces:
+        _check_surface(surface)
+    height, width = depth.shape
+    rows, columns = np.mgrid[0:height, 0:width]
+    centres = np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    starts, steps = _rays(view, centres)
+    corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64) if surfaces else np.zeros((0, 3, 3))
+    owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)]) \
+        if surfaces else np.zeros(0, np.int32)
+    x0, x1, y0, y1 = _screen_boxes(view, corners)
+
+    nearest = np.full(height * width, np.inf)
+    hit = np.full(height * width, -1, dtype=np.int64)
+    barycentric = np.zeros((height * width, 2))
+    edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    for batch in box_candidates(x0, x1, y0, y1):
+        cell = batch.y * width + batch.x
+        t, u, v = _ray_triangle(starts[cell], steps[cell], corners[batch.triangle, 0],
+                                edge1[batch.triangle], edge2[batch.triangle])
+        ok = np.isfinite(t)
+        cell, t, u, v, triangle = cell[ok], t[ok], u[ok], v[ok], batch.triangle[ok]
+        winners, _ = best_per_cell(cell, t)
+        cell, t, u, v, triangle = cell[winners], t[winners], u[winners], v[winners], triangle[winners]
+        better = t < nearest[cell]
+        cell = cell[better]
+        nearest[cell], hit[cell] = t[better], triangle[better]
+        barycentric[cell] = np.stack([u[better], v[better]], axis=1)
+
+    surface = np.full(height * width, -1, dtype=np.int32)
+    uvs = np.zeros((height * width, 2), dtype=np.float32)
+    cells = np.flatnonzero(hit >= 0)
+    if cells.size:
+        triangle = hit[cells]
+        points = starts[cells] + nearest[cells, None] * steps[cells]
+        normals = _face_normals(corners[triangle])
+        seen = _matches_z_pass(view, depth, points, normals, centres[cells], nearest[cells])
+        cells, triangle = cells[seen], triangle[seen]
+        u, v = barycentric[cells, 0], barycentric[cells, 1]
+        all_uvs = np.concatenate([s.uvs for s in surfaces]).astype(np.float64)
+        uv = all_uvs[triangle]
+        uvs[cells] = (1.0 - u - v)[:, None] * uv[:, 0] + u[:, None] * uv[:, 1] + v[:, None] * uv[:, 2]
+        surface[cells] = owner[triangle]
+    return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
+
+
+def _screen_boxes(view: CameraView, corners: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per triangle, the columns x0..x1 and rows y0..y1 (exclusive ends) of the pixel
+    centres its picture may cover: its corners' box, one pixel wider for rounding; the
+    whole image for a triangle the projection cannot bound (crossing the camera plane, an
+    equirectangular seam or pole)."""
+    count = len(corners)
+    if count == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    points = corners.reshape(-1, 3)
+    if view.type == 'PANO':
+        # Edges curve in an equirectangular picture: bound a few points along each.
+        fractions = np.linspace(0.0, 1.0, 9)[:, None, None, None]
+        points = (corners[None] + fractions * (np.roll(corners, -1, axis=1) - corners)[None])
+        points = points.transpose(1, 0, 2, 3).reshape(-1, 3)
+    at, distance = view.project(points)
+    at = at.reshape(count, -1, 2)
+    distance = distance.reshape(count, -1)
+    finite = np.isfinite(at).all(axis=2)
+    lowest = np.where(finite[..., None], at, np.inf).min(axis=1)
+    highest = np.where(finite[..., None], at, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):
+        x0, y0 = (np.floor(lowest - 0.5) - 1).T
+        x1, y1 = (np.ceil(highest - 0.5) + 2).T
+    unbounded = ~finite.all(axis=1) & (distance > 0).any(axis=1)
+    if view.type == 'PANO':
+        unbounded |= (x1 - x0) > view.width / 2  # crosses the seam
+        unbounded |= (y0 <= 1) | (y1 >= view.height - 1)  # may wrap around a pole
+    behind = ~(distance > 0).any(axis=1) if view.type != 'ORTHO' else np.zeros(count, bool)
+    x0 = np.where(unbounded, 0, x0)
+    x1 = np.where(unbounded, view.width, x1)
+    y0 = np.where(unbounded, 0, y0)
+    y1 = np.where(unbounded, view.height, y1)
+    x1[behind | ~np.isfinite(x0 + x1 + y0 + y1)] = -1
+    x0, x1, y0, y1 = (np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0) for a in (x0, x1, y0, y1))
+    return (np.clip(x0, 0, view.width).astype(np.int64), np.clip(x1, 0, view.width).astype(np.int64),
+            np.clip(y0, 0, view.height).astype(np.int64), np.clip(y1, 0, view.height).astype(np.int64))
+
+
+def _ray_triangle(start: np.ndarray, step: np.ndarray, corner: np.ndarray, edge1: np.ndarray,
+                  edge2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Möller-Trumbore: (t, u, v) where start + t * step meets each triangle at barycentric
+    (u, v) of corners 1 and 2; t is inf where the ray misses (edges included, with a
+    little slack so that neighbouring triangles leave no pinholes)."""
+    p = np.cross(step, edge2)
+    det = np.einsum("nc,nc->n", edge1, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = 1.0 / det
+        offset = start - corner
+        u = np.einsum("nc,nc->n", offset, p) * inverse
+        q = np.cross(offset, edge1)
+        v = np.einsum("nc,nc->n", step, q) * inverse
+        t = np.einsum("nc,nc->n", edge2, q) * inverse
+    hit = (np.abs(det) > 1e-300) & (u >= -EDGE_EPSILON) & (v >= -EDGE_EPSILON) & (u + v <= 1 + EDGE_EPSILON) & (t > 0)
+    return np.where(hit, t, np.inf), u, v
 
 
 def render_texture(textures: list[np.ndarray], seen: ViewUVs, background: np.ndarray | None = None) -> np.ndarray:
     """The view's image of the textures so far (HxWx3 float32): each pixel samples its
-    surface's texture at its UV; other pixels take `background` (default mid grey)."""
-    raise NotImplementedError
+    surface's texture at its UV; other pixels take `background` (default mid grey).
+
+    Textures repeat outside 0..1, as Blender's Image Texture node does by default;
+    `background` may be an HxWx3 image or one colour.
+    """
+    height, width = seen.surface.shape
+    if background is None:
+        image = np.full((height, width, 3), GREY, dtype=np.float32)
+    else:
+        image = np.array(np.broadcast_to(np.asarray(background, np.float32)[..., :3], (height, width, 3)))
+    for index, texture in enumerate(textures):
+        cells = np.flatnonzero(seen.surface.reshape(-1) == index)
+        if cells.size:
+            image.reshape(-1, 3)[cells] = _sample_repeating(_float_image(texture), seen.uvs.reshape(-1, 2)[cells])
+    return image
+
+
+def _sample_repeating(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a texture at UVs, wrapping around its edges (Blender's REPEAT)."""
+    height, width = texture.shape[:2]
+    x = uvs[:, 0].astype(np.float64) * width - 0.5
+    y = (1.0 - uvs[:, 1].astype(np.float64)) * height - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx = (x - x0)[:, None].astype(np.float32)
+    fy = (y - y0)[:, None].astype(np.float32)
+    x0 = x0.astype(np.int64) % width
+    y0 = y0.astype(np.int64) % height
+    x1, y1 = (x0 + 1) % width, (y0 + 1) % height
+    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
+    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0.5, grow: int = 4,
                  feather: float = 2.0) -> np.ndarray:
     """HxW float32 0..1, 1 = repaint: the view's pixels whose surface texel has a weight
     sum under `threshold` (and every pixel of no textured surface), grown by `grow` pixels
-    and feathered by a blur of `feather` pixels."""
-    raise NotImplementedError
+    and feathered by a blur of `feather` pixels.
+
+    The feather only adds outward: everything to repaint stays 1, and the mask's 0.5 level
+    stays on the grown boundary.
+    """
+    repaint = seen.surface < 0
+    for index, weight_sum in enumerate(coverage):
+        cells = seen.surface == index
+        if not cells.any():
+            continue
+        size_v, size_u = weight_sum.shape
+        uv = seen.uvs[cells].astype(np.float64)
+        column = np.floor(uv[:, 0] * size_u).astype(np.int64) % size_u
+        row = np.floor((1.0 - uv[:, 1]) * size_v).astype(np.int64) % size_v
+        repaint[cells] = weight_sum[row, column] < threshold
+    mask = repaint.astype(np.float32)
+    if grow > 0:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        mask = cv2.dilate(mask, disc)
+    if feather > 0:
+        reach = 2 * math.ceil(3 * feather) + 1  # the blur reaches 3 sigma out, no further
+        mask = np.maximum(mask, cv2.GaussianBlur(mask, (reach, reach), sigmaX=feather,
+                                                 borderType=cv2.BORDER_REPLICATE))
+    return mask
