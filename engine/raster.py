@@ -32,10 +32,11 @@ class Candidates:
 
 
 def box_candidates(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray,
-                   batch: int = BATCH_CELLS) -> Iterator[Candidates]:
+                   batch: int | None = None) -> Iterator[Candidates]:
     """Every cell (x, y) with x0 <= x < x1 and y0 <= y < y1 of each triangle's box (T int
-    arrays, already clipped to the grid), in batches of at most `batch` cells (a box larger
-    than a batch is cut into bands of rows)."""
+    arrays, already clipped to the grid), in batches of at most `batch` cells (default
+    BATCH_CELLS; a box larger than a batch is cut into bands of rows)."""
+    batch = BATCH_CELLS if batch is None else batch
     x0, x1, y0, y1 = (np.asarray(a, dtype=np.int64) for a in (x0, x1, y0, y1))
     widths = np.maximum(x1 - x0, 0)
     heights = np.where(widths > 0, np.maximum(y1 - y0, 0), 0)

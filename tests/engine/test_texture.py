@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from engine import raster
 from engine.texture import (
     Accumulation, Surface, WeightSettings, blend, fill, inpaint_mask, pad, project, render_texture, sample,
     texels, view_uvs,
@@ -16,6 +17,15 @@ from engine.texture import (
 from texture_scenes import (
     Pinhole, Rectangle, cube_faces, merged, texel_uvs, unit_quad, z_pass,
 )
+
+
+@pytest.fixture(params=["one batch", "small batches"])
+def batches(request, monkeypatch):
+    """Rasterise in one batch, or in batches of 97 cells so that candidates for one texel
+    or pixel meet across batches (as on large meshes)."""
+    if request.param == "small batches":
+        monkeypatch.setattr(raster, "BATCH_CELLS", 97)
+    return request.param
 
 
 def at_angle(degrees: float, distance: float = 3.0, **camera) -> Pinhole:
@@ -100,7 +110,7 @@ def test_a_triangle_covers_the_texel_centres_on_and_under_its_diagonal():
 
 
 @pytest.mark.parametrize("size", [64, 100, 512])
-def test_triangles_sharing_edges_leave_no_gap_and_no_overlap(size):
+def test_triangles_sharing_edges_leave_no_gap_and_no_overlap(size, batches):
     # A square cut at jittered inner vertices into many triangles: every texel lands in
     # exactly one, including centres that fall on a shared edge (the quad's diagonals cross
     # texel centres at even sizes).
@@ -124,7 +134,7 @@ def test_triangles_sharing_edges_leave_no_gap_and_no_overlap(size):
     np.testing.assert_allclose(result.positions[..., :2], texel_uvs(size), atol=1e-6)
 
 
-def test_overlapping_uvs_are_counted():
+def test_overlapping_uvs_are_counted(batches):
     # Two quads in different places share the UV square's lower-left quarter: every texel
     # centre strictly inside that quarter and off either quad's diagonal lies on two triangles.
     size = 64
@@ -311,8 +321,9 @@ def test_blended_colour_is_the_weighted_mean_and_the_weights_sum_to_one():
 
 
 def test_each_cube_face_takes_its_colour_from_the_view_facing_it():
-    # Six views, each about 20° off a cube axis so that it also sees neighbouring faces
-    # obliquely; each paints one colour.
+    # Six views, each about 35° off a cube axis so that it also sees two neighbouring faces
+    # at 70° to 80°; each paints one colour. With p = 1 the facing view's share would be
+    # about 0.77, with p = 3 about 0.96.
     faces = cube_faces()
     cube = merged("cube", faces)
     size = 192
@@ -322,9 +333,9 @@ def test_each_cube_face_takes_its_colour_from_the_view_facing_it():
     accumulation = Accumulation.empty(size)
     facing_weights = []
     for k, axis in enumerate(axes):
-        tilt = np.roll(axis, 1) * 0.3 + np.roll(axis, 2) * 0.2
+        tilt = np.roll(axis, 1) * 0.5 + np.roll(axis, 2) * 0.35
         direction = (axis + tilt) / np.linalg.norm(axis + tilt)
-        camera = Pinhole(eye=tuple(4.5 * direction), width=160, height=160)
+        camera = Pinhole(eye=tuple(6.0 * direction), width=160, height=160)
         projection = project(surface_texels, camera.view(), z_pass(camera, faces))
         accumulation.add_view(np.broadcast_to(palette[k], (160, 160, 3)).copy(), projection)
         facing_weights.append(projection.weight)
@@ -336,9 +347,11 @@ def test_each_cube_face_takes_its_colour_from_the_view_facing_it():
         on_face = covered & (face_of_texel == k)
         share = facing_weights[k][on_face] / total[on_face]
         nearest = np.argmin(np.linalg.norm(mean[on_face][:, None] - palette[None], axis=2), axis=1)
+        others_seen = sum(facing_weights[j][on_face] > 0 for j in range(6) if j != k)
+        assert (others_seen > 0).mean() > 0.9, f"face {k}: other views see it too"
         assert (nearest == k).mean() > 0.99, f"face {k}"
         assert np.median(share) > 0.9, f"face {k}"
-        assert np.abs(mean[on_face] - palette[k]).mean() < 0.05, f"face {k}"
+        assert np.abs(mean[on_face] - palette[k]).mean() < 0.1, f"face {k}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,15 +477,16 @@ def test_a_view_shows_each_pixel_the_uv_of_the_surface_point_it_sees():
     assert affine_error > 20  # texels; the test above allows 1e-5 * 256 = 0.003 of a texel
 
 
-def test_pixels_occluded_in_the_z_pass_and_the_nearer_of_two_surfaces():
+def test_pixels_occluded_in_the_z_pass_and_the_nearer_of_two_surfaces(batches):
     near = Rectangle(origin=(-0.5, -0.5, 0.5), side_u=(1.0, 0.0, 0.0), side_v=(0.0, 1.0, 0.0))
     far = unit_quad()
     board = Rectangle(origin=(0.6, -3.0, 1.0), side_u=(3.0, 0.0, 0.0), side_v=(0.0, 6.0, 0.0))
     camera = Pinhole(eye=(0.2, 0.1, 3.0), width=128, height=128)
     depth = z_pass(camera, [near, far, board])
-    seen = view_uvs([far.surface("far"), near.surface("near")], camera.view(), depth)
+    # The nearer surface first: its triangles are tested before the farther one's.
+    seen = view_uvs([near.surface("near"), far.surface("far")], camera.view(), depth)
     origins, directions = camera.rays(camera.centres())
-    hits = np.stack([far.hit(origins, directions)[0], near.hit(origins, directions)[0],
+    hits = np.stack([near.hit(origins, directions)[0], far.hit(origins, directions)[0],
                      board.hit(origins, directions)[0]], axis=1)
     nearest = np.where(np.isfinite(hits).any(axis=1), np.argmin(hits, axis=1), -1)
     expected = np.where(nearest == 2, -1, nearest).reshape(camera.height, camera.width)
