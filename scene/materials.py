@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Textures wired into materials, without touching what the person made.
+
+Default: a NEW material (Principled BSDF, its Base Color from an Image Texture node that
+names the UV map) shown on every slot of the object through object-linked slots: the
+mesh's own materials (shared with other objects using the mesh) and every other material
+and node tree stay as they were. Or, when the person picks a target material, only that
+material's Base Color input is re-linked to the new Image Texture node.
+"""
+from __future__ import annotations
+
+import bpy
+
+from ..engine.errors import DiffusionError
+from . import images
+
+__all__ = ["texture_material", "set_base_color", "texture_of"]
+
+_IMAGE_NODE = "Scene Diffusion Texture"
+_UV_NODE = "Scene Diffusion UV"
+
+
+def texture_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str,
+                     name: str | None = None) -> bpy.types.Material:
+    """A new material showing `image` through `uv_map`, on every slot of `obj` (object-linked)."""
+    material = bpy.data.materials.new(name or f"{obj.name} Diffusion")
+    if material.node_tree is None:  # Blender 4.x makes the node tree on request
+        material.use_nodes = True
+    principled = _principled(material)
+    if principled is None:
+        principled = material.node_tree.nodes.new("ShaderNodeBsdfPrincipled")
+        output = material.node_tree.nodes.new("ShaderNodeOutputMaterial")
+        material.node_tree.links.new(principled.outputs["BSDF"], output.inputs["Surface"])
+    set_base_color(material, image, uv_map)
+    if len(obj.material_slots) == 0:
+        # An empty slot on the mesh changes nothing for other users of the mesh; the material
+        # itself goes on this object's own side of the slot.
+        obj.data.materials.append(None)
+    for slot in obj.material_slots:
+        slot.link = 'OBJECT'
+        slot.material = material
+    return material
+
+
+def set_base_color(material: bpy.types.Material, image: bpy.types.Image, uv_map: str) -> None:
+    """Feed `material`'s Principled BSDF Base Color from `image` through `uv_map`; the rest
+    of its node tree stays as it is."""
+    principled = _principled(material)
+    if principled is None:
+        raise DiffusionError(f"The material '{material.name}' has no Principled BSDF to take the texture",
+                             "pick a material with a Principled BSDF, or let a new material be made")
+    tree = material.node_tree
+    texture = tree.nodes.new("ShaderNodeTexImage")
+    texture.name = texture.label = _IMAGE_NODE
+    texture.image = image
+    texture.location = (principled.location.x - 320, principled.location.y)
+    coordinates = tree.nodes.new("ShaderNodeUVMap")
+    coordinates.name = coordinates.label = _UV_NODE
+    coordinates.uv_map = uv_map
+    coordinates.location = (texture.location.x - 220, texture.location.y)
+    tree.links.new(coordinates.outputs["UV"], texture.inputs["Vector"])
+    tree.links.new(texture.outputs["Color"], principled.inputs["Base Color"])
+
+
+def texture_of(obj: bpy.types.Object) -> bpy.types.Image | None:
+    """The newest texture Scene Diffusion made for `obj`, found through its materials."""
+    found = None
+    for slot in obj.material_slots:
+        material = slot.material
+        if material is None or material.node_tree is None:
+            continue
+        for node in material.node_tree.nodes:
+            image = getattr(node, "image", None) if node.type == 'TEX_IMAGE' else None
+            if image is not None and images.get_recipe(image).get("kind") == "texture" \
+                    and images.get_recipe(image).get("object") == obj.name:
+                if found is None or images.get_recipe(image).get("made", 0) > images.get_recipe(found).get("made", 0):
+                    found = image
+    return found
+
+
+def _principled(material: bpy.types.Material) -> bpy.types.ShaderNode | None:
+    if material.node_tree is None:
+        return None
+    return next((node for node in material.node_tree.nodes if node.type == 'BSDF_PRINCIPLED'), None)
