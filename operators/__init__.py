@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: glue between the scene (scene/) and the engine (engine/)."""
-from . import capture, dependencies, image, jobs, settings
+from . import capture, dependencies, image, jobs, settings, texture
 
-_modules = (jobs, capture, image, settings, dependencies)
+_modules = (jobs, capture, image, texture, settings, dependencies)
 
 
 def register() -> None:

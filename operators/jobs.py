@@ -51,6 +51,8 @@ class Steps:
     noun: what an item is ("frame", "view", "tile"), for "frame 3/48 · step 12/20".
     ahead: how many items may be prepared before the previous result is written (0 when
         an item's captures read what earlier results wrote).
+    kept: what a cancel or a failure after `written` items leaves, for the message
+        (default: those items are kept).
     """
     label: str
     work: ItemWork
@@ -60,6 +62,7 @@ class Steps:
     prepare: Callable[[int], Any] = lambda index: None
     noun: str = "item"
     ahead: int = 1
+    kept: Callable[[int], str] | None = None
 
 
 @dataclass
@@ -298,6 +301,8 @@ def _feed(running: _Running) -> None:
 
 def _kept(running: _Running) -> str:
     steps = running.steps
+    if steps.kept is not None:
+        return steps.kept(running.written)
     if steps.count == 1:
         return "nothing was written"
     if running.written == 0:

@@ -61,11 +61,15 @@ def init_inputs(settings) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def build_request(context: bpy.types.Context, width: int, height: int, controls: tuple[ControlUnit, ...],
-                  seed: int) -> GenerationRequest:
-    """Everything the sidebar and the preferences say, as one request."""
+                  seed: int, start_from: bool = True) -> GenerationRequest:
+    """Everything the sidebar and the preferences say, as one request.
+
+    start_from: take the init image and mask of the Start From panel (Generate Image);
+    outputs that make their own init images (textures) leave it off.
+    """
     settings = context.scene.scene_diffusion
     prefs = preferences.addon_preferences(context)
-    init_image, mask = init_inputs(settings)
+    init_image, mask = init_inputs(settings) if start_from else (None, None)
     return GenerationRequest(
         prompt=effective_prompt(settings),
         negative_prompt=settings.negative_prompt,

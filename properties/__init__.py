@@ -2,11 +2,13 @@
 """Settings saved with the .blend file: scene settings (`scene.scene_diffusion`) and object
 settings (`object.scene_diffusion_pose`, `object.scene_diffusion_segment`).
 
-Texture, world and animation settings get a module each here, registered below.
+Each output has its group of settings in a module here (texture.py: `scene.scene_diffusion.texture`);
+world and animation settings follow the same way.
 """
-from . import objects, scene
+from . import objects, scene, texture
 
-_modules = (scene, objects)
+# Groups first: the scene settings point at them.
+_modules = (texture, scene, objects)
 
 
 def register() -> None:

@@ -40,13 +40,15 @@ from ..engine.conditions import depth_to_control, edges_from_passes, lines_to_co
 from ..engine.errors import DiffusionError
 from ..engine.kinds import SCENE_KINDS
 from ..engine.segmentation import ADE20K_CLASSES, labels_to_control
+from ..engine.views import CameraView
 from .depth import geometry_mask
-from .normals import camera_rotation, to_camera_space
+from .camera import camera_view
+from .normals import to_camera_space
 from .pose import capture_pose
 from .render import capture_size, render_passes, resolve_camera
 from .segmentation import cryptomatte_names, segment_labels
 
-__all__ = ["CaptureOptions", "ConditionImage", "capture_conditions"]
+__all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_view"]
 
 # The render passes each kind is made from ("z" is always rendered: it tells geometry from
 # background for the empty-view and inside-an-object checks).
@@ -131,6 +133,35 @@ def capture_conditions(
     One Cycles render serves all of depth, canny, normal, segmentation and line art.
     Returns kind -> ConditionImage, in the order of SCENE_KINDS.
     """
+    return capture_view(scene, kinds, camera, width, height, frame, options).conditions
+
+
+@dataclass(frozen=True, eq=False)
+class ViewCapture:
+    """One camera view at one frame: its conditions, and (when asked for) its geometry.
+
+    conditions: kind -> ConditionImage, in the order of SCENE_KINDS.
+    view: the camera's view at the frame and size (engine.views.CameraView).
+    z: HxW float32, the Z pass in the view's depth convention, +inf on background; None
+        unless asked for (or rendered anyway for the pass-based kinds).
+    """
+    conditions: dict[str, ConditionImage]
+    view: CameraView
+    z: np.ndarray | None
+
+
+def capture_view(
+    scene: bpy.types.Scene,
+    kinds: Iterable[str],
+    camera: bpy.types.Object | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    frame: int | None = None,
+    options: CaptureOptions = CaptureOptions(),
+    depth: bool = False,
+) -> ViewCapture:
+    """`capture_conditions` with the view's geometry: its CameraView and, with `depth` (or
+    when a pass-based kind renders anyway), its Z pass, from the same render."""
     kinds = set(kinds)
     unknown = kinds - set(SCENE_KINDS)
     if unknown:
@@ -139,11 +170,13 @@ def capture_conditions(
     frame_number = scene.frame_current if frame is None else int(frame)
     camera = resolve_camera(scene, camera, frame_number)
     width, height = capture_size(scene, width, height)
+    view = camera_view(scene, camera, width, height, frame_number)
     results: dict[str, ConditionImage] = {}
+    z = None
 
     pass_kinds = [kind for kind in SCENE_KINDS if kind in kinds and kind in _PASSES]
-    if pass_kinds:
-        passes = tuple(dict.fromkeys(name for kind in pass_kinds for name in _PASSES[kind]))
+    if pass_kinds or depth:
+        passes = tuple(dict.fromkeys(["z"] + [name for kind in pass_kinds for name in _PASSES[kind]]))
         rendered = render_passes(
             scene, passes, camera=camera, width=width, height=height, frame=frame,
             # Thinner than a pixel, one-sample strokes fall apart into dashes.
@@ -155,8 +188,7 @@ def capture_conditions(
         normals = None
         if "normal" in passes:
             started = time.perf_counter()
-            rotation = camera_rotation(scene, camera, frame_number)
-            normals = to_camera_space(rendered.images["normal"], rotation)
+            normals = to_camera_space(rendered.images["normal"], view.rotation)
             shared = rendered.seconds + time.perf_counter() - started
         else:
             shared = rendered.seconds
@@ -166,6 +198,7 @@ def capture_conditions(
             results[kind] = ConditionImage(
                 kind=kind, image=image, frame=frame_number, camera=camera.name,
                 seconds=shared + time.perf_counter() - started, extra=extra)
+        z = np.where(mask, z, np.float32(np.inf)).astype(np.float32)
 
     if "openpose" in kinds:
         pose = capture_pose(scene, camera=camera, width=width, height=height, frame=frame,
@@ -173,7 +206,7 @@ def capture_conditions(
         results["openpose"] = ConditionImage(
             kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
             extra={"json": pose.json, "armatures": list(pose.armatures)})
-    return {kind: results[kind] for kind in SCENE_KINDS if kind in results}
+    return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z)
 
 
 def _check(options: CaptureOptions) -> None:

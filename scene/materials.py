@@ -14,7 +14,7 @@ import bpy
 from ..engine.errors import DiffusionError
 from . import images
 
-__all__ = ["texture_material", "set_base_color", "texture_of"]
+__all__ = ["texture_material", "show_texture", "set_base_color", "texture_of"]
 
 _IMAGE_NODE = "Scene Diffusion Texture"
 _UV_NODE = "Scene Diffusion UV"
@@ -39,6 +39,24 @@ def texture_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str,
     for slot in obj.material_slots:
         slot.link = 'OBJECT'
         slot.material = material
+    return material
+
+
+def show_texture(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
+    """Show `image` on `obj`: through the material Scene Diffusion made for it before (its
+    texture node is pointed at the new image; the old image stays), else a new one."""
+    for slot in obj.material_slots:
+        material = slot.material
+        recipe = images.get_recipe(material) if material is not None else {}
+        node = material.node_tree.nodes.get(_IMAGE_NODE) if material is not None and material.node_tree else None
+        if recipe.get("kind") == "texture_material" and recipe.get("object") == obj.name and node is not None:
+            node.image = image
+            coordinates = material.node_tree.nodes.get(_UV_NODE)
+            if coordinates is not None:
+                coordinates.uv_map = uv_map
+            return material
+    material = texture_material(obj, image, uv_map)
+    images.set_recipe(material, {"kind": "texture_material", "object": obj.name})
     return material
 
 

@@ -12,18 +12,9 @@ ControlNets expect.
 """
 from __future__ import annotations
 
-import bpy
 import numpy as np
 
-from .camera import camera_view
-
-__all__ = ["camera_rotation", "to_camera_space"]
-
-
-def camera_rotation(scene: bpy.types.Scene, camera: bpy.types.Object, frame: int) -> np.ndarray:
-    """3x3 rotation from camera space to world space of `camera` evaluated at `frame`
-    (columns: the camera's right, up and backward axes in world space). Changes nothing."""
-    return camera_view(scene, camera, 1, 1, frame).rotation
+__all__ = ["to_camera_space"]
 
 
 def to_camera_space(normals: np.ndarray, rotation: np.ndarray) -> np.ndarray:

@@ -19,13 +19,14 @@ from ..engine.texture import Surface
 __all__ = ["surface_of"]
 
 
-def surface_of(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str) -> Surface:
-    """`obj`'s evaluated mesh in `depsgraph` as a Surface, with the UVs of `uv_map`."""
+def surface_of(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str | None) -> Surface:
+    """`obj`'s evaluated mesh in `depsgraph` as a Surface, with the UVs of `uv_map` (None:
+    all zero, for what needs only the geometry)."""
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        layer = mesh.uv_layers.get(uv_map)
-        if layer is None:
+        layer = mesh.uv_layers.get(uv_map) if uv_map is not None else None
+        if uv_map is not None and layer is None:
             raise DiffusionError(f"The evaluated mesh of '{obj.name}' has no UV map '{uv_map}'",
                                  "a modifier may drop it: check the modifier stack, or pick another UV map")
         mesh.calc_loop_triangles()
@@ -37,7 +38,8 @@ def surface_of(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: st
         corner_vertices = _read(mesh.loops, "vertex_index", len(mesh.loops), np.int32)
         positions = _read(mesh.vertices, "co", len(mesh.vertices) * 3, np.float32).reshape(-1, 3)
         normals = _read(mesh.corner_normals, "vector", len(mesh.loops) * 3, np.float32).reshape(-1, 3)
-        uvs = _read(layer.uv, "vector", len(mesh.loops) * 2, np.float32).reshape(-1, 2)
+        uvs = (_read(layer.uv, "vector", len(mesh.loops) * 2, np.float32).reshape(-1, 2) if layer is not None
+               else np.zeros((len(mesh.loops), 2), np.float32))
     finally:
         evaluated.to_mesh_clear()
     world = np.array(evaluated.matrix_world, dtype=np.float64)
@@ -46,7 +48,7 @@ def surface_of(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: st
     turned = normals[loops].astype(np.float64) @ np.linalg.inv(world[:3, :3])
     turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-12)
     return Surface(name=obj.name, corners=corners.reshape(count, 3, 3), normals=turned.reshape(count, 3, 3),
-                   uvs=uvs[loops].astype(np.float64).reshape(count, 3, 2), uv_map=uv_map)
+                   uvs=uvs[loops].astype(np.float64).reshape(count, 3, 2), uv_map=uv_map or "")
 
 
 def _read(collection, attribute: str, length: int, dtype) -> np.ndarray:
