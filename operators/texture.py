@@ -244,12 +244,6 @@ class SCENE_DIFFUSION_OT_project_image(JobOperator, bpy.types.Operator):
     camera: bpy.props.StringProperty(name="Camera", description="The camera object to project from (empty: the "
                                                                 "scene camera)")
 
-    def invoke(self, context, event):
-        if not self.image:
-            picked = context.scene.scene_diffusion.texture.project_image
-            self.image = picked.name if picked is not None else ""
-        return self.run(context, blocking=False)
-
     def prepare(self, context) -> jobs.Steps:
         scene = context.scene
         texture = scene.scene_diffusion.texture
@@ -300,11 +294,62 @@ class SCENE_DIFFUSION_OT_project_image(JobOperator, bpy.types.Operator):
         return jobs.Steps("Project Image", work=work, write=lambda index, result: None, finish=finish)
 
 
+class SCENE_DIFFUSION_OT_show_coverage(JobOperator, bpy.types.Operator):
+    bl_idname = "scene_diffusion.show_coverage"
+    bl_label = "Show Coverage"
+    bl_description = ("Write what the Texture panel's views would see of each selected mesh as an image: white "
+                      "where views count fully, dark where they barely do, red where no view sees the surface")
+    bl_options = {'REGISTER'}
+
+    def prepare(self, context) -> jobs.Steps:
+        scene = context.scene
+        texture = scene.scene_diffusion.texture
+        objects = selected_meshes(context)
+        check_texture_size(texture.texture_size)
+        missing = [obj.name for obj in objects if uv.uv_map_of(obj) is None]
+        if missing:
+            raise DiffusionError(f"{', '.join(repr(name) for name in missing)} has no UV map yet",
+                                 "Generate Texture makes one (Smart UV Project), or unwrap it yourself")
+        size = scene_camera.output_size(scene)
+        points = viewpoints(scene, texture, objects, size.width, size.height, scene.frame_current)
+        views = capture_views(context, points, set(), size.width, size.height, scene.frame_current)
+        depsgraph = context.evaluated_depsgraph_get()
+        surfaces = [surface_of(obj, depsgraph, uv.uv_map_of(obj)) for obj in objects]
+        painter = Painter(surfaces, PaintSettings(size=texture.texture_size, weights=WeightSettings(
+            exponent=texture.weight_exponent, discard_angle=texture.discard_angle)))
+        sums: list[np.ndarray] = []
+
+        def work(_item, report, cancel):
+            blank = [np.zeros((view.view.height, view.view.width, 3), np.float32) for view in views]
+            for view, image in zip(views, blank):
+                painter.add(view, image)
+            sums.extend(coverage_image(cells.inside, accumulated.weight_sum)
+                        for cells, accumulated in zip(painter.texels, painter.sums))
+
+        def finish(_count: int) -> str:
+            made = []
+            for obj, rgb in zip(objects, sums):
+                image = images.new_image(f"{obj.name} Coverage", rgb, {"kind": "coverage", "object": obj.name,
+                                                                        "views": len(views)}, colorspace="Non-Color")
+                images.show_in_image_editors(image)
+                made.append(f"'{image.name}'")
+            return f"Coverage of {len(views)} view{'s' if len(views) != 1 else ''}: {', '.join(made)}"
+
+        return jobs.Steps("Show Coverage", work=work, write=lambda index, result: None, finish=finish)
+
+
+def coverage_image(inside: np.ndarray, weight_sum: np.ndarray) -> np.ndarray:
+    """HxWx3: the weight sum as grey (1 and more: white), red where no view sees an island texel."""
+    rgb = np.repeat(np.clip(weight_sum, 0.0, 1.0)[..., None], 3, axis=2).astype(np.float32)
+    rgb[inside & (weight_sum <= 0)] = (1.0, 0.0, 0.0)
+    return rgb
+
+
 def _start_texture(obj: bpy.types.Object) -> np.ndarray | None:
     """The object's current texture, kept where the projection does not reach."""
     image = materials.texture_of(obj)
     return images.display_rgb(image) if image is not None else None
 
 
-classes = (SCENE_DIFFUSION_OT_generate_texture, SCENE_DIFFUSION_OT_project_image)
+classes = (SCENE_DIFFUSION_OT_generate_texture, SCENE_DIFFUSION_OT_project_image, SCENE_DIFFUSION_OT_show_coverage)
 register, unregister = bpy.utils.register_classes_factory(classes)

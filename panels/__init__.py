@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Panels only draw: no logic, no data changes."""
-from . import conditions, sidebar
+from . import conditions, sidebar, texture
 
-_modules = (sidebar, conditions)
+_modules = (sidebar, conditions, texture)
 
 
 def register() -> None:

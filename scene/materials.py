@@ -14,7 +14,7 @@ import bpy
 from ..engine.errors import DiffusionError
 from . import images
 
-__all__ = ["texture_material", "show_texture", "set_base_color", "texture_of"]
+__all__ = ["texture_material", "show_texture", "set_base_color", "texture_of", "assign", "tiling_material"]
 
 _IMAGE_NODE = "Scene Diffusion Texture"
 _UV_NODE = "Scene Diffusion UV"
@@ -32,6 +32,13 @@ def texture_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str,
         output = material.node_tree.nodes.new("ShaderNodeOutputMaterial")
         material.node_tree.links.new(principled.outputs["BSDF"], output.inputs["Surface"])
     set_base_color(material, image, uv_map)
+    assign(obj, material)
+    return material
+
+
+def assign(obj: bpy.types.Object, material: bpy.types.Material) -> None:
+    """Show `material` on every slot of `obj` through object-linked slots: the mesh's own
+    materials, which other objects using the mesh see, are kept."""
     if len(obj.material_slots) == 0:
         # An empty slot on the mesh changes nothing for other users of the mesh; the material
         # itself goes on this object's own side of the slot.
@@ -39,6 +46,36 @@ def texture_material(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str,
     for slot in obj.material_slots:
         slot.link = 'OBJECT'
         slot.material = material
+
+
+def tiling_material(name: str, image: bpy.types.Image, mapping: str, scale: float,
+                    uv_map: str = "") -> bpy.types.Material:
+    """A new material repeating the seamless `image`: through a UV map (`mapping` 'UV') or
+    projected from six sides in object space ('BOX'), `scale` times per unit."""
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:
+        material.use_nodes = True
+    tree = material.node_tree
+    principled = _principled(material)
+    texture = tree.nodes.new("ShaderNodeTexImage")
+    texture.name = texture.label = _IMAGE_NODE
+    texture.image = image
+    texture.extension = 'REPEAT'
+    texture.location = (principled.location.x - 320, principled.location.y)
+    placing = tree.nodes.new("ShaderNodeMapping")
+    placing.inputs["Scale"].default_value = (scale, scale, scale)
+    placing.location = (texture.location.x - 200, texture.location.y)
+    if mapping == 'BOX':
+        texture.projection, texture.projection_blend = 'BOX', 0.2
+        coordinates = tree.nodes.new("ShaderNodeTexCoord")
+        tree.links.new(coordinates.outputs["Object"], placing.inputs["Vector"])
+    else:
+        coordinates = tree.nodes.new("ShaderNodeUVMap")
+        coordinates.uv_map = uv_map
+        tree.links.new(coordinates.outputs["UV"], placing.inputs["Vector"])
+    coordinates.location = (placing.location.x - 200, placing.location.y)
+    tree.links.new(placing.outputs["Vector"], texture.inputs["Vector"])
+    tree.links.new(texture.outputs["Color"], principled.inputs["Base Color"])
     return material
 
 

@@ -10,7 +10,8 @@ from ui_recorder import RecordingLayout
 def draw_all(ext_module, context):
     import bpy
     calls = []
-    for cls in ext_module("panels.sidebar").classes + ext_module("panels.conditions").classes:
+    for cls in (ext_module("panels.sidebar").classes + ext_module("panels.conditions").classes
+                + ext_module("panels.texture").classes):
         if not issubclass(cls, bpy.types.Panel) or (hasattr(cls, "poll") and not cls.poll(context)):
             continue
         panel = types.SimpleNamespace(layout=RecordingLayout(calls), draw_size=getattr(cls, "draw_size", None))
@@ -154,3 +155,16 @@ def test_model_field_suggests_models_matching_what_is_typed(settings, ext_module
     assert specs[:2] == ["smoke", "smoke-sdxl"]  # other tests may have cached more "smo..." models
     assert all("smo" in spec for spec in specs)
     assert any("stable-diffusion-xl" in spec for spec, _ in suggest(settings, bpy.context, "xl"))
+
+
+@pytest.mark.parametrize("views", ['CAMERA', 'ORBIT', 'CAMERAS'])
+def test_the_texture_panel_offers_its_settings_and_buttons(settings, ext_module, views):
+    import bpy
+    settings.texture.views = views
+    calls = draw_all(ext_module, bpy.context)
+    for name in ("views", "texture_size", "sequential", "weight_exponent", "discard_angle", "fill",
+                 "target_material", "material_mapping", "material_scale"):
+        assert ("prop", name) in calls, name
+    assert (("prop", "view_count") in calls) == (views == 'ORBIT')
+    for operator in ("generate_texture", "show_coverage", "project_image", "generate_material"):
+        assert any(c[0] == "operator" and c[1] == f"scene_diffusion.{operator}" for c in calls), operator
