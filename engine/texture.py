@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from .errors import DiffusionError
-from .raster import best_per_cell, box_candidates
+from .raster import Runs, barycentric_planes, best_per_cell, box_runs, cells_of, lowest_claims, triangle_runs
 from .views import CameraView
 from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
 
@@ -49,10 +49,13 @@ __all__ = [
 
 MIN_TEXTURE, MAX_TEXTURE = 512, 8192
 
-# A UV triangle claims texel centres this far (in barycentric units) outside its edges,
-# so triangles sharing an edge leave no crack; a texel both claim goes to the one it is
-# deeper inside.
+# A UV triangle claims texel centres this far (in texels) outside its edges, so triangles
+# sharing an edge leave no crack (a texel centre on the edge goes to the lower-numbered
+# triangle); a view's pixel ray meets a triangle this far (in barycentric units) outside.
+TEXEL_MARGIN = 1e-6
 EDGE_EPSILON = 1e-7
+# Pixels: a pixel centre this close to a triangle's picture is tested against it.
+PIXEL_MARGIN = 1e-3
 # Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
 CHUNK = 1 << 20
 # What a texture shows where nothing was painted.
@@ -143,83 +146,62 @@ class ViewUVs:
 # ---------------------------------------------------------------------------------------
 
 def texels(surface: Surface, size: int) -> Texels:
-    """Rasterise `surface`'s UV triangles at the centres of a size x size texture."""
+    """Rasterise `surface`'s UV triangles at the centres of a size x size texture.
+
+    Each triangle becomes runs of texels per row (raster.triangle_runs): exact spans, so
+    a 100k-triangle mesh at 2048 takes a couple of seconds. Where UVs overlap, a texel
+    goes to the lower-numbered triangle.
+    """
     _check_surface(surface)
     if not 1 <= size <= MAX_TEXTURE:
         raise DiffusionError(f"A {size} x {size} texture is out of range",
                              f"choose a size from {MIN_TEXTURE} to {MAX_TEXTURE}")
-    coefficients = _barycentric_coefficients(surface.uvs, size)
-    x = surface.uvs[..., 0] * size
-    y = (1.0 - surface.uvs[..., 1]) * size
-    degenerate = ~np.isfinite(coefficients).all(axis=1)
-    # Texel (i, j) has its centre at (j + 0.5, i + 0.5) in these texel coordinates.
-    x0 = np.ceil(x.min(axis=1) - 0.5 - 1e-6)
-    x1 = np.floor(x.max(axis=1) - 0.5 + 1e-6) + 1
-    y0 = np.ceil(y.min(axis=1) - 0.5 - 1e-6)
-    y1 = np.floor(y.max(axis=1) - 0.5 + 1e-6) + 1
-    x0, x1, y0, y1 = (np.clip(np.nan_to_num(a), 0, size).astype(np.int64) for a in (x0, x1, y0, y1))
-    x1[degenerate] = x0[degenerate]
-
-    depth_inside = np.full(size * size, np.inf, dtype=np.float64)  # minus the winner's min barycentric
-    triangle = np.full(size * size, -1, dtype=np.int32)
-    claimed = np.zeros(size * size, dtype=bool)
-    overlapping = np.zeros(size * size, dtype=bool)
-    for batch in box_candidates(x0, x1, y0, y1):
-        l1, l2 = _barycentrics(coefficients[batch.triangle], batch.x + 0.5, batch.y + 0.5)
-        least = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2)
-        claim = least >= -EDGE_EPSILON
-        cells = (batch.y * size + batch.x)[claim]
-        score = -least[claim]
-        winners, strict = best_per_cell(cells, score, flags=score < -EDGE_EPSILON)
-        cells, score, owner = cells[winners], score[winners], batch.triangle[claim][winners]
-        better = score < depth_inside[cells]
-        depth_inside[cells[better]] = score[better]
-        triangle[cells[better]] = owner[better]
-        # Overlaps count texels strictly inside two triangles (not a shared edge's texels).
-        inside_strictly = cells[strict > 0]
-        overlapping[cells[strict > 1]] = True
-        overlapping[inside_strictly[claimed[inside_strictly]]] = True
-        claimed[inside_strictly] = True
-
+    # Texel (i, j) has its centre at (j + 0.5, i + 0.5): x = u * size, y = (1 - v) * size.
+    grid = np.stack([surface.uvs[..., 0] * size, (1.0 - surface.uvs[..., 1]) * size], axis=-1)
+    triangle, overlapped = lowest_claims(triangle_runs(grid, size, size, TEXEL_MARGIN), size, size)
+    triangle = triangle.reshape(-1)
     face_normals = _face_normals(surface.corners)
+    maps = _texel_maps(grid, surface)
     positions = np.zeros((size * size, 3), dtype=np.float32)
     normals = np.zeros((size * size, 3), dtype=np.float32)
-    texel_index = np.flatnonzero(triangle >= 0)
-    for chunk in _chunks(texel_index):
+    for chunk in _chunks(np.flatnonzero(triangle >= 0)):
         owner = triangle[chunk]
-        l1, l2 = _barycentrics(coefficients[owner], chunk % size + 0.5, chunk // size + 0.5)
-        # Texels claimed from just outside an edge land on the edge itself.
-        weights = np.clip(np.stack([1.0 - l1 - l2, l1, l2], axis=1), 0.0, None)
-        weights /= weights.sum(axis=1, keepdims=True)
-        positions[chunk] = np.einsum("nk,nkc->nc", weights, surface.corners[owner])
-        normal = np.einsum("nk,nkc->nc", weights, surface.normals[owner])
-        length = np.linalg.norm(normal, axis=1, keepdims=True)
-        normals[chunk] = np.where(length > 1e-12, normal / np.maximum(length, 1e-12), face_normals[owner])
+        m = maps[owner]
+        dx = ((chunk % size).astype(np.float32) + np.float32(0.5) - m[:, 0])[:, None]
+        dy = ((chunk // size).astype(np.float32) + np.float32(0.5) - m[:, 1])[:, None]
+        positions[chunk] = m[:, 2:5] + m[:, 5:8] * dx + m[:, 8:11] * dy
+        normal = m[:, 11:14] + m[:, 14:17] * dx + m[:, 17:20] * dy
+        length = np.sqrt(np.einsum("nc,nc->n", normal, normal))
+        degenerate = length <= 1e-12  # opposite corner normals: the face's own
+        normal /= np.where(degenerate, 1.0, length)[:, None]
+        normal[degenerate] = face_normals[owner[degenerate]]
+        normals[chunk] = normal
     triangle = triangle.reshape(size, size)
     return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
                   normals=normals.reshape(size, size, 3), triangle=triangle,
-                  overlapped=int(overlapping.sum()), face_normals=face_normals.astype(np.float32))
+                  overlapped=overlapped, face_normals=face_normals.astype(np.float32))
 
 
-def _barycentric_coefficients(uvs: np.ndarray, size: int) -> np.ndarray:
-    """Tx6: (a1, b1, c1, a2, b2, c2) with l1 = a1 x + b1 y + c1 and l2 likewise, the
-    barycentric weights of corners 1 and 2 at texel coordinates (x, y); NaN when the UV
-    triangle has no area."""
-    x = uvs[..., 0].astype(np.float64) * size
-    y = (1.0 - uvs[..., 1].astype(np.float64)) * size
-    e1x, e1y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
-    e2x, e2y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
-    det = e1x * e2y - e1y * e2x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = np.where(np.abs(det) > 1e-12, 1.0 / det, np.nan)
-    a1, b1 = e2y * inverse, -e2x * inverse
-    a2, b2 = -e1y * inverse, e1x * inverse
-    return np.stack([a1, b1, -(a1 * x[:, 0] + b1 * y[:, 0]), a2, b2, -(a2 * x[:, 0] + b2 * y[:, 0])], axis=1)
+def _texel_maps(grid: np.ndarray, surface: Surface) -> np.ndarray:
+    """Tx20 float32 per triangle: an origin (ox, oy) on the texel grid's integer points, the
+    position there and its change per texel right and down, the same for the normal.
 
-
-def _barycentrics(coefficients: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = coefficients
-    return c[:, 0] * x + c[:, 1] * y + c[:, 2], c[:, 3] * x + c[:, 4] * y + c[:, 5]
+    Position and normal are affine in texel coordinates on a triangle. Anchored at an
+    integer point near the triangle, a texel's offset from it is exact in float32 and
+    small, so float32 arithmetic (half the memory traffic of float64) keeps positions
+    as exact as the float32 they are stored in.
+    """
+    planes = barycentric_planes(grid)
+    origin = np.floor(grid[:, 0, :])
+    columns = [origin]
+    for values in (surface.corners, surface.normals):
+        # Sum over corners of the corner's barycentric weight times its value.
+        along_x = np.einsum("tk,tkc->tc", planes[:, :, 0], values)
+        along_y = np.einsum("tk,tkc->tc", planes[:, :, 1], values)
+        at_origin = np.einsum("tk,tkc->tc", planes[:, :, 0] * origin[:, :1] + planes[:, :, 1] * origin[:, 1:]
+                              + planes[:, :, 2], values)
+        columns += [at_origin, along_x, along_y]
+    return np.concatenate(columns, axis=1).astype(np.float32)
 
 
 def _face_normals(corners: np.ndarray) -> np.ndarray:
@@ -545,12 +527,12 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64)
     owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)])
     planes = _triangle_planes(corners)
-    x0, x1, y0, y1 = _screen_boxes(view, corners)
+    runs = _screen_runs(view, corners)
 
     nearest = np.full(height * width, np.inf)
     hit = np.full(height * width, -1, dtype=np.int64)
     barycentric = np.zeros((height * width, 2))
-    for batch in box_candidates(x0, x1, y0, y1):
+    for batch in cells_of(runs):
         cell = batch.y * width + batch.x
         t, u, v = _ray_hits(planes[batch.triangle], starts[cell], steps[cell])
         ok = np.isfinite(t)
@@ -606,42 +588,41 @@ def _ray_hits(planes: np.ndarray, start: np.ndarray, step: np.ndarray) -> tuple[
     return np.where(hit, t, np.inf), u, v
 
 
-def _screen_boxes(view: CameraView, corners: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per triangle, the columns x0..x1 and rows y0..y1 (exclusive ends) of the pixel
-    centres its picture may cover: its corners' box (edges are straight in a perspective
-    or orthographic picture); the whole image for a triangle the projection cannot bound
-    (crossing the camera plane, an equirectangular seam or pole)."""
+def _screen_runs(view: CameraView, corners: np.ndarray) -> Runs:
+    """Per triangle, the runs of pixel centres its picture may cover: exact spans of its
+    projected corners (edges are straight in a perspective or orthographic picture), or
+    boxes where the projection cannot bound it that way (a triangle crossing the camera
+    plane: the whole image; an equirectangular picture: its sampled edges' box, or the
+    whole image across the seam or near a pole)."""
     count = len(corners)
-    points = corners.reshape(-1, 3)
-    margin = 1e-3  # pixels: centres on an edge, up to rounding
+    width, height = view.width, view.height
     if view.type == 'PANO':
         # Edges curve in an equirectangular picture: bound points along each, and a pixel more.
         fractions = np.linspace(0.0, 1.0, 9)[:, None, None, None]
         points = (corners[None] + fractions * (np.roll(corners, -1, axis=1) - corners)[None])
-        points = points.transpose(1, 0, 2, 3).reshape(-1, 3)
-        margin = 1.0
-    at, distance = view.project(points)
-    at = at.reshape(count, -1, 2)
-    distance = distance.reshape(count, -1)
-    finite = np.isfinite(at).all(axis=2)
-    lowest = np.where(finite[..., None], at, np.inf).min(axis=1)
-    highest = np.where(finite[..., None], at, -np.inf).max(axis=1)
-    with np.errstate(invalid="ignore"):
-        x0, y0 = np.ceil(lowest - 0.5 - margin).T
-        x1, y1 = (np.floor(highest - 0.5 + margin) + 1).T
-    unbounded = ~finite.all(axis=1) & (distance > 0).any(axis=1)
-    if view.type == 'PANO':
-        unbounded |= (x1 - x0) > view.width / 2  # crosses the seam
-        unbounded |= (y0 <= 1) | (y1 >= view.height - 1)  # may wrap around a pole
-    behind = ~(distance > 0).any(axis=1) if view.type != 'ORTHO' else np.zeros(count, bool)
-    x0 = np.where(unbounded, 0, x0)
-    x1 = np.where(unbounded, view.width, x1)
-    y0 = np.where(unbounded, 0, y0)
-    y1 = np.where(unbounded, view.height, y1)
-    x1[behind | ~np.isfinite(x0 + x1 + y0 + y1)] = -1
-    x0, x1, y0, y1 = (np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0) for a in (x0, x1, y0, y1))
-    return (np.clip(x0, 0, view.width).astype(np.int64), np.clip(x1, 0, view.width).astype(np.int64),
-            np.clip(y0, 0, view.height).astype(np.int64), np.clip(y1, 0, view.height).astype(np.int64))
+        at, distance = view.project(points.transpose(1, 0, 2, 3).reshape(-1, 3))
+        at = at.reshape(count, -1, 2)
+        x0, y0 = np.floor(at.min(axis=1) - 1.5).T
+        x1, y1 = (np.ceil(at.max(axis=1) + 0.5)).T
+        whole = ((x1 - x0) > width / 2) | (y0 <= 0) | (y1 >= height)  # across the seam, near a pole
+        spans = np.flatnonzero(np.zeros(count, bool))
+    else:
+        at, distance = view.project(corners.reshape(-1, 3))
+        at, distance = at.reshape(count, 3, 2), distance.reshape(count, 3)
+        finite = np.isfinite(at).all(axis=(1, 2))
+        whole = ~finite & (distance > 0).any(axis=1)  # crosses the camera plane
+        spans = np.flatnonzero(finite)
+        x0 = y0 = np.zeros(count)
+        x1, y1 = np.full(count, float(width)), np.full(count, float(height))
+    boxed = np.flatnonzero(whole | (view.type == 'PANO'))
+    x0, y0 = np.where(whole, 0, x0)[boxed], np.where(whole, 0, y0)[boxed]
+    x1, y1 = np.where(whole, width, x1)[boxed], np.where(whole, height, y1)[boxed]
+    boxes = box_runs(boxed, *(np.clip(v, 0, limit).astype(np.int64)
+                              for v, limit in ((x0, width), (x1, width), (y0, height), (y1, height))))
+    exact = triangle_runs(at[spans] if spans.size else np.zeros((0, 3, 2)), width, height, PIXEL_MARGIN)
+    return Runs(*(np.concatenate([getattr(boxes, name), getattr(exact, name) if name != "triangle"
+                                  else spans[exact.triangle]])
+                  for name in ("triangle", "row", "start", "stop", "inner_start", "inner_stop")))
 
 
 def render_texture(textures: list[np.ndarray], seen: ViewUVs, background: np.ndarray | None = None) -> np.ndarray:
