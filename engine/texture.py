@@ -38,8 +38,9 @@ import cv2
 import numpy as np
 
 from .errors import DiffusionError
-from .raster import best_per_cell, box_candidates
+from .raster import Runs, barycentric_planes, best_per_cell, box_runs, cells_of, lowest_claims, triangle_runs
 from .views import CameraView
+from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
 
 __all__ = [
     "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs", "Accumulation",
@@ -48,24 +49,15 @@ __all__ = [
 
 MIN_TEXTURE, MAX_TEXTURE = 512, 8192
 
-# Cycles writes 1e10 where a ray hits nothing (scene/depth.py reads >= 1e9 as background).
-BACKGROUND_DEPTH = 1e9
-# A texel matches the Z pass within this fraction of its depth (float32 passes and
-# positions), plus SLOPE_PIXELS pixels' worth of its own surface's depth slope: it
-# projects anywhere inside the pixel whose centre the Z pass sampled.
-DEPTH_TOLERANCE = 1e-3
-SLOPE_PIXELS = 1.0
-# A pixel is a silhouette edge where inverse depth (affine in screen space on a plane)
-# bends by more than this fraction of itself between neighbours.
-SILHOUETTE_BEND = 0.02
-# A UV triangle claims texel centres this far (in barycentric units) outside its edges,
-# so triangles sharing an edge leave no crack; a texel both claim goes to the one it is
-# deeper inside.
+# A UV triangle claims texel centres this far (in texels) outside its edges, so triangles
+# sharing an edge leave no crack (a texel centre on the edge goes to the lower-numbered
+# triangle); a view's pixel ray meets a triangle this far (in barycentric units) outside.
+TEXEL_MARGIN = 1e-6
 EDGE_EPSILON = 1e-7
+# Pixels: a pixel centre this close to a triangle's picture is tested against it.
+PIXEL_MARGIN = 1e-3
 # Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
 CHUNK = 1 << 20
-# The silhouette distance of a view with no silhouette (finite: it is interpolated).
-NO_SILHOUETTE = 1e6
 # What a texture shows where nothing was painted.
 GREY = 0.5
 
@@ -154,83 +146,62 @@ class ViewUVs:
 # ---------------------------------------------------------------------------------------
 
 def texels(surface: Surface, size: int) -> Texels:
-    """Rasterise `surface`'s UV triangles at the centres of a size x size texture."""
+    """Rasterise `surface`'s UV triangles at the centres of a size x size texture.
+
+    Each triangle becomes runs of texels per row (raster.triangle_runs): exact spans, so
+    a 100k-triangle mesh at 2048 takes a couple of seconds. Where UVs overlap, a texel
+    goes to the lower-numbered triangle.
+    """
     _check_surface(surface)
     if not 1 <= size <= MAX_TEXTURE:
         raise DiffusionError(f"A {size} x {size} texture is out of range",
                              f"choose a size from {MIN_TEXTURE} to {MAX_TEXTURE}")
-    coefficients = _barycentric_coefficients(surface.uvs, size)
-    x = surface.uvs[..., 0] * size
-    y = (1.0 - surface.uvs[..., 1]) * size
-    degenerate = ~np.isfinite(coefficients).all(axis=1)
-    # Texel (i, j) has its centre at (j + 0.5, i + 0.5) in these texel coordinates.
-    x0 = np.ceil(x.min(axis=1) - 0.5 - 1e-6)
-    x1 = np.floor(x.max(axis=1) - 0.5 + 1e-6) + 1
-    y0 = np.ceil(y.min(axis=1) - 0.5 - 1e-6)
-    y1 = np.floor(y.max(axis=1) - 0.5 + 1e-6) + 1
-    x0, x1, y0, y1 = (np.clip(np.nan_to_num(a), 0, size).astype(np.int64) for a in (x0, x1, y0, y1))
-    x1[degenerate] = x0[degenerate]
-
-    depth_inside = np.full(size * size, np.inf, dtype=np.float64)  # minus the winner's min barycentric
-    triangle = np.full(size * size, -1, dtype=np.int32)
-    claimed = np.zeros(size * size, dtype=bool)
-    overlapping = np.zeros(size * size, dtype=bool)
-    for batch in box_candidates(x0, x1, y0, y1):
-        l1, l2 = _barycentrics(coefficients[batch.triangle], batch.x + 0.5, batch.y + 0.5)
-        least = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2)
-        claim = least >= -EDGE_EPSILON
-        cells = (batch.y * size + batch.x)[claim]
-        score = -least[claim]
-        winners, strict = best_per_cell(cells, score, flags=score < -EDGE_EPSILON)
-        cells, score, owner = cells[winners], score[winners], batch.triangle[claim][winners]
-        better = score < depth_inside[cells]
-        depth_inside[cells[better]] = score[better]
-        triangle[cells[better]] = owner[better]
-        # Overlaps count texels strictly inside two triangles (not a shared edge's texels).
-        inside_strictly = cells[strict > 0]
-        overlapping[cells[strict > 1]] = True
-        overlapping[inside_strictly[claimed[inside_strictly]]] = True
-        claimed[inside_strictly] = True
-
+    # Texel (i, j) has its centre at (j + 0.5, i + 0.5): x = u * size, y = (1 - v) * size.
+    grid = np.stack([surface.uvs[..., 0] * size, (1.0 - surface.uvs[..., 1]) * size], axis=-1)
+    triangle, overlapped = lowest_claims(triangle_runs(grid, size, size, TEXEL_MARGIN), size, size)
+    triangle = triangle.reshape(-1)
     face_normals = _face_normals(surface.corners)
+    maps = _texel_maps(grid, surface)
     positions = np.zeros((size * size, 3), dtype=np.float32)
     normals = np.zeros((size * size, 3), dtype=np.float32)
-    texel_index = np.flatnonzero(triangle >= 0)
-    for chunk in _chunks(texel_index):
+    for chunk in _chunks(np.flatnonzero(triangle >= 0)):
         owner = triangle[chunk]
-        l1, l2 = _barycentrics(coefficients[owner], chunk % size + 0.5, chunk // size + 0.5)
-        # Texels claimed from just outside an edge land on the edge itself.
-        weights = np.clip(np.stack([1.0 - l1 - l2, l1, l2], axis=1), 0.0, None)
-        weights /= weights.sum(axis=1, keepdims=True)
-        positions[chunk] = np.einsum("nk,nkc->nc", weights, surface.corners[owner])
-        normal = np.einsum("nk,nkc->nc", weights, surface.normals[owner])
-        length = np.linalg.norm(normal, axis=1, keepdims=True)
-        normals[chunk] = np.where(length > 1e-12, normal / np.maximum(length, 1e-12), face_normals[owner])
+        m = maps[owner]
+        dx = ((chunk % size).astype(np.float32) + np.float32(0.5) - m[:, 0])[:, None]
+        dy = ((chunk // size).astype(np.float32) + np.float32(0.5) - m[:, 1])[:, None]
+        positions[chunk] = m[:, 2:5] + m[:, 5:8] * dx + m[:, 8:11] * dy
+        normal = m[:, 11:14] + m[:, 14:17] * dx + m[:, 17:20] * dy
+        length = np.sqrt(np.einsum("nc,nc->n", normal, normal))
+        degenerate = length <= 1e-12  # opposite corner normals: the face's own
+        normal /= np.where(degenerate, 1.0, length)[:, None]
+        normal[degenerate] = face_normals[owner[degenerate]]
+        normals[chunk] = normal
     triangle = triangle.reshape(size, size)
     return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
                   normals=normals.reshape(size, size, 3), triangle=triangle,
-                  overlapped=int(overlapping.sum()), face_normals=face_normals.astype(np.float32))
+                  overlapped=overlapped, face_normals=face_normals.astype(np.float32))
 
 
-def _barycentric_coefficients(uvs: np.ndarray, size: int) -> np.ndarray:
-    """Tx6: (a1, b1, c1, a2, b2, c2) with l1 = a1 x + b1 y + c1 and l2 likewise, the
-    barycentric weights of corners 1 and 2 at texel coordinates (x, y); NaN when the UV
-    triangle has no area."""
-    x = uvs[..., 0].astype(np.float64) * size
-    y = (1.0 - uvs[..., 1].astype(np.float64)) * size
-    e1x, e1y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
-    e2x, e2y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
-    det = e1x * e2y - e1y * e2x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = np.where(np.abs(det) > 1e-12, 1.0 / det, np.nan)
-    a1, b1 = e2y * inverse, -e2x * inverse
-    a2, b2 = -e1y * inverse, e1x * inverse
-    return np.stack([a1, b1, -(a1 * x[:, 0] + b1 * y[:, 0]), a2, b2, -(a2 * x[:, 0] + b2 * y[:, 0])], axis=1)
+def _texel_maps(grid: np.ndarray, surface: Surface) -> np.ndarray:
+    """Tx20 float32 per triangle: an origin (ox, oy) on the texel grid's integer points, the
+    position there and its change per texel right and down, the same for the normal.
 
-
-def _barycentrics(coefficients: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = coefficients
-    return c[:, 0] * x + c[:, 1] * y + c[:, 2], c[:, 3] * x + c[:, 4] * y + c[:, 5]
+    Position and normal are affine in texel coordinates on a triangle. Anchored at an
+    integer point near the triangle, a texel's offset from it is exact in float32 and
+    small, so float32 arithmetic (half the memory traffic of float64) keeps positions
+    as exact as the float32 they are stored in.
+    """
+    planes = barycentric_planes(grid)
+    origin = np.floor(grid[:, 0, :])
+    columns = [origin]
+    for values in (surface.corners, surface.normals):
+        # Sum over corners of the corner's barycentric weight times its value.
+        along_x = np.einsum("tk,tkc->tc", planes[:, :, 0], values)
+        along_y = np.einsum("tk,tkc->tc", planes[:, :, 1], values)
+        at_origin = np.einsum("tk,tkc->tc", planes[:, :, 0] * origin[:, :1] + planes[:, :, 1] * origin[:, 1:]
+                              + planes[:, :, 2], values)
+        columns += [at_origin, along_x, along_y]
+    return np.concatenate(columns, axis=1).astype(np.float32)
 
 
 def _face_normals(corners: np.ndarray) -> np.ndarray:
@@ -265,48 +236,34 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     depth: the view's Z pass (HxW float32 in the view's depth convention, +inf or >= 1e9
         on background): the scene's nearest surface at each pixel, any object.
     """
-    depth = _check_depth(view, depth)
+    depth = check_depth(view, depth)
     size = texels.size
     pixels = np.full((size * size, 2), np.nan, dtype=np.float32)
     weight = np.zeros(size * size, dtype=np.float32)
+    rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
+    inside = texels.inside.reshape(-1)
     positions = texels.positions.reshape(-1, 3)
     normals = texels.normals.reshape(-1, 3)
-    for chunk in _chunks(np.flatnonzero(texels.inside)):
-        points = positions[chunk].astype(np.float64)
-        cos = np.einsum("nc,nc->n", normals[chunk], _towards_camera(view, points))
-        facing = cos >= cos_min  # back faces and grazing texels get nothing
-        chunk, points, cos = chunk[facing], points[facing], cos[facing]
+    # Bands of whole rows: slices of the texel arrays, no gather until texels face the view.
+    band = max(CHUNK // size, 1) * size
+    for first in range(0, size * size, band):
+        rows = slice(first, min(first + band, size * size))
+        cos = _facing(view, positions[rows], normals[rows])
+        chunk = np.flatnonzero(inside[rows] & (cos >= cos_min))  # back faces and grazing texels get nothing
+        points, cos = positions[rows][chunk].astype(np.float64), cos[chunk]
+        chunk += first
         at, distance = view.project(points)
         shown = view.in_view(at, distance)
         chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
-        plane = _plane_normals(texels, chunk)
-        visible = _matches_z_pass(view, depth, points, plane, at, distance)
+        visible = matches_z_pass(rays, depth, points, _plane_normals(texels, chunk), at, distance)
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
-        w = cos ** settings.exponent * _feather(view, silhouette, at, settings.feather)
+        w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
         pixels[chunk[counts]] = at[counts]
         weight[chunk[counts]] = w[counts]
     return Projection(pixels=pixels.reshape(size, size, 2), weight=weight.reshape(size, size))
-
-
-def silhouette_distance(depth: np.ndarray) -> np.ndarray:
-    """HxW float32: each pixel's distance (pixels, centre to centre) to the nearest
-    silhouette pixel of a Z pass: background, or a depth discontinuity (both sides)."""
-    background = ~_foreground(depth)
-    inverse = np.where(background, 0.0, 1.0 / np.where(background, 1.0, depth)).astype(np.float64)
-    edge = background.copy()
-    # Second differences of inverse depth: zero on planes, large across a jump. Only among
-    # three surface pixels: against the background, the background pixel is the edge.
-    foreground = ~background
-    bend_x = np.abs(inverse[:, :-2] - 2.0 * inverse[:, 1:-1] + inverse[:, 2:])
-    edge[:, 1:-1] |= (bend_x > SILHOUETTE_BEND * inverse[:, 1:-1]) & foreground[:, :-2] & foreground[:, 2:]
-    bend_y = np.abs(inverse[:-2] - 2.0 * inverse[1:-1] + inverse[2:])
-    edge[1:-1] |= (bend_y > SILHOUETTE_BEND * inverse[1:-1]) & foreground[:-2] & foreground[2:]
-    if not edge.any():
-        return np.full(depth.shape, NO_SILHOUETTE, dtype=np.float32)
-    return cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
@@ -327,11 +284,15 @@ def _wraps_around(view: CameraView) -> bool:
         abs(view.panorama[2] - view.panorama[1]) >= 2 * math.pi - 1e-6
 
 
-def _towards_camera(view: CameraView, points: np.ndarray) -> np.ndarray:
+def _facing(view: CameraView, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """N cos θ between each (float32) normal and the direction to the camera (0 for a zero
+    normal); float32 is plenty for a weight, and twice as fast over millions of texels."""
     if view.type == 'ORTHO':
-        return np.broadcast_to(-view.forward, points.shape)
-    direction = view.origin - points
-    return direction / np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+        return np.einsum("nc,c->n", normals, (-view.forward).astype(np.float32))
+    toward = view.origin.astype(np.float32) - points
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.einsum("nc,nc->n", normals, toward) / np.sqrt(np.einsum("nc,nc->n", toward, toward))
+    return np.nan_to_num(cos, copy=False)
 
 
 def _plane_normals(texels: Texels, chunk: np.ndarray) -> np.ndarray:
@@ -340,48 +301,6 @@ def _plane_normals(texels: Texels, chunk: np.ndarray) -> np.ndarray:
     if len(texels.face_normals):
         return texels.face_normals[texels.triangle.reshape(-1)[chunk]].astype(np.float64)
     return texels.normals.reshape(-1, 3)[chunk].astype(np.float64)
-
-
-def _rays(view: CameraView, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, step) per pixel: the point seen there at depth d is start + d * step, in
-    the view's own depth convention (planar, or along the ray for a panorama)."""
-    start = view.unproject(pixels, np.zeros(len(pixels)))
-    return start, view.unproject(pixels, np.ones(len(pixels))) - start
-
-
-def _depth_slope(view: CameraView, points: np.ndarray, normals: np.ndarray, at: np.ndarray,
-                 distance: np.ndarray) -> np.ndarray:
-    """How much depth changes on each point's plane one pixel right plus one pixel down."""
-    slope = np.zeros(len(points))
-    for step in ((1.0, 0.0), (0.0, 1.0)):
-        start, direction = _rays(view, at + np.array(step))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beside = np.einsum("nc,nc->n", normals, points - start) / np.einsum("nc,nc->n", normals, direction)
-        slope += np.abs(beside - distance)
-    return np.nan_to_num(slope, nan=np.inf)
-
-
-def _matches_z_pass(view: CameraView, depth: np.ndarray, points: np.ndarray, normals: np.ndarray,
-                    at: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """The points the Z pass sees: their depth equals the pass's at the pixel they fall in,
-    within a tolerance that grows with their surface's depth slope (grazing surfaces)."""
-    row = np.clip(np.floor(at[:, 1]).astype(np.int64), 0, view.height - 1)
-    column = np.clip(np.floor(at[:, 0]).astype(np.int64), 0, view.width - 1)
-    scene = depth[row, column].astype(np.float64)
-    tolerance = DEPTH_TOLERANCE * distance + SLOPE_PIXELS * _depth_slope(view, points, normals, at, distance)
-    return (scene < BACKGROUND_DEPTH) & (np.abs(distance - scene) <= tolerance)
-
-
-def _foreground(depth: np.ndarray) -> np.ndarray:
-    return np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH)
-
-
-def _check_depth(view: CameraView, depth: np.ndarray) -> np.ndarray:
-    depth = np.asarray(depth)
-    if depth.shape != (view.height, view.width):
-        raise DiffusionError(f"The Z pass is {depth.shape}, the view '{view.name}' is {view.height} x {view.width}",
-                             "capture the depth at the view's own size")
-    return depth
 
 
 # ---------------------------------------------------------------------------------------
@@ -458,20 +377,28 @@ def _float_image(image: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(image: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Nx C float32: HxWxC `image` at N continuous pixel coordinates (centres at +0.5),
+    """NxC float32: HxWxC `image` at N continuous pixel coordinates (centres at +0.5),
     the border pixels extended outward. Exact in float arithmetic, unlike cv2.remap's
     1/32-pixel fixed-point weights."""
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        image = np.pad(image, [(0, max(2 - image.shape[0], 0)), (0, max(2 - image.shape[1], 0)), (0, 0)], mode="edge")
     height, width = image.shape[:2]
-    x = np.clip(at[:, 0].astype(np.float64) - 0.5, 0.0, width - 1)
-    y = np.clip(at[:, 1].astype(np.float64) - 0.5, 0.0, height - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), width - 2) if width > 1 else np.zeros(len(x), np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), height - 2) if height > 1 else np.zeros(len(y), np.int64)
-    fx = (x - x0)[:, None].astype(np.float32)
-    fy = (y - y0)[:, None].astype(np.float32)
-    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
-    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32, copy=False)
+    # float32 (the projection's own precision): subtracting 0.5 and the integer part is exact.
+    x = np.clip(at[:, 0].astype(np.float32) - np.float32(0.5), 0.0, width - 1)
+    y = np.clip(at[:, 1].astype(np.float32) - np.float32(0.5), 0.0, height - 1)
+    # The last row and column interpolate from the one before (with a weight of 1).
+    x0 = np.minimum(x.astype(np.int64), width - 2)
+    y0 = np.minimum(y.astype(np.int64), height - 2)
+    fx = (x - x0.astype(np.float32))[:, None]
+    fy = (y - y0.astype(np.float32))[:, None]
+    flat = image.reshape(-1, image.shape[2])
+    corner = y0 * width + x0
+    top_left, top_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
+    corner += width
+    bottom_left, bottom_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
+    top = top_left + (top_right - top_left) * fx
+    bottom = bottom_left + (bottom_right - bottom_left) * fx
+    return (top + (bottom - top) * fy).astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -585,26 +512,29 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     Each pixel's centre ray is intersected with the triangles whose screen box holds it,
     so the UV is that of the exact surface point the pixel sees, whatever the camera.
     """
-    depth = _check_depth(view, depth)
+    depth = check_depth(view, depth)
     for surface in surfaces:
         _check_surface(surface)
     height, width = depth.shape
+    surface = np.full(height * width, -1, dtype=np.int32)
+    uvs = np.zeros((height * width, 2), dtype=np.float32)
+    if not surfaces:
+        return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
     rows, columns = np.mgrid[0:height, 0:width]
     centres = np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
-    starts, steps = _rays(view, centres)
-    corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64) if surfaces else np.zeros((0, 3, 3))
-    owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)]) \
-        if surfaces else np.zeros(0, np.int32)
-    x0, x1, y0, y1 = _screen_boxes(view, corners)
+    rays = Rays.of(view)
+    starts, steps = rays.at(centres)
+    corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64)
+    owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)])
+    planes = _triangle_planes(corners)
+    runs = _screen_runs(view, corners)
 
     nearest = np.full(height * width, np.inf)
     hit = np.full(height * width, -1, dtype=np.int64)
     barycentric = np.zeros((height * width, 2))
-    edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    for batch in box_candidates(x0, x1, y0, y1):
+    for batch in cells_of(runs):
         cell = batch.y * width + batch.x
-        t, u, v = _ray_triangle(starts[cell], steps[cell], corners[batch.triangle, 0],
-                                edge1[batch.triangle], edge2[batch.triangle])
+        t, u, v = _ray_hits(planes[batch.triangle], starts[cell], steps[cell])
         ok = np.isfinite(t)
         cell, t, u, v, triangle = cell[ok], t[ok], u[ok], v[ok], batch.triangle[ok]
         winners, _ = best_per_cell(cell, t)
@@ -614,78 +544,85 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
         nearest[cell], hit[cell] = t[better], triangle[better]
         barycentric[cell] = np.stack([u[better], v[better]], axis=1)
 
-    surface = np.full(height * width, -1, dtype=np.int32)
-    uvs = np.zeros((height * width, 2), dtype=np.float32)
     cells = np.flatnonzero(hit >= 0)
-    if cells.size:
-        triangle = hit[cells]
-        points = starts[cells] + nearest[cells, None] * steps[cells]
-        normals = _face_normals(corners[triangle])
-        seen = _matches_z_pass(view, depth, points, normals, centres[cells], nearest[cells])
-        cells, triangle = cells[seen], triangle[seen]
-        u, v = barycentric[cells, 0], barycentric[cells, 1]
-        all_uvs = np.concatenate([s.uvs for s in surfaces]).astype(np.float64)
-        uv = all_uvs[triangle]
-        uvs[cells] = (1.0 - u - v)[:, None] * uv[:, 0] + u[:, None] * uv[:, 1] + v[:, None] * uv[:, 2]
-        surface[cells] = owner[triangle]
+    triangle = hit[cells]
+    points = starts[cells] + nearest[cells, None] * steps[cells]
+    normals = _face_normals(corners[triangle])
+    seen = matches_z_pass(rays, depth, points, normals, centres[cells], nearest[cells])
+    cells, triangle = cells[seen], triangle[seen]
+    u, v = barycentric[cells, 0], barycentric[cells, 1]
+    uv = np.concatenate([s.uvs for s in surfaces]).astype(np.float64)[triangle]
+    uvs[cells] = (1.0 - u - v)[:, None] * uv[:, 0] + u[:, None] * uv[:, 1] + v[:, None] * uv[:, 2]
+    surface[cells] = owner[triangle]
     return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
 
 
-def _screen_boxes(view: CameraView, corners: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per triangle, the columns x0..x1 and rows y0..y1 (exclusive ends) of the pixel
-    centres its picture may cover: its corners' box, one pixel wider for rounding; the
-    whole image for a triangle the projection cannot bound (crossing the camera plane, an
-    equirectangular seam or pole)."""
+def _triangle_planes(corners: np.ndarray) -> np.ndarray:
+    """Tx12 per triangle: its normal n and n . corner0, then (g, h) twice: the barycentric
+    weights of corners 1 and 2 at a point X of its plane are g . X + h. NaN for a triangle
+    without area."""
+    edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    normal = np.cross(edge1, edge2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        area2 = np.einsum("nc,nc->n", normal, normal)[:, None]
+        area2 = np.where(area2 > 0, area2, np.nan)
+        # X - c0 = u e1 + v e2; dotting with e2 x n (or n x e1) leaves u |n|^2 (or v |n|^2).
+        g1 = np.cross(edge2, normal) / area2
+        g2 = np.cross(normal, edge1) / area2
+    offset = lambda g: -np.einsum("nc,nc->n", g, corners[:, 0])[:, None]  # noqa: E731
+    return np.concatenate([normal, np.einsum("nc,nc->n", normal, corners[:, 0])[:, None],
+                           g1, offset(g1), g2, offset(g2)], axis=1)
+
+
+def _ray_hits(planes: np.ndarray, start: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, u, v) where each ray start + t * step meets its triangle's plane (Nx12 rows of
+    `_triangle_planes`), at barycentric weights u, v of corners 1 and 2; t is inf where
+    the ray misses the triangle (edges count, with EDGE_EPSILON of slack so neighbouring
+    triangles leave no pinholes)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (planes[:, 3] - np.einsum("nc,nc->n", planes[:, 0:3], start)) / np.einsum("nc,nc->n", planes[:, 0:3], step)
+        point = start + t[:, None] * step
+        u = np.einsum("nc,nc->n", planes[:, 4:7], point) + planes[:, 7]
+        v = np.einsum("nc,nc->n", planes[:, 8:11], point) + planes[:, 11]
+        hit = (t > 0) & (u >= -EDGE_EPSILON) & (v >= -EDGE_EPSILON) & (u + v <= 1.0 + EDGE_EPSILON)
+    return np.where(hit, t, np.inf), u, v
+
+
+def _screen_runs(view: CameraView, corners: np.ndarray) -> Runs:
+    """Per triangle, the runs of pixel centres its picture may cover: exact spans of its
+    projected corners (edges are straight in a perspective or orthographic picture), or
+    boxes where the projection cannot bound it that way (a triangle crossing the camera
+    plane: the whole image; an equirectangular picture: its sampled edges' box, or the
+    whole image across the seam or near a pole)."""
     count = len(corners)
-    if count == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty, empty
-    points = corners.reshape(-1, 3)
+    width, height = view.width, view.height
     if view.type == 'PANO':
-        # Edges curve in an equirectangular picture: bound a few points along each.
+        # Edges curve in an equirectangular picture: bound points along each, and a pixel more.
         fractions = np.linspace(0.0, 1.0, 9)[:, None, None, None]
         points = (corners[None] + fractions * (np.roll(corners, -1, axis=1) - corners)[None])
-        points = points.transpose(1, 0, 2, 3).reshape(-1, 3)
-    at, distance = view.project(points)
-    at = at.reshape(count, -1, 2)
-    distance = distance.reshape(count, -1)
-    finite = np.isfinite(at).all(axis=2)
-    lowest = np.where(finite[..., None], at, np.inf).min(axis=1)
-    highest = np.where(finite[..., None], at, -np.inf).max(axis=1)
-    with np.errstate(invalid="ignore"):
-        x0, y0 = (np.floor(lowest - 0.5) - 1).T
-        x1, y1 = (np.ceil(highest - 0.5) + 2).T
-    unbounded = ~finite.all(axis=1) & (distance > 0).any(axis=1)
-    if view.type == 'PANO':
-        unbounded |= (x1 - x0) > view.width / 2  # crosses the seam
-        unbounded |= (y0 <= 1) | (y1 >= view.height - 1)  # may wrap around a pole
-    behind = ~(distance > 0).any(axis=1) if view.type != 'ORTHO' else np.zeros(count, bool)
-    x0 = np.where(unbounded, 0, x0)
-    x1 = np.where(unbounded, view.width, x1)
-    y0 = np.where(unbounded, 0, y0)
-    y1 = np.where(unbounded, view.height, y1)
-    x1[behind | ~np.isfinite(x0 + x1 + y0 + y1)] = -1
-    x0, x1, y0, y1 = (np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0) for a in (x0, x1, y0, y1))
-    return (np.clip(x0, 0, view.width).astype(np.int64), np.clip(x1, 0, view.width).astype(np.int64),
-            np.clip(y0, 0, view.height).astype(np.int64), np.clip(y1, 0, view.height).astype(np.int64))
-
-
-def _ray_triangle(start: np.ndarray, step: np.ndarray, corner: np.ndarray, edge1: np.ndarray,
-                  edge2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Möller-Trumbore: (t, u, v) where start + t * step meets each triangle at barycentric
-    (u, v) of corners 1 and 2; t is inf where the ray misses (edges included, with a
-    little slack so that neighbouring triangles leave no pinholes)."""
-    p = np.cross(step, edge2)
-    det = np.einsum("nc,nc->n", edge1, p)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = 1.0 / det
-        offset = start - corner
-        u = np.einsum("nc,nc->n", offset, p) * inverse
-        q = np.cross(offset, edge1)
-        v = np.einsum("nc,nc->n", step, q) * inverse
-        t = np.einsum("nc,nc->n", edge2, q) * inverse
-    hit = (np.abs(det) > 1e-300) & (u >= -EDGE_EPSILON) & (v >= -EDGE_EPSILON) & (u + v <= 1 + EDGE_EPSILON) & (t > 0)
-    return np.where(hit, t, np.inf), u, v
+        at, distance = view.project(points.transpose(1, 0, 2, 3).reshape(-1, 3))
+        at = at.reshape(count, -1, 2)
+        x0, y0 = np.floor(at.min(axis=1) - 1.5).T
+        x1, y1 = (np.ceil(at.max(axis=1) + 0.5)).T
+        whole = ((x1 - x0) > width / 2) | (y0 <= 0) | (y1 >= height)  # across the seam, near a pole
+        spans = np.flatnonzero(np.zeros(count, bool))
+    else:
+        at, distance = view.project(corners.reshape(-1, 3))
+        at, distance = at.reshape(count, 3, 2), distance.reshape(count, 3)
+        finite = np.isfinite(at).all(axis=(1, 2))
+        whole = ~finite & (distance > 0).any(axis=1)  # crosses the camera plane
+        spans = np.flatnonzero(finite)
+        x0 = y0 = np.zeros(count)
+        x1, y1 = np.full(count, float(width)), np.full(count, float(height))
+    boxed = np.flatnonzero(whole | (view.type == 'PANO'))
+    x0, y0 = np.where(whole, 0, x0)[boxed], np.where(whole, 0, y0)[boxed]
+    x1, y1 = np.where(whole, width, x1)[boxed], np.where(whole, height, y1)[boxed]
+    boxes = box_runs(boxed, *(np.clip(v, 0, limit).astype(np.int64)
+                              for v, limit in ((x0, width), (x1, width), (y0, height), (y1, height))))
+    exact = triangle_runs(at[spans] if spans.size else np.zeros((0, 3, 2)), width, height, PIXEL_MARGIN)
+    return Runs(*(np.concatenate([getattr(boxes, name), getattr(exact, name) if name != "triangle"
+                                  else spans[exact.triangle]])
+                  for name in ("triangle", "row", "start", "stop", "inner_start", "inner_stop")))
 
 
 def render_texture(textures: list[np.ndarray], seen: ViewUVs, background: np.ndarray | None = None) -> np.ndarray:
