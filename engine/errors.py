@@ -14,5 +14,9 @@ class DiffusionError(Exception):
         super().__init__(f"{what}: {fix}" if fix else what)
 
 
+class NothingInView(DiffusionError):
+    """A camera sees no geometry at all (for callers that can do without that view)."""
+
+
 class Cancelled(Exception):
     """The job was cancelled by the person; nothing was produced."""

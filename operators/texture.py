@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import preferences
 from ..engine import inputs, models
-from ..engine.errors import DiffusionError
+from ..engine.errors import DiffusionError, NothingInView
 from ..engine.painting import Painter, PaintSettings, PaintedTexture, TextureView
 from ..engine.requests import ControlUnit, GenerationRequest
 from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, view_uvs
@@ -74,11 +74,14 @@ def refuse_unseen(objects: list[bpy.types.Object], views: list[TextureView]) -> 
         seen.update(int(index) for index in np.unique(view_uvs(surfaces, view.view, view.depth).surface))
     for index, obj in enumerate(objects):
         if index not in seen:
-            count = len(views)
-            raise DiffusionError(
-                f"'{obj.name}' is not visible from {'the view' if count == 1 else f'any of the {count} views'}: "
-                "it is out of frame, hidden from renders or behind other objects",
-                "aim the camera at it, or use Orbit views around the selection")
+            raise unseen(obj, len(views))
+
+
+def unseen(obj: bpy.types.Object, count: int) -> DiffusionError:
+    return DiffusionError(
+        f"'{obj.name}' is not visible from {'the view' if count == 1 else f'any of the {count} views'}: "
+        "it is out of frame, hidden from renders or behind other objects",
+        "aim the camera at it, or use Orbit views around the selection")
 
 
 def paint_targets(objects: list[bpy.types.Object]) -> tuple[list[Target], list[Surface]]:
@@ -93,20 +96,26 @@ def paint_targets(objects: list[bpy.types.Object]) -> tuple[list[Target], list[S
 
 
 def capture_views(context: bpy.types.Context, points: list[Viewpoint], kinds: set[str], width: int, height: int,
-                  frame: int) -> list[TextureView]:
-    """Every view's Z pass and conditions (captured, not stored)."""
+                  frame: int, objects: list[bpy.types.Object]) -> list[TextureView]:
+    """Every view's Z pass and conditions (captured, not stored). A view that sees nothing at
+    all is left out; when every view is, the objects are not visible from any."""
     scene = context.scene
     conditions = scene.scene_diffusion.conditions
     options = capture.capture_options(conditions)
     views = []
     for point in points:
-        with camera_for(point) as camera:
-            captured = capture_view(scene, kinds, camera, width, height, frame, options, depth=True)
+        try:
+            with camera_for(point) as camera:
+                captured = capture_view(scene, kinds, camera, width, height, frame, options, depth=True)
+        except NothingInView:
+            continue
         units = tuple(ControlUnit(kind, condition.image, scale=conditions.control(kind).scale,
                                   guidance_start=conditions.control(kind).guidance_start,
                                   guidance_end=conditions.control(kind).guidance_end)
                       for kind, condition in captured.conditions.items())
         views.append(TextureView(point.name, captured.view, captured.z, units))
+    if not views:
+        raise unseen(objects[0], len(points))
     return views
 
 
@@ -171,7 +180,8 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         start = current_textures(objects) if texture.from_current else None
         frame = scene.frame_current
         points = viewpoints(scene, texture, objects, size.width, size.height, frame)
-        views = capture_views(context, points, capture.enabled_kinds(scene), size.width, size.height, frame)
+        views = capture_views(context, points, capture.enabled_kinds(scene), size.width, size.height, frame,
+                              objects)
         refuse_unseen(objects, views)
         seed = settings.draw_seed()
         base = dataclasses.replace(base, seed=seed)
@@ -265,7 +275,10 @@ class SCENE_DIFFUSION_OT_project_image(JobOperator, bpy.types.Operator):
                                                                          "for the scene camera")
         pixels = images.display_rgb(picture)
         options = capture.capture_options(scene.scene_diffusion.conditions)
-        captured = capture_view(scene, set(), camera, width, height, scene.frame_current, options, depth=True)
+        try:
+            captured = capture_view(scene, set(), camera, width, height, scene.frame_current, options, depth=True)
+        except NothingInView:
+            raise unseen(objects[0], 1) from None
         view = TextureView(captured.view.name, captured.view, captured.z)
         refuse_unseen(objects, [view])
         start = [_start_texture(obj) for obj in objects]
@@ -312,7 +325,7 @@ class SCENE_DIFFUSION_OT_show_coverage(JobOperator, bpy.types.Operator):
                                  "Generate Texture makes one (Smart UV Project), or unwrap it yourself")
         size = scene_camera.output_size(scene)
         points = viewpoints(scene, texture, objects, size.width, size.height, scene.frame_current)
-        views = capture_views(context, points, set(), size.width, size.height, scene.frame_current)
+        views = capture_views(context, points, set(), size.width, size.height, scene.frame_current, objects)
         depsgraph = context.evaluated_depsgraph_get()
         surfaces = [surface_of(obj, depsgraph, uv.uv_map_of(obj)) for obj in objects]
         painter = Painter(surfaces, PaintSettings(size=texture.texture_size, weights=WeightSettings(

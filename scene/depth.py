@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ..engine.errors import DiffusionError
+from ..engine.errors import NothingInView
 from .render import render_passes
 
 __all__ = ["DepthCapture", "capture_depth", "geometry_mask"]
@@ -59,7 +59,7 @@ def geometry_mask(z: np.ndarray, camera: str) -> np.ndarray:
     """HxW bool, True where a Z pass hit geometry; refuses a view with nothing in it."""
     mask = np.isfinite(z) & (z < _BACKGROUND_Z)
     if not mask.any():
-        raise DiffusionError(
+        raise NothingInView(
             "Nothing is in the camera's view",
             f"point '{camera}' at visible objects: objects hidden from render, in "
             "excluded collections or beyond the camera's clip distances do not count")
