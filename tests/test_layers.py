@@ -187,8 +187,8 @@ def panel_problems(source: str) -> list[str]:
                             problems.append(f"line {node.lineno}: {function.name} sets an item of "
                                             f"{_dotted(part.value) or 'an expression'}")
     for node in ast.walk(tree):  # from bpy import ops; from bpy.ops import ...
-        if isinstance(node, ast.ImportFrom) and node.module and (
-                node.module.startswith("bpy.ops") or (node.module == "bpy" and any(a.name == "ops" for a in node.names))):
+        if isinstance(node, ast.ImportFrom) and node.module and (node.module.startswith("bpy.ops") or (
+                node.module == "bpy" and any(alias.name == "ops" for alias in node.names))):
             problems.append(f"line {node.lineno}: imports bpy.ops")
     return problems
 

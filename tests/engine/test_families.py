@@ -138,7 +138,8 @@ def sd15_model(cache):
 
 
 @pytest.mark.parametrize("base, controlnet, words", [
-    ("smoke", lambda cache: ensure_smoke_controlnet(cache, "sdxl", "depth"), "is for SDXL but the model smoke is SD 1.5"),
+    ("smoke", lambda cache: ensure_smoke_controlnet(cache, "sdxl", "depth"),
+     "is for SDXL but the model smoke is SD 1.5"),
     ("smoke", ensure_smoke_union_controlnet, "is for SDXL but the model smoke is SD 1.5"),
     ("smoke-sdxl", lambda cache: ensure_smoke_controlnet(cache, "sd15", "depth"), "is for SD 1.5 but"),
 ])

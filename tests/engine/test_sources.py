@@ -52,7 +52,8 @@ def checkpoints(model_cache, tmp_path_factory) -> dict[str, str]:
 def test_a_single_file_checkpoint_gives_the_same_image_as_its_diffusers_folder(smoke_engine, model_cache, checkpoints,
                                                                               family, smoke):
     expected = smoke_engine.generate(make_request(model=smoke)).images[0]
-    result = smoke_engine.generate(make_request(model=checkpoints[family], single_file_configs=smoke_configs(model_cache)))
+    configs = smoke_configs(model_cache)
+    result = smoke_engine.generate(make_request(model=checkpoints[family], single_file_configs=configs))
     assert result.family == family
     assert smoke_engine.loads[-1] == checkpoints[family]
     assert np.array_equal(result.images[0], expected)
@@ -123,7 +124,8 @@ def test_pickle_checkpoints_are_refused_unless_allowed(model_cache, checkpoints,
     torch.save({"state_dict": load_file(checkpoints["sd15"])}, pickled)  # wrapped, as old .ckpt files are
     engine = Engine(model_cache)
     configs = smoke_configs(model_cache)
-    with pytest.raises(DiffusionError, match=r"tiny-sd15.ckpt is a pickle file \(pickle files can run any code") as error:
+    with pytest.raises(DiffusionError, match=r"tiny-sd15.ckpt is a pickle file \(pickle files can run any code") \
+            as error:
         engine.generate(make_request(model=str(pickled), single_file_configs=configs))
     assert "Allow pickle files" in error.value.fix
     with pytest.raises(DiffusionError, match="pickle file"):
