@@ -116,13 +116,6 @@ def paired_runs(a: Callable[[], object], b: Callable[[], object], runs: int, unt
     return paired_measures(timed(a), timed(b), runs, until_precise)
 
 
-def interleaved_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median seconds of a() and b() from `paired_runs`. A ratio of these medians swings with
-    the machine's drift (1.00 to 1.03 between two runs): rows use `paired_runs(...).ratio`."""
-    paired = paired_runs(a, b, runs)
-    return statistics.median(paired.a), statistics.median(paired.b)
-
-
 def bench_engine_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
     import numpy as np
     import torch
@@ -476,17 +469,46 @@ def bench_prompt_encoding(cache_dir: str, runs: int) -> list[Row]:
                                    do_classifier_free_guidance=True, negative_prompt=arguments["negative_prompt"])
 
         encode_weighted(), encode_plain()  # warm up
-        ours, theirs = interleaved_medians(encode_weighted, encode_plain, runs)
-        return Row(f"prompt encoding, 200 weighted tokens / 20 plain tokens ({label} smoke, with a negative)",
-                   ours / theirs, "x", 5.0, f"medians {ours * 1000:.2f} ms vs {theirs * 1000:.2f} ms, {runs} runs each")
+        return paired_runs(encode_weighted, encode_plain, runs, until_precise=False).row(
+            f"prompt encoding, 200 weighted tokens / 20 plain tokens ({label} smoke, with a negative)", 5.0)
 
     return [row("sd15", "SD 1.5"), row("sdxl", "SDXL")]
+
+
+ENABLE_IN_A_FRESH_PROCESS = r"""
+import os, sys, time, tempfile
+home = tempfile.mkdtemp()
+for name in ("CONFIG", "SCRIPTS", "DATAFILES", "EXTENSIONS"):
+    os.environ["BLENDER_USER_" + name] = os.path.join(home, name.lower())
+import bpy, addon_utils
+repo = os.path.join(home, "repo"); os.makedirs(repo)
+os.symlink(sys.argv[1], os.path.join(repo, "scene_diffusion"))
+bpy.context.preferences.extensions.repos.new(name="dev", module="dev", custom_directory=repo, source='USER')
+start = time.perf_counter()
+assert addon_utils.enable("bl_ext.dev.scene_diffusion", default_set=True) is not None
+print(time.perf_counter() - start)
+"""
+
+
+def bench_enable(cache_dir: str, runs: int) -> list[Row]:
+    """Enabling the extension in a fresh Blender process (the bpy module): what every start of
+    Blender pays. tests/test_extension.py checks that it imports no torch, cv2 or diffusers."""
+    import subprocess
+
+    seconds = []
+    for _ in range(max(5, runs // 3)):
+        out = subprocess.run([sys.executable, "-c", ENABLE_IN_A_FRESH_PROCESS, REPO_ROOT], capture_output=True,
+                             text=True, timeout=300, check=True)
+        seconds.append(float(out.stdout.strip().splitlines()[-1]))
+    median = statistics.median(seconds)
+    return [Row("enabling the extension in a fresh Blender process", median, "s", 0.5,
+                f"median of {len(seconds)} processes, {min(seconds):.3f}–{max(seconds):.3f} s")]
 
 
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
                                                   bench_pose_capture, bench_conditions,
-                                                  bench_prompt_encoding]
+                                                  bench_prompt_encoding, bench_enable]
 
 
 def main() -> int:
