@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?=
 
-.PHONY: setup test demo bench build validate clean
+.PHONY: setup lint test demo bench build validate clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,10 @@ $(STAMP): constraints.txt requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -32,4 +35,4 @@ build: validate
 	$(PY) scripts/blender_ext.py build --source-dir . --output-dir dist
 
 clean:
-	rm -rf dist out .pytest_cache
+	rm -rf dist out .pytest_cache .ruff_cache

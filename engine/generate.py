@@ -18,7 +18,7 @@ import numpy as np
 
 from . import memory, models, previews, tiling
 from .devices import Placement, choose_placement
-from .errors import Cancelled, DiffusionError
+from .errors import Cancelled
 from .inputs import check_request, fit_to_size
 from .loras import few_step_of, resolve_loras
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning

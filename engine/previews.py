@@ -10,8 +10,9 @@ the same with and without previews):
   pixels a side), in well under a millisecond at 512².
 - "tiny_vae": TAESD ("madebyollin/taesd", "madebyollin/taesdxl"), a tiny distilled VAE
   decoder: the real colours and shapes at full size (shrunk to a thumbnail). Made for a GPU
-  (its cost there is not measured yet: no GPU here); seconds a preview on a CPU. Used only when it is in the local Hugging Face cache (or when
-  asked for by name and online access is allowed).
+  (its cost there is not measured yet: no GPU here); seconds a preview on a CPU. Used only
+  when it is in the local Hugging Face cache (or when asked for by name and online access
+  is allowed).
 
 "auto" picks the tiny VAE on a GPU when it is cached, else the linear one.
 

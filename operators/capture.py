@@ -211,7 +211,8 @@ class SCENE_DIFFUSION_OT_detect_condition(JobOperator, bpy.types.Operator):
             made.append(image)
 
         return jobs.Steps(f"Detect {label}", work=work, write=write,
-                          finish=lambda _count: f"Made '{made[0].name}' from '{photo_name}' with {DETECTORS[name].label}")
+                          finish=lambda _count: (f"Made '{made[0].name}' from '{photo_name}' with "
+                                                 f"{DETECTORS[name].label}"))
 
 
 classes = (SCENE_DIFFUSION_OT_capture_conditions, SCENE_DIFFUSION_OT_detect_condition)

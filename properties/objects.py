@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Object settings saved with the .blend file.
 
-`object.scene_diffusion_pose`: per-armature OpenPose settings. The override table maps a body keypoint to a bone of that armature, for rigs whose bone
-names match no known naming (scene/pose_names.py) or to correct one keypoint. It lives
+`object.scene_diffusion_pose`: per-armature OpenPose settings. The override table maps a
+body keypoint to a bone of that armature, for rigs whose bone names match no known naming
+(scene/pose_names.py) or to correct one keypoint. It lives
 on the Object, not on the Armature data: a character linked from a library and made
 editable with a library override can edit its objects, not its armature data.
 

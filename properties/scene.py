@@ -218,7 +218,8 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
         description="Make the image wrap around, so it tiles without seams",
     )
     memory_offload: EnumProperty(name="CPU Offload", items=AUTO_ON_OFF, default='AUTO',
-                                 description="Keep parts of the model in system memory while others run (slower, less GPU memory)")
+                                 description=("Keep parts of the model in system memory while others run "
+                                              "(slower, less GPU memory)"))
     memory_vae_tiling: EnumProperty(name="VAE Tiling", items=AUTO_ON_OFF, default='AUTO',
                                     description="Decode large images in tiles (less memory)")
     memory_attention_slicing: EnumProperty(name="Attention Slicing", items=AUTO_ON_OFF, default='AUTO',

@@ -126,8 +126,8 @@ def condition_pixels(image: bpy.types.Image) -> np.ndarray:
 
 def write_text(name: str, kind: str, frame: int, body: str) -> bpy.types.Text:
     """A text datablock (e.g. OpenPose JSON), replacing our own earlier one of that kind and frame."""
-    text = next((t for t in bpy.data.texts if get_recipe(t).get("kind") == kind and get_recipe(t).get("frame") == frame),
-                None)
+    text = next((t for t in bpy.data.texts
+                 if get_recipe(t).get("kind") == kind and get_recipe(t).get("frame") == frame), None)
     if text is None:
         text = bpy.data.texts.new(name)
         text.use_fake_user = True

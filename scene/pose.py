@@ -375,7 +375,8 @@ class _Pose:
         rest, bone = self.mapping.rest, source.points[0].bone
         right, up, forward = source.offset
         point = (np.array(self.rest_data[bone].head_local)
-                 + rest.width * (right * np.array(rest.right) + up * np.array(rest.up) + forward * np.array(rest.forward)))
+                 + rest.width * (right * np.array(rest.right) + up * np.array(rest.up)
+                                 + forward * np.array(rest.forward)))
         return (self.rest_to_pose(bone) @ np.append(point, 1.0))[:3]
 
     def head_axes(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """`make bench`: speed as ratios (and a few absolute budgets), measured in one run.
 
-This machine is noisy, so comparisons interleave the two sides run by run and compare
-medians. Each row prints its figure, its target and whether it is met.
+This machine is noisy, so a comparison runs its two sides in pairs, one right after the
+other (which goes first alternates), and its figure is the median of the pairs' own ratios:
+a drift in machine load hits both halves of a pair alike and drops out of its ratio. The
+engine-against-diffusers rows add pairs until the median is known to ±0.5 % (its 95 %
+confidence interval, which needs no assumption about the noise), within a time budget, so
+the figure holds still from one `make bench` to the next. Each row prints its figure, the
+interquartile range of the paired ratios (the spread), its target and whether it is met.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -27,23 +33,87 @@ class Row:
     unit: str      # "x" for a ratio, "s" or "ms" for times
     target: float  # the figure must be at most this
     detail: str = ""
+    spread: tuple[float, float] | None = None  # the paired ratios' quartiles (comparisons)
 
     @property
     def met(self) -> bool:
         return self.value <= self.target
 
 
-def interleaved_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median seconds of a() and b(), run alternately so drifts in machine load hit both;
-    which goes first alternates too (a b, b a, ...), so running second is no advantage."""
+# Comparisons run pairs until the median ratio's 95 % interval is within ±PRECISION of it, or
+# until MAX_PAIRS pairs or MAX_SECONDS (per row) when the machine is too busy for that.
+PRECISION = 0.005
+MAX_PAIRS = 400
+MAX_SECONDS = 180.0
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Seconds of two sides measured in pairs, and each pair's ratio a / b."""
+    a: list[float]
+    b: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.a, self.b)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        q1, _, q3 = statistics.quantiles(self.ratios, n=4, method="inclusive")
+        return q1, q3
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The median ratio's 95 % confidence interval: the order statistics around the middle
+        that the median falls between with 95 % probability (binomial, distribution-free)."""
+        ratios, n = sorted(self.ratios), len(self.a)
+        low = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2) - 1)
+        high = min(n - 1, math.ceil((n + 1.96 * math.sqrt(n)) / 2))
+        return ratios[low], ratios[high]
+
+    @property
+    def precise(self) -> bool:
+        low, high = self.interval
+        return (high - low) / 2 <= PRECISION * self.ratio
+
+    def detail(self, unit: str = "ms") -> str:
+        scale = 1000 if unit == "ms" else 1
+        low, high = self.interval
+        return (f"median of {len(self.a)} paired ratios (95% interval {low:.3f}–{high:.3f}); medians "
+                f"{statistics.median(self.a) * scale:.1f} {unit} vs {statistics.median(self.b) * scale:.1f} {unit}")
+
+    def row(self, name: str, target: float, unit: str = "ms", note: str = "") -> Row:
+        return Row(name, self.ratio, "x", target, self.detail(unit) + note, self.spread)
+
+
+def paired_measures(a: Callable[[], float], b: Callable[[], float], runs: int, until_precise: bool = False) -> Paired:
+    """`runs` pairs of a() and b(), each returning the seconds it measured, run back to back,
+    alternately a b, b a, ... (running second, on warm caches, is then no advantage to either);
+    `until_precise`: more pairs until the median ratio is known to ±PRECISION (see the top)."""
     times_a, times_b = [], []
-    for run in range(runs):
+    started = time.perf_counter()
+    while len(times_a) < runs or (until_precise and not Paired(times_a, times_b).precise
+                                  and len(times_a) < MAX_PAIRS and time.perf_counter() - started < MAX_SECONDS):
         pairs = [(a, times_a), (b, times_b)]
-        for fn, times in pairs if run % 2 == 0 else pairs[::-1]:
+        for measure, times in pairs if len(times_a) % 2 == 0 else pairs[::-1]:
+            times.append(measure())
+    return Paired(times_a, times_b)
+
+
+def paired_runs(a: Callable[[], object], b: Callable[[], object], runs: int, until_precise: bool = True) -> Paired:
+    """Seconds of a() and b() in alternating pairs (see paired_measures)."""
+    def timed(fn: Callable[[], object]) -> Callable[[], float]:
+        def measure() -> float:
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+            return time.perf_counter() - start
+        return measure
+
+    return paired_measures(timed(a), timed(b), runs, until_precise)
 
 
 def bench_engine_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
@@ -77,9 +147,8 @@ def bench_engine_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
                      generator=torch.Generator().manual_seed(7), output_type="np")
 
     run_engine(), run_plain()  # warm up: loads, allocator, caches
-    ours, theirs = interleaved_medians(run_engine, run_plain, runs)
-    return [Row("engine / plain diffusers, txt2img + depth ControlNet (smoke, 128², 8 steps)",
-                ours / theirs, "x", 1.02, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each")]
+    return [paired_runs(run_engine, run_plain, runs).row(
+        "engine / plain diffusers, txt2img + depth ControlNet (smoke, 128², 8 steps)", 1.02)]
 
 
 def bench_mode_switch(cache_dir: str, runs: int) -> list[Row]:
@@ -106,17 +175,18 @@ def bench_mode_switch(cache_dir: str, runs: int) -> list[Row]:
                     for extra in ({}, {"init_image": init}, {"init_image": init, "mask": mask})]
         Engine(cache_dir).generate(requests[0])  # builds the smoke files once; warms imports
         loads, switches = [], []
-        for _ in range(runs):
+        for _ in range(runs):  # a pair: a fresh engine's first load, then its two switches (their mean)
             engine = Engine(cache_dir)
-            for i, request in enumerate(requests):
+            times = []
+            for request in requests:
                 start = time.perf_counter()
                 engine.pipelines.pipeline(engine.plan(request))
-                (switches if i else loads).append(time.perf_counter() - start)
+                times.append(time.perf_counter() - start)
             assert len(engine.loads) == len(set(engine.loads)), "a mode switch read a model from disk"
-        load, switch = statistics.median(loads), statistics.median(switches)
-        rows.append(Row(f"mode switch / first load, {label} (smoke)", switch / load, "x", 0.05,
-                        f"medians {switch * 1000:.1f} ms vs {load * 1000:.1f} ms, {runs} runs, "
-                        "txt2img -> img2img -> inpaint"))
+            loads.append(times[0])
+            switches.append(statistics.mean(times[1:]))
+        rows.append(Paired(switches, loads).row(f"mode switch / first load, {label} (smoke)", 0.05,
+                                                note=", txt2img -> img2img -> inpaint"))
     return rows
 
 
@@ -157,9 +227,8 @@ def bench_img2img_vs_diffusers(cache_dir: str, runs: int) -> list[Row]:
                      control_guidance_end=[1.0, 0.8], generator=torch.Generator().manual_seed(7), output_type="np")
 
     run_engine(), run_plain()  # warm up: loads, allocator, caches
-    ours, theirs = interleaved_medians(run_engine, run_plain, runs)
-    return [Row("engine / plain diffusers, img2img + 2 ControlNets (smoke, 128², 8 steps x 0.75)",
-                ours / theirs, "x", 1.02, f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each")]
+    return [paired_runs(run_engine, run_plain, runs).row(
+        "engine / plain diffusers, img2img + 2 ControlNets (smoke, 128², 8 steps x 0.75)", 1.02)]
 
 
 def bench_previews(cache_dir: str, runs: int) -> list[Row]:
@@ -168,7 +237,7 @@ def bench_previews(cache_dir: str, runs: int) -> list[Row]:
     A step's time is read from the progress events (the time between the first and the last
     step's event, over the steps between): the text encoding and the VAE decode around the
     loop are the same with and without previews and would only dilute the ratio. The two
-    sides alternate run by run, as in `interleaved_medians`.
+    sides alternate run by run, as in `paired_measures`.
     """
     import torch
 
@@ -188,18 +257,12 @@ def bench_previews(cache_dir: str, runs: int) -> list[Row]:
         return (events[-1].elapsed - events[0].elapsed) / (len(events) - 1)
 
     step_time(1), step_time(0)  # warm up: loads, allocator, caches
-    with_previews, without = [], []
-    for run in range(runs):
-        sides = [(1, with_previews), (0, without)]
-        for every, times in sides if run % 2 == 0 else sides[::-1]:
-            times.append(step_time(every))
-    ours, theirs = statistics.median(with_previews), statistics.median(without)
     # A preview costs ~0.1 ms against a ~40 ms step, far below this machine's drift between
     # runs: the median of each run's own pair steadies the figure (a ratio of medians swung
     # 0.97-1.05 from one `make bench` to the next).
-    paired = statistics.median(a / b for a, b in zip(with_previews, without))
-    rows = [Row(f"denoising step with a linear preview / without (smoke, {size}², every step)", paired, "x",
-                1.05, f"median of {runs} paired runs; medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms a step")]
+    paired = paired_measures(lambda: step_time(1), lambda: step_time(0), runs, until_precise=True)
+    rows = [paired.row(f"denoising step with a linear preview / without (smoke, {size}², every step)", 1.05,
+                       note=" a step")]
 
     for side, label in ((64, "512² image"), (512, "4096² image, shown at 256²")):
         latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(0))
@@ -246,21 +309,22 @@ def bench_loras(cache_dir: str, runs: int) -> list[Row]:
 
     Engine(cache_dir).generate(request((a, b)))  # warms imports
     loads, switches = [], []
-    for _ in range(runs):
+    for _ in range(runs):  # a pair: a fresh engine's first load, then its four switches (their mean)
         engine = Engine(cache_dir)
         start = time.perf_counter()
         engine.pipelines.pipeline(engine.plan(request()))
         loads.append(time.perf_counter() - start)
         engine.pipelines.pipeline(engine.plan(request((a, b))))  # reads the two LoRA files
         read = len(engine.loads)
+        times = []
         for loras in ((a,), (b,), (a, b), ()):
             start = time.perf_counter()
             engine.pipelines.pipeline(engine.plan(request(loras)))
-            switches.append(time.perf_counter() - start)
+            times.append(time.perf_counter() - start)
+        switches.append(statistics.mean(times))
         assert len(engine.loads) == read, "a LoRA switch read something from disk"
-    load, switch = statistics.median(loads), statistics.median(switches)
-    rows = [Row("LoRA switch / first load of the base (smoke SD 1.5, 2 LoRAs loaded)", switch / load, "x", 0.05,
-                f"medians {switch * 1000:.1f} ms vs {load * 1000:.1f} ms, {runs} runs, (a) (b) (a,b) ()")]
+    rows = [Paired(switches, loads).row("LoRA switch / first load of the base (smoke SD 1.5, 2 LoRAs loaded)", 0.05,
+                                        note=", (a) (b) (a,b) ()")]
 
     size, steps = 128, 8
     engine = Engine(cache_dir)
@@ -279,9 +343,8 @@ def bench_loras(cache_dir: str, runs: int) -> list[Row]:
                      num_inference_steps=steps, generator=torch.Generator().manual_seed(7), output_type="np")
 
     run_engine(), run_plain()  # warm up
-    ours, theirs = interleaved_medians(run_engine, run_plain, runs)
-    rows.append(Row("engine / plain diffusers, txt2img + 2 LoRAs (smoke, 128², 8 steps)", ours / theirs, "x", 1.02,
-                    f"medians {ours * 1000:.1f} ms vs {theirs * 1000:.1f} ms, {runs} runs each"))
+    rows.append(paired_runs(run_engine, run_plain, runs).row(
+        "engine / plain diffusers, txt2img + 2 LoRAs (smoke, 128², 8 steps)", 1.02))
     return rows
 
 
@@ -406,17 +469,46 @@ def bench_prompt_encoding(cache_dir: str, runs: int) -> list[Row]:
                                    do_classifier_free_guidance=True, negative_prompt=arguments["negative_prompt"])
 
         encode_weighted(), encode_plain()  # warm up
-        ours, theirs = interleaved_medians(encode_weighted, encode_plain, runs)
-        return Row(f"prompt encoding, 200 weighted tokens / 20 plain tokens ({label} smoke, with a negative)",
-                   ours / theirs, "x", 5.0, f"medians {ours * 1000:.2f} ms vs {theirs * 1000:.2f} ms, {runs} runs each")
+        return paired_runs(encode_weighted, encode_plain, runs, until_precise=False).row(
+            f"prompt encoding, 200 weighted tokens / 20 plain tokens ({label} smoke, with a negative)", 5.0)
 
     return [row("sd15", "SD 1.5"), row("sdxl", "SDXL")]
+
+
+ENABLE_IN_A_FRESH_PROCESS = r"""
+import os, sys, time, tempfile
+home = tempfile.mkdtemp()
+for name in ("CONFIG", "SCRIPTS", "DATAFILES", "EXTENSIONS"):
+    os.environ["BLENDER_USER_" + name] = os.path.join(home, name.lower())
+import bpy, addon_utils
+repo = os.path.join(home, "repo"); os.makedirs(repo)
+os.symlink(sys.argv[1], os.path.join(repo, "scene_diffusion"))
+bpy.context.preferences.extensions.repos.new(name="dev", module="dev", custom_directory=repo, source='USER')
+start = time.perf_counter()
+assert addon_utils.enable("bl_ext.dev.scene_diffusion", default_set=True) is not None
+print(time.perf_counter() - start)
+"""
+
+
+def bench_enable(cache_dir: str, runs: int) -> list[Row]:
+    """Enabling the extension in a fresh Blender process (the bpy module): what every start of
+    Blender pays. tests/test_extension.py checks that it imports no torch, cv2 or diffusers."""
+    import subprocess
+
+    seconds = []
+    for _ in range(max(5, runs // 3)):
+        out = subprocess.run([sys.executable, "-c", ENABLE_IN_A_FRESH_PROCESS, REPO_ROOT], capture_output=True,
+                             text=True, timeout=300, check=True)
+        seconds.append(float(out.stdout.strip().splitlines()[-1]))
+    median = statistics.median(seconds)
+    return [Row("enabling the extension in a fresh Blender process", median, "s", 0.5,
+                f"median of {len(seconds)} processes, {min(seconds):.3f}–{max(seconds):.3f} s")]
 
 
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
                                                   bench_pose_capture, bench_conditions,
-                                                  bench_prompt_encoding]
+                                                  bench_prompt_encoding, bench_enable]
 
 
 def main() -> int:
@@ -425,8 +517,9 @@ def main() -> int:
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "scene_diffusion_bench"),
                         help="where the smoke models are written")
     parser.add_argument("--only", default="", help="run only the benchmarks whose name holds this text")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default); 1 steadies ratios on a busy 2-core machine")
+    # Two threads on a 2-core machine that runs anything else stall each other: with torch's
+    # default, paired ratios spread 0.02-1.9 and a generation's median took 6x longer.
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     runs = max(10, args.runs)
     if args.threads:
@@ -439,11 +532,13 @@ def main() -> int:
             continue
         rows.extend(bench(args.cache, runs))
     width = max(len(r.name) for r in rows)
-    print(f"{'benchmark'.ljust(width)}  {'figure':>9}  {'target':>8}  met  detail")
+    print(f"{'benchmark'.ljust(width)}  {'figure':>9}  {'spread (IQR)':>13}  {'target':>8}  met  detail")
     for r in rows:
         figure = f"{r.value:.3f}{r.unit}"
+        spread = f"{r.spread[0]:.3f}–{r.spread[1]:.3f}" if r.spread else ""
         target = f"≤{r.target:g}{r.unit}"
-        print(f"{r.name.ljust(width)}  {figure:>9}  {target:>8}  {'yes' if r.met else 'NO ':3}  {r.detail}")
+        print(f"{r.name.ljust(width)}  {figure:>9}  {spread:>13}  {target:>8}  {'yes' if r.met else 'NO ':3}  "
+              f"{r.detail}")
     return 0
 
 

@@ -208,8 +208,8 @@ def test_install_job_runs_pip_on_a_worker_thread(tmp_path):
     seen: list[str] = []
     deadline = time.monotonic() + 60
     while not job.done and time.monotonic() < deadline:
-        seen += job.drain()  # what the modal timer does on the main thread
-        time.sleep(0.05)
+        seen += job.drain()  # what the modal timer does on the main thread, between its ticks
+        job.wait(0.05)  # a tick at most: returns as soon as pip is done
     seen += job.drain()
     assert job.result is not None and job.result.ok, "\n".join(seen)
     assert seen == list(job.result.log) and job.line_count == len(seen)

@@ -115,7 +115,8 @@ def _open_clip(state_dict: dict, prefix: str) -> dict[str, torch.Tensor]:
                 .replace("layer_norm2", "ln_2").replace("mlp.fc1", "mlp.c_fc").replace("mlp.fc2", "mlp.c_proj"))
         out[f"{prefix}transformer.resblocks.{layer}.{rest}"] = value
     for (layer, kind), parts in qkv.items():  # OpenCLIP keeps q, k and v in one matrix
-        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+        in_proj = torch.cat([parts["q"], parts["k"], parts["v"]])
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = in_proj
     return out
 
 

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+import dataclasses
 import os
 
 import numpy as np
@@ -61,6 +62,32 @@ def edges() -> np.ndarray:
     image[20, 8:56] = image[44, 8:56] = 255
     image[8:56, 20] = image[8:56, 44] = 255
     return image
+
+
+# (unit, field, value) for a request whose unit 0 acts on [0, 0.75] of the steps and unit 1 on
+# [0.25, 1] (tests/engine/test_modes.py's two_units): each moves a start or an end by a quarter,
+# so with 4 or more steps at least one step gets its ControlNet where it did not, or not where it did.
+UNIT_CHANGES = [(0, "scale", 0.4), (0, "guidance_start", 0.25), (0, "guidance_end", 1.0),
+                (1, "scale", 0.2), (1, "guidance_start", 0.5), (1, "guidance_end", 0.75)]
+
+
+@pytest.fixture
+def each_unit_change():
+    """Runs a request on an engine and again with each UNIT_CHANGES entry (those for its units);
+    returns {"unit 0 scale": whether the image changed, ...}."""
+    def run(engine, request) -> dict[str, bool]:
+        base = engine.generate(request).images[0]
+        assert np.array_equal(engine.generate(request).images[0], base)  # so a difference is the change's
+        changed = {}
+        for unit, field, value in UNIT_CHANGES:
+            if unit < len(request.controls):
+                units = list(request.controls)
+                units[unit] = dataclasses.replace(units[unit], **{field: value})
+                image = engine.generate(dataclasses.replace(request, controls=tuple(units))).images[0]
+                changed[f"unit {unit} {field}"] = not np.array_equal(image, base)
+        return changed
+
+    return run
 
 
 @pytest.fixture

@@ -73,6 +73,39 @@ def test_several_kinds_share_one_union_model_and_equal_plain_diffusers(smoke_eng
     assert np.array_equal(result.images[0], expected)
 
 
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_sdxl_union_img2img_and_inpaint_equal_plain_diffusers(smoke_engine, model_cache, depth, edges, init_image,
+                                                              mask, mode):
+    import diffusers
+    from diffusers import ControlNetUnionModel
+
+    inpaint = mode == "inpaint"
+    result = smoke_engine.generate(make_request(controls=sdxl_union_units(depth, edges), init_image=init_image,
+                                                strength=0.8, mask=mask if inpaint else None))
+
+    cls = getattr(diffusers, f"StableDiffusionXLControlNetUnion{'Inpaint' if inpaint else 'Img2Img'}Pipeline")
+    plain = cls.from_pretrained(ensure_smoke_pipeline(model_cache, "sdxl"),
+                                controlnet=ControlNetUnionModel.from_pretrained(ensure_smoke_union_controlnet(model_cache)))
+    plain.set_progress_bar_config(disable=True)
+    expected = plain(
+        PROMPT, image=init_image, **(dict(mask_image=mask) if inpaint else {}), strength=0.8,
+        control_image=[Image.fromarray(depth), Image.fromarray(edges)], control_mode=[1, 3],
+        width=64, height=64, num_inference_steps=3, guidance_scale=5.0,
+        controlnet_conditioning_scale=[0.9, 0.5], control_guidance_start=[0.0, 0.2],
+        control_guidance_end=[0.8, 1.0], generator=torch.Generator().manual_seed(77), output_type="np",
+    ).images[0]
+    assert result.family == "sdxl" and result.mode == mode
+    assert np.array_equal(result.images[0], expected)
+
+
+def test_each_union_units_scale_start_and_end_change_the_image(smoke_engine, depth, edges, each_unit_change):
+    # each_unit_change's windows: unit 0 acts on [0, 0.75], unit 1 on [0.25, 1].
+    units = (ControlUnit("depth", depth, scale=0.9, guidance_end=0.75),
+             ControlUnit("canny", edges, scale=0.5, guidance_start=0.25))
+    changed = each_unit_change(smoke_engine, make_request(controls=units, steps=4))
+    assert len(changed) == 6 and all(changed.values()), changed
+
+
 def test_the_kind_picks_the_union_control_mode(smoke_engine, depth):
     as_depth = smoke_engine.generate(make_request(controls=(ControlUnit("depth", depth),))).images[0]
     as_pose = smoke_engine.generate(make_request(controls=(ControlUnit("openpose", depth),))).images[0]
@@ -138,7 +171,8 @@ def sd15_model(cache):
 
 
 @pytest.mark.parametrize("base, controlnet, words", [
-    ("smoke", lambda cache: ensure_smoke_controlnet(cache, "sdxl", "depth"), "is for SDXL but the model smoke is SD 1.5"),
+    ("smoke", lambda cache: ensure_smoke_controlnet(cache, "sdxl", "depth"),
+     "is for SDXL but the model smoke is SD 1.5"),
     ("smoke", ensure_smoke_union_controlnet, "is for SDXL but the model smoke is SD 1.5"),
     ("smoke-sdxl", lambda cache: ensure_smoke_controlnet(cache, "sd15", "depth"), "is for SD 1.5 but"),
 ])

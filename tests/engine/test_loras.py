@@ -53,6 +53,17 @@ def plain_call(pipe, steps=3, guidance=6.0) -> np.ndarray:
                 guidance_scale=guidance, generator=torch.Generator().manual_seed(42), output_type="np").images[0]
 
 
+def plain_with_lora(pipe, path: str, weight: float, **load_options) -> np.ndarray:
+    """plain_call with one LoRA file loaded by diffusers' own load_lora_weights, then removed."""
+    folder, file_name = os.path.split(path)
+    pipe.load_lora_weights(folder, weight_name=file_name, adapter_name="reference", **load_options)
+    try:
+        pipe.set_adapters(["reference"], [weight])
+        return plain_call(pipe)
+    finally:
+        pipe.delete_adapters(["reference"])
+
+
 def test_two_loras_with_weights_equal_plain_diffusers(smoke_engine, plain_pipe, lora_dir):
     a, b = os.path.join(lora_dir, "style-a.safetensors"), os.path.join(lora_dir, "style-b.safetensors")
     result = smoke_engine.generate(make_request(loras=(LoraSpec(a, 0.7), LoraSpec(b, -0.4))))
@@ -104,12 +115,15 @@ def test_loras_beyond_the_kept_ones_are_let_go_and_come_back_the_same(model_cach
     assert np.array_equal(again_a, first_a)
 
 
-def test_a_kohya_format_lora_gives_the_same_image_as_the_diffusers_format(smoke_engine, lora_dir):
-    diffusers_format = smoke_engine.generate(make_request(
-        loras=(LoraSpec(os.path.join(lora_dir, "style-a.safetensors"), 0.8),))).images[0]
-    kohya_format = smoke_engine.generate(make_request(
-        loras=(LoraSpec(os.path.join(lora_dir, "style-a-kohya.safetensors"), 0.8),))).images[0]
-    assert np.array_equal(kohya_format, diffusers_format)
+def test_a_kohya_format_lora_equals_plain_diffusers_loading_it(smoke_engine, plain_pipe, lora_dir):
+    kohya = os.path.join(lora_dir, "style-a-kohya.safetensors")
+    result = smoke_engine.generate(make_request(loras=(LoraSpec(kohya, 0.8),))).images[0]
+    assert np.array_equal(result, plain_with_lora(plain_pipe, kohya, 0.8))
+    assert not np.array_equal(result, plain_call(plain_pipe))  # the LoRA does something
+    # The test file is style-a under kohya's names: it makes style-a's image (the file is faithful).
+    diffusers_format = os.path.join(lora_dir, "style-a.safetensors")
+    same_lora = smoke_engine.generate(make_request(loras=(LoraSpec(diffusers_format, 0.8),))).images[0]
+    assert np.array_equal(result, same_lora)
 
 
 def test_an_sdxl_lora_on_sd15_is_refused_and_the_base_is_left_as_it_was(smoke_engine, lora_dir):
@@ -193,7 +207,7 @@ def test_a_damaged_lora_is_refused_before_anything_loads(smoke_engine, lora_dir,
     assert np.array_equal(smoke_engine.generate(make_request()).images[0], base)
 
 
-def test_pickle_loras_need_the_explicit_option(smoke_engine, lora_dir, tmp_path):
+def test_pickle_loras_need_the_explicit_option(smoke_engine, plain_pipe, lora_dir, tmp_path):
     from safetensors.torch import load_file
 
     safe = os.path.join(lora_dir, "style-b.safetensors")
@@ -203,8 +217,10 @@ def test_pickle_loras_need_the_explicit_option(smoke_engine, lora_dir, tmp_path)
         smoke_engine.generate(make_request(loras=(LoraSpec(str(pickled)),)))
     assert "Allow pickle files" in error.value.fix
     allowed = smoke_engine.generate(make_request(loras=(LoraSpec(str(pickled), 0.6),), allow_pickle=True))
-    expected = smoke_engine.generate(make_request(loras=(LoraSpec(safe, 0.6),)))
-    assert np.array_equal(allowed.images[0], expected.images[0])
+    assert smoke_engine.loads[-1] == str(pickled)
+    expected = plain_with_lora(plain_pipe, str(pickled), 0.6, use_safetensors=False)
+    assert np.array_equal(allowed.images[0], expected)
+    assert not np.array_equal(allowed.images[0], plain_call(plain_pipe))
 
 
 def test_other_files_as_loras_are_refused(smoke_engine, model_cache, tmp_path):

@@ -1,8 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """OpenPose drawing against controlnet_aux's own drawing code, pixel for pixel, and JSON."""
 import json
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -14,49 +12,14 @@ from engine.openpose import (
 )
 
 
-def _matplotlib_hsv_to_rgb(hsv):
-    """matplotlib.colors.hsv_to_rgb's arithmetic, for when matplotlib is not installed.
-
-    controlnet_aux imports matplotlib only inside draw_handpose to colour hand edges.
-    Checked equal, bit for bit, to matplotlib 3.9.4's for the 20 hand-edge hues.
-    """
-    hsv = np.asarray(hsv, dtype=np.float64)
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    i = (h * 6.0).astype(int)
-    f = (h * 6.0) - i
-    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
-    r, g, b = np.empty_like(h), np.empty_like(h), np.empty_like(h)
-    for index, (rr, gg, bb) in enumerate(((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))):
-        idx = i % 6 == index
-        r[idx], g[idx], b[idx] = rr[idx], gg[idx], bb[idx]
-    idx = s == 0
-    r[idx], g[idx], b[idx] = v[idx], v[idx], v[idx]
-    return np.stack([r, g, b], axis=-1).reshape(hsv.shape)
-
-
 @pytest.fixture(scope="module")
-def aux(monkeypatch_module):
-    """controlnet_aux's open_pose package (the real one: util.draw_* and draw_poses)."""
-    try:
-        import matplotlib.colors  # noqa: F401
-    except ImportError:
-        colors = types.ModuleType("matplotlib.colors")
-        colors.hsv_to_rgb = _matplotlib_hsv_to_rgb
-        matplotlib = types.ModuleType("matplotlib")
-        matplotlib.colors = colors
-        monkeypatch_module.setitem(sys.modules, "matplotlib", matplotlib)
-        monkeypatch_module.setitem(sys.modules, "matplotlib.colors", colors)
+def aux():
+    """controlnet_aux's open_pose package as shipped (util.draw_* and draw_poses); it colours
+    hand edges with the real matplotlib, a dev dependency (requirements-dev.txt)."""
     with warnings.catch_warnings():  # its package imports every detector, with their warnings
         warnings.simplefilter("ignore")
         from controlnet_aux import open_pose
     return open_pose
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    patch = pytest.MonkeyPatch()
-    yield patch
-    patch.undo()
 
 
 def _random_points(rng, count: int, width: int, height: int, missing: float = 0.15) -> np.ndarray:

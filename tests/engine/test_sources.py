@@ -4,6 +4,7 @@ pickle files refused unless allowed, damaged files refused with the engine keepi
 model, and hub downloads with progress through huggingface_hub against a local hub."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,14 +49,94 @@ def checkpoints(model_cache, tmp_path_factory) -> dict[str, str]:
     return paths
 
 
+# Tensors scaled in the perturbed checkpoints: some of each part (UNet, VAE, text encoders), so
+# a part taken from the configuration folder instead of the file gives another image.
+PERTURBED = {
+    r"model\.diffusion_model\..*attn2\.to_k\.weight": 1.5,  # the UNet's cross-attention
+    r"model\.diffusion_model\.out\.2\.weight": 0.8,  # the UNet's last convolution
+    r"first_stage_model\.decoder\.conv_out\.weight": 0.9,
+    r"(cond_stage_model|conditioner\.embedders\.0)\.transformer\.text_model\.encoder\.layers\.0\.self_attn\.q_proj"
+    r"\.weight": 1.3,
+    r"conditioner\.embedders\.1\.model\.transformer\.resblocks\.0\.attn\.in_proj_weight": 1.3,  # SDXL only
+}
+
+
+def perturbed(state_dict: dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor]:
+    """The checkpoint with the PERTURBED tensors scaled: weights no diffusers folder here has."""
+    out = dict(state_dict)
+    for pattern, factor in PERTURBED.items():
+        keys = [key for key in out if re.fullmatch(pattern, key)]
+        assert keys or (family == "sd15" and r"embedders\.1" in pattern), f"nothing matches {pattern}"
+        for key in keys:
+            out[key] = (out[key] * factor).contiguous()
+    return out
+
+
+@pytest.fixture(scope="module")
+def perturbed_checkpoints(checkpoints, tmp_path_factory) -> dict[str, str]:
+    """The smoke checkpoints with some tensors of each part scaled (see PERTURBED)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("perturbed")
+    paths = {family: str(folder / f"perturbed-{family}.safetensors") for family in checkpoints}
+    for family, path in paths.items():
+        save_file(perturbed(load_file(checkpoints[family]), family), path)
+    return paths
+
+
+def plain_single_file(model_cache, family: str, path: str):
+    """diffusers' own `from_single_file` on `path`, with the smoke folder as its configuration."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) \
+        if family == "sd15" else {}
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    pipe = cls.from_single_file(path, config=smoke_configs(model_cache)[family], local_files_only=True, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def plain_call(pipe) -> np.ndarray:
+    """make_request()'s generation, as a plain diffusers call."""
+    return pipe(PROMPT, width=64, height=64, num_inference_steps=2, guidance_scale=5.0,
+                generator=torch.Generator().manual_seed(11), output_type="np").images[0]
+
+
+def assert_same_weights(ours, theirs) -> None:
+    """Every tensor of the two pipelines' UNet, VAE and text encoder(s) equal."""
+    parts = [name for name in ("unet", "vae", "text_encoder", "text_encoder_2") if getattr(theirs, name, None)]
+    for name in parts:
+        mine, reference = getattr(ours, name).state_dict(), getattr(theirs, name).state_dict()
+        assert mine.keys() == reference.keys(), name
+        different = [key for key in reference if not torch.equal(mine[key], reference[key])]
+        assert different == [], f"{name}: {different[:3]}"
+
+
 @pytest.mark.parametrize("family, smoke", [("sd15", "smoke"), ("sdxl", "smoke-sdxl")])
 def test_a_single_file_checkpoint_gives_the_same_image_as_its_diffusers_folder(smoke_engine, model_cache, checkpoints,
                                                                               family, smoke):
+    # The checkpoint holds the folder's weights: this shows the layout is read right.
     expected = smoke_engine.generate(make_request(model=smoke)).images[0]
-    result = smoke_engine.generate(make_request(model=checkpoints[family], single_file_configs=smoke_configs(model_cache)))
+    configs = smoke_configs(model_cache)
+    result = smoke_engine.generate(make_request(model=checkpoints[family], single_file_configs=configs))
     assert result.family == family
     assert smoke_engine.loads[-1] == checkpoints[family]
     assert np.array_equal(result.images[0], expected)
+
+
+@pytest.mark.parametrize("family, smoke", [("sd15", "smoke"), ("sdxl", "smoke-sdxl")])
+def test_a_single_file_checkpoints_own_weights_are_used_as_diffusers_from_single_file_does(
+        smoke_engine, model_cache, perturbed_checkpoints, family, smoke):
+    path = perturbed_checkpoints[family]
+    folder_image = smoke_engine.generate(make_request(model=smoke)).images[0]
+    result = smoke_engine.generate(make_request(model=path, single_file_configs=smoke_configs(model_cache)))
+    assert result.family == family and smoke_engine.loads[-1] == path
+    # Its weights are not the folder's, and they are what the image is made with...
+    assert not np.array_equal(result.images[0], folder_image)
+    plain = plain_single_file(model_cache, family, path)
+    assert_same_weights(smoke_engine.pipelines.current_base, plain)
+    # ...bit for bit as diffusers' own single-file loading makes it (same CPU, same float32 operations).
+    assert np.array_equal(result.images[0], plain_call(plain))
 
 
 def test_a_single_file_checkpoint_offline_without_its_configuration_says_what_to_do(model_cache, checkpoints):
@@ -116,14 +197,15 @@ def test_other_kinds_of_files_are_named_and_refused_before_loading(model_cache, 
     assert engine.loads == []
 
 
-def test_pickle_checkpoints_are_refused_unless_allowed(model_cache, checkpoints, tmp_path):
+def test_pickle_checkpoints_are_refused_unless_allowed(model_cache, perturbed_checkpoints, tmp_path):
     from safetensors.torch import load_file
 
     pickled = tmp_path / "tiny-sd15.ckpt"
-    torch.save({"state_dict": load_file(checkpoints["sd15"])}, pickled)  # wrapped, as old .ckpt files are
+    torch.save({"state_dict": load_file(perturbed_checkpoints["sd15"])}, pickled)  # wrapped, as old .ckpt files are
     engine = Engine(model_cache)
     configs = smoke_configs(model_cache)
-    with pytest.raises(DiffusionError, match=r"tiny-sd15.ckpt is a pickle file \(pickle files can run any code") as error:
+    refused = r"tiny-sd15.ckpt is a pickle file \(pickle files can run any code"
+    with pytest.raises(DiffusionError, match=refused) as error:
         engine.generate(make_request(model=str(pickled), single_file_configs=configs))
     assert "Allow pickle files" in error.value.fix
     with pytest.raises(DiffusionError, match="pickle file"):
@@ -131,8 +213,12 @@ def test_pickle_checkpoints_are_refused_unless_allowed(model_cache, checkpoints,
     assert engine.loads == []
 
     allowed = engine.generate(make_request(model=str(pickled), single_file_configs=configs, allow_pickle=True))
-    safe = engine.generate(make_request(model=checkpoints["sd15"], single_file_configs=configs))
-    assert np.array_equal(allowed.images[0], safe.images[0])
+    assert engine.loads == [str(pickled)]
+    # The file's own (perturbed) weights, as diffusers' from_single_file reads the pickle.
+    plain = plain_single_file(model_cache, "sd15", str(pickled))
+    assert_same_weights(engine.pipelines.current_base, plain)
+    assert np.array_equal(allowed.images[0], plain_call(plain))
+    assert not np.array_equal(allowed.images[0], engine.generate(make_request()).images[0])
 
 
 def test_a_folder_with_only_pickle_weights_is_refused_unless_allowed(model_cache, tmp_path):

@@ -174,8 +174,8 @@ def test_a_broken_writer_ends_the_job_instead_of_leaving_it_running(jobs):
     assert not jobs.is_running()
 
 
-def test_cancelling_a_real_many_image_job_keeps_whole_images_before_it_and_none_after(jobs, extension, ext_module, empty_scene,
-                                                                                       model_cache):
+def test_cancelling_a_real_many_image_job_keeps_whole_images_before_it_and_none_after(
+        jobs, extension, ext_module, empty_scene, model_cache):
     """Five smoke generations written as image datablocks; Cancel is pressed while the third
     is being denoised. The first two are written whole (equal to an uninterrupted
     generation of the same seed), nothing of the third or later exists, and no other
