@@ -283,9 +283,9 @@ class SCENE_DIFFUSION_OT_project_image(JobOperator, bpy.types.Operator):
         refuse_unseen(objects, [view])
         start = [_start_texture(obj) for obj in objects]
         targets, surfaces = paint_targets(objects)
-        painter = Painter(surfaces, PaintSettings(size=texture.texture_size, fill=False,
-                                                  weights=WeightSettings(exponent=0.0, discard_angle=texture.discard_angle)),
-                          start)
+        # One view: its colour wherever it sees the surface, whatever the angle (up to the discard angle).
+        weights = WeightSettings(exponent=0.0, discard_angle=texture.discard_angle)
+        painter = Painter(surfaces, PaintSettings(size=texture.texture_size, fill=False, weights=weights), start)
         target_material = texture.target_material
         painted: list[PaintedTexture] = []
         name = picture.name

@@ -142,7 +142,6 @@ def test_a_projected_image_renders_back_as_itself(stage, ext, case):
 
 
 def test_what_an_occluder_hides_receives_nothing_and_the_occluder_is_untouched(stage, ext):
-    import bpy
     wall = add_plane(size=3.0)
     blocker = add_plane(size=1.0, location=(0.0, -2.0, 0.0))  # in front of the wall's centre, not selected
     select(wall)
@@ -343,7 +342,7 @@ def _hidden_behind(scene, ext):
 
 def _texture_size(scene, ext):
     select(stage_cube(ext))
-    type(scene.scene_diffusion.texture).bl_rna  # the property clamps what the panel sets; scripts can still ask:
+    # The property clamps what the panel sets; a script writing the stored value can still ask.
     scene.scene_diffusion.texture["texture_size"] = 100
 
 
