@@ -38,7 +38,15 @@ import cv2
 import numpy as np
 
 from .errors import DiffusionError
-from .raster import Runs, barycentric_planes, best_per_cell, box_runs, cells_of, lowest_claims, triangle_runs
+from .raster import (
+    Runs,
+    barycentric_planes,
+    best_per_cell,
+    box_runs,
+    cells_of,
+    lowest_claims,
+    triangle_runs,
+)
 from .views import CameraView
 from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
 
@@ -116,18 +124,37 @@ class WeightSettings:
 
 @dataclass(frozen=True, eq=False)
 class Projection:
-    """One view projected onto one object's texels.
+    """One view projected onto one object's texels, kept for the texels the view counts at
+    (often a quarter of them or less: a view's arrays stay small however many views).
 
-    pixels: HxWx2 float32, where each texel projects in the view (continuous pixel
-        coordinates, see CameraView); NaN where not visible.
-    weight: HxW float32, 0 where the view does not count.
+    size: the texture's size; index: N int64 flat (row-major) indices of those texels;
+    at: Nx2 float32, where each projects in the view (continuous pixel coordinates, see
+    CameraView); weights: N float32, each > 0.
     """
-    pixels: np.ndarray
-    weight: np.ndarray
+    size: int
+    index: np.ndarray
+    at: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """HxWx2 float32 (built on each call): `at` per texel, NaN where not visible."""
+        pixels = np.full((self.size * self.size, 2), np.nan, dtype=np.float32)
+        pixels[self.index] = self.at
+        return pixels.reshape(self.size, self.size, 2)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """HxW float32 (built on each call), 0 where the view does not count."""
+        weight = np.zeros(self.size * self.size, dtype=np.float32)
+        weight[self.index] = self.weights
+        return weight.reshape(self.size, self.size)
 
     @property
     def visible(self) -> np.ndarray:
-        return self.weight > 0
+        visible = np.zeros(self.size * self.size, dtype=bool)
+        visible[self.index] = True
+        return visible.reshape(self.size, self.size)
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,8 +265,7 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     """
     depth = check_depth(view, depth)
     size = texels.size
-    pixels = np.full((size * size, 2), np.nan, dtype=np.float32)
-    weight = np.zeros(size * size, dtype=np.float32)
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
@@ -261,9 +287,10 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
-        pixels[chunk[counts]] = at[counts]
-        weight[chunk[counts]] = w[counts]
-    return Projection(pixels=pixels.reshape(size, size, 2), weight=weight.reshape(size, size))
+        kept.append((chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)))
+    index, at, weights = (np.concatenate(parts) for parts in zip(*kept)) if kept else \
+        (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
+    return Projection(size=size, index=index, at=at, weights=weights)
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
@@ -311,12 +338,10 @@ def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     """HxWx3 float32 texel colours: `image` (view-sized HxWx3 float 0..1) sampled
     bilinearly where each texel projects (0 where not visible)."""
     image = _float_image(image)
-    shape = projection.weight.shape
-    colours = np.zeros((*shape, 3), dtype=np.float32)
-    flat = colours.reshape(-1, 3)
-    for chunk in _chunks(np.flatnonzero(projection.visible)):
-        flat[chunk] = _bilinear(image, projection.pixels.reshape(-1, 2)[chunk])
-    return colours
+    colours = np.zeros((projection.size * projection.size, 3), dtype=np.float32)
+    for part in _chunks(np.arange(projection.index.size)):
+        colours[projection.index[part]] = _bilinear(image, projection.at[part])
+    return colours.reshape(projection.size, projection.size, 3)
 
 
 @dataclass(eq=False)
@@ -343,17 +368,16 @@ class Accumulation:
         texture-sized colour array)."""
         image = _float_image(image)
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
-        weight, pixels = projection.weight.reshape(-1), projection.pixels.reshape(-1, 2)
-        for chunk in _chunks(np.flatnonzero(weight > 0)):
-            colour_sum[chunk] += _bilinear(image, pixels[chunk]) * weight[chunk, None]
-            weight_sum[chunk] += weight[chunk]
+        for part in _chunks(np.arange(projection.index.size)):
+            index, weights = projection.index[part], projection.weights[part]
+            colour_sum[index] += _bilinear(image, projection.at[part]) * weights[:, None]
+            weight_sum[index] += weights
 
     def mean(self) -> np.ndarray:
         """HxWx3 float32: the weighted mean colour (0 where no view counts)."""
-        covered = self.weight_sum > 0
         mean = np.zeros_like(self.colour_sum)
-        mean[covered] = self.colour_sum[covered] / self.weight_sum[covered, None]
-        return mean
+        weight = self.weight_sum[..., None]
+        return np.divide(self.colour_sum, weight, out=mean, where=weight > 0)
 
 
 def blend(colours: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -422,7 +446,7 @@ def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray
     if not known.any():
         out[inside] = GREY
         return out
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
     unreached = np.zeros_like(inside)
     for label in np.unique(labels[holes]):
         left, top, width, height = stats[label, :4]
@@ -524,6 +548,8 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     centres = np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
     rays = Rays.of(view)
     starts, steps = rays.at(centres)
+    if rays.fixed_start:
+        starts = starts[0]  # one start for every ray (a perspective view's eye): broadcast it
     corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64)
     owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)])
     planes = _triangle_planes(corners)
@@ -534,7 +560,7 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     barycentric = np.zeros((height * width, 2))
     for batch in cells_of(runs):
         cell = batch.y * width + batch.x
-        t, u, v = _ray_hits(planes[batch.triangle], starts[cell], steps[cell])
+        t, u, v = _ray_hits(planes[batch.triangle], starts if rays.fixed_start else starts[cell], steps[cell])
         ok = np.isfinite(t)
         cell, t, u, v, triangle = cell[ok], t[ok], u[ok], v[ok], batch.triangle[ok]
         winners, _ = best_per_cell(cell, t)
@@ -546,8 +572,8 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
 
     cells = np.flatnonzero(hit >= 0)
     triangle = hit[cells]
-    points = starts[cells] + nearest[cells, None] * steps[cells]
-    normals = _face_normals(corners[triangle])
+    points = (starts if rays.fixed_start else starts[cells]) + nearest[cells, None] * steps[cells]
+    normals = planes[triangle, 0:3] / np.linalg.norm(planes[triangle, 0:3], axis=1, keepdims=True)
     seen = matches_z_pass(rays, depth, points, normals, centres[cells], nearest[cells])
     cells, triangle = cells[seen], triangle[seen]
     u, v = barycentric[cells, 0], barycentric[cells, 1]
@@ -569,18 +595,22 @@ def _triangle_planes(corners: np.ndarray) -> np.ndarray:
         # X - c0 = u e1 + v e2; dotting with e2 x n (or n x e1) leaves u |n|^2 (or v |n|^2).
         g1 = np.cross(edge2, normal) / area2
         g2 = np.cross(normal, edge1) / area2
-    offset = lambda g: -np.einsum("nc,nc->n", g, corners[:, 0])[:, None]  # noqa: E731
-    return np.concatenate([normal, np.einsum("nc,nc->n", normal, corners[:, 0])[:, None],
-                           g1, offset(g1), g2, offset(g2)], axis=1)
+    columns = [normal]
+    for g in (None, g1, g2):
+        # The constant: n . c0 for the plane, -g . c0 for a weight (it is 0 at corner 0).
+        columns += [] if g is None else [g]
+        columns.append(np.einsum("nc,nc->n", normal if g is None else -g, corners[:, 0])[:, None])
+    return np.concatenate(columns, axis=1)
 
 
 def _ray_hits(planes: np.ndarray, start: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(t, u, v) where each ray start + t * step meets its triangle's plane (Nx12 rows of
-    `_triangle_planes`), at barycentric weights u, v of corners 1 and 2; t is inf where
-    the ray misses the triangle (edges count, with EDGE_EPSILON of slack so neighbouring
-    triangles leave no pinholes)."""
+    """(t, u, v) where each ray start + t * step (start: Nx3, or one 3-vector for all)
+    meets its triangle's plane (Nx12 rows of `_triangle_planes`), at barycentric weights
+    u, v of corners 1 and 2; t is inf where the ray misses the triangle (edges count,
+    with EDGE_EPSILON of slack so that neighbouring triangles leave no pinholes)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (planes[:, 3] - np.einsum("nc,nc->n", planes[:, 0:3], start)) / np.einsum("nc,nc->n", planes[:, 0:3], step)
+        offset = np.einsum("nc,c->n" if start.ndim == 1 else "nc,nc->n", planes[:, 0:3], start)
+        t = (planes[:, 3] - offset) / np.einsum("nc,nc->n", planes[:, 0:3], step)
         point = start + t[:, None] * step
         u = np.einsum("nc,nc->n", planes[:, 4:7], point) + planes[:, 7]
         v = np.einsum("nc,nc->n", planes[:, 8:11], point) + planes[:, 11]

@@ -53,6 +53,11 @@ class Rays:
         return cls(view, True, np.stack([start[0], start[1] - start[0], start[2] - start[0]]),
                    np.stack([step[0], step[1] - step[0], step[2] - step[0]]))
 
+    @property
+    def fixed_start(self) -> bool:
+        """Every ray starts at the same point (a perspective view's eye)."""
+        return self.affine and not self.start[1:].any()
+
     def at(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Nx3 starts, Nx3 steps) at N continuous pixel coordinates."""
         if not self.affine:

@@ -8,14 +8,30 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+from texture_scenes import (
+    Pinhole,
+    Rectangle,
+    cube_faces,
+    merged,
+    texel_uvs,
+    unit_quad,
+    z_pass,
+)
 
 from engine import raster
 from engine.texture import (
-    Accumulation, Surface, WeightSettings, blend, fill, inpaint_mask, pad, project, render_texture, sample,
-    texels, view_uvs,
-)
-from texture_scenes import (
-    Pinhole, Rectangle, cube_faces, merged, texel_uvs, unit_quad, z_pass,
+    Accumulation,
+    Surface,
+    WeightSettings,
+    blend,
+    fill,
+    inpaint_mask,
+    pad,
+    project,
+    render_texture,
+    sample,
+    texels,
+    view_uvs,
 )
 
 
@@ -138,7 +154,7 @@ def test_overlapping_uvs_are_counted(batches):
     # Two quads in different places share the UV square's lower-left quarter: every texel
     # centre strictly inside that quarter and off either quad's diagonal lies on two triangles.
     size = 64
-    quarter = dict(uv0=(0.0, 0.0), uv_size=(0.5, 0.5))
+    quarter = {"uv0": (0.0, 0.0), "uv_size": (0.5, 0.5)}
     first = Rectangle(origin=(0, 0, 0), side_u=(1, 0, 0), side_v=(0, 1, 0), **quarter)
     second = Rectangle(origin=(5, 0, 0), side_u=(1, 0, 0), side_v=(0, 1, 0), **quarter)
     result = texels(merged("twice", [first, second]), size)
@@ -358,7 +374,7 @@ def test_each_cube_face_takes_its_colour_from_the_view_facing_it():
 # fill + pad
 # ---------------------------------------------------------------------------------------
 
-def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(inside, left, right, alone): three rectangular islands; `left`'s right half is
     uncovered and lies next to `right`, covered in another colour; `alone` is not covered."""
     inside = np.zeros((size, size), bool)
@@ -374,7 +390,7 @@ def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_fill_writes_every_island_texel_from_its_own_island():
     size = 64
-    inside, left, right, alone = islands(size)
+    inside, left, right, _ = islands(size)
     rgb = np.zeros((size, size, 3), np.float32)
     rows, columns = np.mgrid[0:size, 0:size]
     covered = right.copy()
