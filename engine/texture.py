@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from .errors import DiffusionError
+from .islands import GREY, fill, pad
 from .raster import (
     Runs,
     barycentric_planes,
@@ -47,6 +48,7 @@ from .raster import (
     lowest_claims,
     triangle_runs,
 )
+from .sampling import bilinear, sample_repeating
 from .views import CameraView
 from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
 
@@ -66,8 +68,6 @@ EDGE_EPSILON = 1e-7
 PIXEL_MARGIN = 1e-3
 # Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
 CHUNK = 1 << 20
-# What a texture shows where nothing was painted.
-GREY = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,7 +298,7 @@ def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: 
     `feather` pixels."""
     if feather <= 0:
         return np.ones(len(at))
-    distance = _bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
+    distance = bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
     border = np.minimum(at[:, 1], view.height - at[:, 1])
     if not _wraps_around(view):
         border = np.minimum(border, np.minimum(at[:, 0], view.width - at[:, 0]))
@@ -340,7 +340,7 @@ def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     image = _float_image(image)
     colours = np.zeros((projection.size * projection.size, 3), dtype=np.float32)
     for part in _chunks(np.arange(projection.index.size)):
-        colours[projection.index[part]] = _bilinear(image, projection.at[part])
+        colours[projection.index[part]] = bilinear(image, projection.at[part])
     return colours.reshape(projection.size, projection.size, 3)
 
 
@@ -370,7 +370,7 @@ class Accumulation:
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
         for part in _chunks(np.arange(projection.index.size)):
             index, weights = projection.index[part], projection.weights[part]
-            colour_sum[index] += _bilinear(image, projection.at[part]) * weights[:, None]
+            colour_sum[index] += bilinear(image, projection.at[part]) * weights[:, None]
             weight_sum[index] += weights
 
     def mean(self) -> np.ndarray:
@@ -398,131 +398,6 @@ def _float_image(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image[..., :3].astype(np.float32) / 255.0
     return image[..., :3].astype(np.float32, copy=False)
-
-
-def _bilinear(image: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """NxC float32: HxWxC `image` at N continuous pixel coordinates (centres at +0.5),
-    the border pixels extended outward. Exact in float arithmetic, unlike cv2.remap's
-    1/32-pixel fixed-point weights."""
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        image = np.pad(image, [(0, max(2 - image.shape[0], 0)), (0, max(2 - image.shape[1], 0)), (0, 0)], mode="edge")
-    height, width = image.shape[:2]
-    # float32 (the projection's own precision): subtracting 0.5 and the integer part is exact.
-    x = np.clip(at[:, 0].astype(np.float32) - np.float32(0.5), 0.0, width - 1)
-    y = np.clip(at[:, 1].astype(np.float32) - np.float32(0.5), 0.0, height - 1)
-    # The last row and column interpolate from the one before (with a weight of 1).
-    x0 = np.minimum(x.astype(np.int64), width - 2)
-    y0 = np.minimum(y.astype(np.int64), height - 2)
-    fx = (x - x0.astype(np.float32))[:, None]
-    fy = (y - y0.astype(np.float32))[:, None]
-    flat = image.reshape(-1, image.shape[2])
-    corner = y0 * width + x0
-    top_left, top_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
-    corner += width
-    bottom_left, bottom_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
-    top = top_left + (top_right - top_left) * fx
-    bottom = bottom_left + (bottom_right - bottom_left) * fx
-    return (top + (bottom - top) * fy).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------------------
-# UV space: fill the unseen texels, pad the islands
-# ---------------------------------------------------------------------------------------
-
-def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """`rgb` with the texels inside islands but not `covered` filled from covered ones.
-
-    Each island fills from its own covered texels (a pull-push over the island's box, so
-    colours fade smoothly into the hole and no other island's colours leak in); islands
-    no view covered then fill from their filled neighbours; with nothing covered at all,
-    islands turn mid grey.
-    """
-    out = np.array(rgb, dtype=np.float32, copy=True)
-    inside = np.asarray(inside, dtype=bool)
-    known = inside & np.asarray(covered, dtype=bool)
-    holes = inside & ~known
-    if not holes.any():
-        return out
-    if not known.any():
-        out[inside] = GREY
-        return out
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
-    unreached = np.zeros_like(inside)
-    for label in np.unique(labels[holes]):
-        left, top, width, height = stats[label, :4]
-        box = (slice(top, top + height), slice(left, left + width))
-        island = labels[box] == label
-        sources = island & known[box]
-        targets = island & holes[box]
-        if not sources.any():
-            unreached[box] |= targets
-            continue
-        out[box][targets] = _pull_push(out[box], sources)[targets]
-    if unreached.any():
-        # Islands no view saw borrow from the texture around them.
-        out[unreached] = _pull_push(out, inside & ~unreached)[unreached]
-    return out
-
-
-def _pull_push(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """HxWx3 float32: `rgb` where `known`, elsewhere a smooth extension of the known
-    colours (each level halves the size averaging the known colours; coming back up, each
-    cell keeps its own colour as far as it was known and takes the coarser level's
-    interpolated colour for the rest). Needs at least one known texel."""
-    weight = known.astype(np.float32)
-    colour = rgb * weight[..., None]
-    levels: list[tuple[np.ndarray, np.ndarray]] = []
-    while True:
-        levels.append((colour, weight))
-        height, width = weight.shape
-        if height == 1 and width == 1:
-            break
-        colour, weight = _halve(colour * weight[..., None]), _halve(weight)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            colour = np.where(weight[..., None] > 0, colour / weight[..., None], 0.0).astype(np.float32)
-        weight = np.minimum(weight, 1.0)
-    filled = levels[-1][0]
-    for colour, weight in reversed(levels[:-1]):
-        height, width = weight.shape
-        coarse = cv2.resize(filled, (2 * filled.shape[1], 2 * filled.shape[0]), interpolation=cv2.INTER_LINEAR)
-        coarse = coarse.reshape(coarse.shape[0], coarse.shape[1], -1)[:height, :width]
-        filled = weight[..., None] * colour + (1.0 - weight[..., None]) * coarse
-    return filled.astype(np.float32)
-
-
-def _halve(array: np.ndarray) -> np.ndarray:
-    """Sum over 2x2 blocks (odd sizes padded with zeros)."""
-    height, width = array.shape[:2]
-    pad_rows, pad_columns = height % 2, width % 2
-    if pad_rows or pad_columns:
-        array = np.pad(array, [(0, pad_rows), (0, pad_columns)] + [(0, 0)] * (array.ndim - 2))
-    return array[0::2, 0::2] + array[1::2, 0::2] + array[0::2, 1::2] + array[1::2, 1::2]
-
-
-def pad(rgb: np.ndarray, inside: np.ndarray, pixels: int = 8) -> np.ndarray:
-    """`rgb` with every island grown outward by at least `pixels` texels (nearest colour).
-
-    Every texel within `pixels` of an island along rows, columns and diagonals (a square
-    neighbourhood: what a mipmap level averages) takes the colour of the nearest island
-    texel; island texels are left as they are.
-    """
-    out = np.array(rgb, dtype=np.float32, copy=True)
-    inside = np.asarray(inside, dtype=bool)
-    if pixels <= 0 or not inside.any() or inside.all():
-        return out
-    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
-    margin = (cv2.dilate(inside.astype(np.uint8), kernel) > 0) & ~inside
-    nearest = _nearest_index(inside)
-    out.reshape(-1, 3)[np.flatnonzero(margin)] = out.reshape(-1, 3)[nearest[margin]]
-    return out
-
-
-def _nearest_index(sources: np.ndarray) -> np.ndarray:
-    """HxW int64: the flat index of the nearest `sources` texel to each texel."""
-    # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order.
-    _, labels = cv2.distanceTransformWithLabels((~sources).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    return np.flatnonzero(sources)[labels.astype(np.int64) - 1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -670,24 +545,8 @@ def render_texture(textures: list[np.ndarray], seen: ViewUVs, background: np.nda
     for index, texture in enumerate(textures):
         cells = np.flatnonzero(seen.surface.reshape(-1) == index)
         if cells.size:
-            image.reshape(-1, 3)[cells] = _sample_repeating(_float_image(texture), seen.uvs.reshape(-1, 2)[cells])
+            image.reshape(-1, 3)[cells] = sample_repeating(_float_image(texture), seen.uvs.reshape(-1, 2)[cells])
     return image
-
-
-def _sample_repeating(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a texture at UVs, wrapping around its edges (Blender's REPEAT)."""
-    height, width = texture.shape[:2]
-    x = uvs[:, 0].astype(np.float64) * width - 0.5
-    y = (1.0 - uvs[:, 1].astype(np.float64)) * height - 0.5
-    x0, y0 = np.floor(x), np.floor(y)
-    fx = (x - x0)[:, None].astype(np.float32)
-    fy = (y - y0)[:, None].astype(np.float32)
-    x0 = x0.astype(np.int64) % width
-    y0 = y0.astype(np.int64) % height
-    x1, y1 = (x0 + 1) % width, (y0 + 1) % height
-    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
-    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0.5, grow: int = 4,
