@@ -18,6 +18,8 @@ __all__ = ["GREY", "fill", "pad"]
 
 # What a texture shows where nothing was painted.
 GREY = 0.5
+# Texels interpolated per band of rows: bounds the temporaries to ~100 MB.
+_CHUNK = 1 << 20
 
 
 def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -46,24 +48,23 @@ def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray
         sources = island & known[box]
         targets = island & holes[box]
         if sources.any():
-            out[box][targets] = _pull_push(out[box], sources, targets)
+            _fill_from(out[box], targets, _pull_push(out[box], sources))
         else:
             unreached[box] |= targets
     if unreached.any():
         # Islands no view saw borrow from the texture around them.
-        out[unreached] = _pull_push(out, inside & ~unreached, unreached)
+        _fill_from(out, unreached, _pull_push(out, inside & ~unreached))
     return out
 
 
-def _pull_push(rgb: np.ndarray, known: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Nx3 float32 colours for the `targets` texels (HxW bools, none of them known): a
-    smooth extension of `rgb`'s `known` texels (at least one).
+def _pull_push(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A smooth extension of `rgb`'s `known` texels (at least one) at half the size:
+    (H+1)//2 x (W+1)//2 x 3 float32, complete.
 
     Pull: each level halves the size, averaging the known colours with their weights
     (capped at 1). Push: coming back up, each cell keeps its own colour as far as it was
     known and takes the coarser level's interpolated colour for the rest. The full-size
-    level is only ever needed at the targets, where nothing is known: they take the
-    half-size level interpolated, so no full-size array is built but the first average.
+    level is only needed where nothing is known (`_fill_from`), so it is never built.
     """
     weight = _halve(known.astype(np.float32))
     colour = _normalised(_halve(rgb * known[..., None]), weight)
@@ -81,10 +82,19 @@ def _pull_push(rgb: np.ndarray, known: np.ndarray, targets: np.ndarray) -> np.nd
         coarse = cv2.resize(filled, (2 * filled.shape[1], 2 * filled.shape[0]), interpolation=cv2.INTER_LINEAR)
         coarse = coarse.reshape(coarse.shape[0], coarse.shape[1], -1)[:height, :width]
         filled = (weight[..., None] * colour + (1.0 - weight[..., None]) * coarse).astype(np.float32)
-    # A full-size centre (j + 0.5, i + 0.5) lies at half those coordinates on the half-size
-    # level: the same place cv2.resize's 2x bilinear samples.
-    rows, columns = np.nonzero(targets)
-    return bilinear(filled, np.stack([(columns + 0.5) / 2, (rows + 0.5) / 2], axis=1))
+    return filled
+
+
+def _fill_from(rgb: np.ndarray, targets: np.ndarray, half: np.ndarray) -> None:
+    """Writes into `rgb`'s `targets` texels the half-size level `half` interpolated there,
+    a band of rows at a time (targets can be most of an 8192 texture)."""
+    band = max(_CHUNK // max(rgb.shape[1], 1), 1)
+    for top in range(0, rgb.shape[0], band):
+        rows, columns = np.nonzero(targets[top:top + band])
+        # A full-size centre (j + 0.5, i + 0.5) lies at half those coordinates on the
+        # half-size level: where cv2.resize's 2x bilinear would sample.
+        at = np.stack([(columns + 0.5) / 2, (rows + top + 0.5) / 2], axis=1)
+        rgb[top + rows, columns] = bilinear(half, at)
 
 
 def _normalised(sums: np.ndarray, weight: np.ndarray) -> np.ndarray:
