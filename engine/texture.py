@@ -419,12 +419,16 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     uvs = np.zeros((height * width, 2), dtype=np.float32)
     if not surfaces:
         return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
-    rows, columns = np.mgrid[0:height, 0:width]
-    centres = np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
     rays = Rays.of(view)
-    starts, steps = rays.at(centres)
-    if rays.fixed_start:
-        starts = starts[0]  # one start for every ray (a perspective view's eye): broadcast it
+    if rays.affine:
+        def rays_at(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return rays.at(_centres(cell, width))
+    else:
+        # A panorama's rays need a solve each: once per pixel, not per candidate.
+        starts, steps = rays.at(_centres(np.arange(height * width), width))
+
+        def rays_at(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return starts[cell], steps[cell]
     corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64)
     owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)])
     planes = _triangle_planes(corners)
@@ -435,7 +439,7 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     barycentric = np.zeros((height * width, 2))
     for batch in cells_of(runs):
         cell = batch.y * width + batch.x
-        t, u, v = _ray_hits(planes[batch.triangle], starts if rays.fixed_start else starts[cell], steps[cell])
+        t, u, v = _ray_hits(planes[batch.triangle], *rays_at(cell))
         ok = np.isfinite(t)
         cell, t, u, v, triangle = cell[ok], t[ok], u[ok], v[ok], batch.triangle[ok]
         winners, _ = best_per_cell(cell, t)
@@ -447,15 +451,21 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
 
     cells = np.flatnonzero(hit >= 0)
     triangle = hit[cells]
-    points = (starts if rays.fixed_start else starts[cells]) + nearest[cells, None] * steps[cells]
+    start, step = rays_at(cells)
+    points = start + nearest[cells, None] * step
     normals = planes[triangle, 0:3] / np.linalg.norm(planes[triangle, 0:3], axis=1, keepdims=True)
-    seen = matches_z_pass(rays, depth, points, normals, centres[cells], nearest[cells])
+    seen = matches_z_pass(rays, depth, points, normals, _centres(cells, width), nearest[cells])
     cells, triangle = cells[seen], triangle[seen]
     u, v = barycentric[cells, 0], barycentric[cells, 1]
     uv = np.concatenate([s.uvs for s in surfaces]).astype(np.float64)[triangle]
     uvs[cells] = (1.0 - u - v)[:, None] * uv[:, 0] + u[:, None] * uv[:, 1] + v[:, None] * uv[:, 2]
     surface[cells] = owner[triangle]
     return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
+
+
+def _centres(cells: np.ndarray, width: int) -> np.ndarray:
+    """Nx2 pixel centres of flat (row-major) pixel indices."""
+    return np.stack([cells % width + 0.5, cells // width + 0.5], axis=1)
 
 
 def _triangle_planes(corners: np.ndarray) -> np.ndarray:

@@ -59,10 +59,12 @@ class Rays:
         return self.affine and not self.start[1:].any()
 
     def at(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Nx3 starts, Nx3 steps) at N continuous pixel coordinates."""
+        """(starts, Nx3 steps) at N continuous pixel coordinates; starts is Nx3, or one
+        3-vector when every ray starts at the same point (`fixed_start`)."""
         if not self.affine:
             return _unprojected_rays(self.view, pixels)
-        return self._affine(self.start, pixels), self._affine(self.step, pixels)
+        start = self.start[0] if self.fixed_start else self._affine(self.start, pixels)
+        return start, self._affine(self.step, pixels)
 
     def depth_slope(self, points: np.ndarray, normals: np.ndarray, pixels: np.ndarray,
                     depth: np.ndarray) -> np.ndarray:
