@@ -15,10 +15,11 @@ and writes the result back). One object's texture is made like this:
    image border, and 0 past the discard angle. Its colour is the view image sampled
    bilinearly at the exact pixel it projects to: perspective-correct by construction.
 3. `blend(...)`: per texel, the weighted mean of the views' colours, and the weight sum.
-   `Accumulation` does the same one view at a time, so no view's arrays outlive its turn.
+   `Accumulation` does the same one view at a time, so no view's arrays outlive its turn
+   (a `Projection` keeps only the texels its view counts at).
 4. `fill(...)`: texels inside islands that no view saw well are filled in UV space from
    the covered texels of their own island (pull-push), then `pad(...)` grows every island
-   outward so bilinear filtering and mipmaps find no black seams.
+   outward so bilinear filtering and mipmaps find no black seams (engine/islands.py).
 
 For sequential texturing, `view_uvs(surfaces, view, depth)` tells, per pixel of a view,
 which object and which UV it sees (the same rasterisation in screen space, perspective-
@@ -27,7 +28,12 @@ next view as its init image and its coverage as the inpainting mask (`render_tex
 `inpaint_mask`).
 
 Only the texture's 0..1 square is rasterised (no UDIM tiles); texels count as seen from
-the front only (a back face gets nothing, whatever the Z pass says).
+the front only (a back face gets nothing, whatever the Z pass says), while `view_uvs`
+shows both sides, as Blender renders them.
+
+Helpers live beside this module: engine/raster.py (triangles to runs of cells, one
+winner per cell), engine/visibility.py (pixel rays, the Z-pass depth test, silhouettes),
+engine/sampling.py (exact bilinear sampling), engine/islands.py (fill and pad).
 """
 from __future__ import annotations
 
@@ -95,7 +101,8 @@ class Texels:
     positions: HxWx3 float32 world positions (0 outside islands).
     normals: HxWx3 float32 unit world normals (0 outside islands).
     triangle: HxW int32, the triangle each texel lies on (-1 outside).
-    overlapped: how many texels lie on more than one triangle (overlapping UVs share them).
+    overlapped: how many texels lie inside more than one triangle (overlapping UVs share
+        them; a centre on an edge two triangles share does not count).
     face_normals: Tx3 float32, each triangle's geometric unit normal (the plane the Z pass
         sees, for the depth test's slope; 0 for a degenerate triangle).
     """
@@ -129,12 +136,13 @@ class Projection:
 
     size: the texture's size; index: N int64 flat (row-major) indices of those texels;
     at: Nx2 float32, where each projects in the view (continuous pixel coordinates, see
-    CameraView); weights: N float32, each > 0.
+    CameraView); weights: N float32, each > 0; view_shape: the view's (height, width).
     """
     size: int
     index: np.ndarray
     at: np.ndarray
     weights: np.ndarray
+    view_shape: tuple[int, int] = (0, 0)
 
     @property
     def pixels(self) -> np.ndarray:
@@ -290,7 +298,7 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         kept.append((chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)))
     index, at, weights = (np.concatenate(parts) for parts in zip(*kept)) if kept else \
         (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
-    return Projection(size=size, index=index, at=at, weights=weights)
+    return Projection(size=size, index=index, at=at, weights=weights, view_shape=(view.height, view.width))
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
@@ -337,7 +345,7 @@ def _plane_normals(texels: Texels, chunk: np.ndarray) -> np.ndarray:
 def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     """HxWx3 float32 texel colours: `image` (view-sized HxWx3 float 0..1) sampled
     bilinearly where each texel projects (0 where not visible)."""
-    image = _float_image(image)
+    image = _view_image(image, projection)
     colours = np.zeros((projection.size * projection.size, 3), dtype=np.float32)
     for part in _chunks(np.arange(projection.index.size)):
         colours[projection.index[part]] = bilinear(image, projection.at[part])
@@ -366,7 +374,7 @@ class Accumulation:
     def add_view(self, image: np.ndarray, projection: Projection) -> None:
         """One view's image, sampled where the projection counts (as `sample`, without a
         texture-sized colour array)."""
-        image = _float_image(image)
+        image = _view_image(image, projection)
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
         for part in _chunks(np.arange(projection.index.size)):
             index, weights = projection.index[part], projection.weights[part]
@@ -392,12 +400,22 @@ def blend(colours: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndar
 
 
 def _float_image(image: np.ndarray) -> np.ndarray:
+    """HxWx3 float32 0..1 from float colours or 8-bit ones (an alpha channel is dropped)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] < 3:
-        raise DiffusionError(f"A view image of shape {image.shape}", "pass HxWx3 colours")
+        raise DiffusionError(f"An image of shape {image.shape}", "pass HxWx3 colours")
     if image.dtype == np.uint8:
         return image[..., :3].astype(np.float32) / 255.0
-    return image[..., :3].astype(np.float32, copy=False)
+    return np.ascontiguousarray(image[..., :3], dtype=np.float32)
+
+
+def _view_image(image: np.ndarray, projection: Projection) -> np.ndarray:
+    image = _float_image(image)
+    if projection.view_shape != (0, 0) and image.shape[:2] != projection.view_shape:
+        height, width = projection.view_shape
+        raise DiffusionError(f"The view's image is {image.shape[1]} x {image.shape[0]}, its view {width} x {height}",
+                             "generate each view at its camera's size")
+    return image
 
 
 # ---------------------------------------------------------------------------------------
@@ -568,7 +586,7 @@ def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0
     The feather only adds outward: everything to repaint stays 1, and the mask's 0.5 level
     stays on the grown boundary.
     """
-    repaint = seen.surface < 0
+    repaint = (seen.surface < 0) | (seen.surface >= len(coverage))  # no coverage known: repaint
     for index, weight_sum in enumerate(coverage):
         cells = seen.surface == index
         if not cells.any():

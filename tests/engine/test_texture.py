@@ -20,6 +20,7 @@ from texture_scenes import (
 )
 
 from engine import raster
+from engine.errors import DiffusionError
 from engine.texture import (
     Accumulation,
     Surface,
@@ -583,3 +584,21 @@ def test_inpaint_mask_covers_the_uncovered_half_grown_by_grow_pixels(grow):
     assert (soft[40:88, left_edge + grow + band:64 - grow - band] == 0).all()
     ramp = soft[64, 64 - grow - band:64 - grow]
     assert (np.diff(ramp) >= 0).all() and 0 < ramp[1] < ramp[-2] < 1
+
+
+def test_inputs_are_checked_with_a_message_that_says_what_to_pass():
+    quad = unit_quad()
+    camera = Pinhole(eye=(0.0, 0.0, 3.0), width=64, height=48)
+    surface_texels = texels(quad.surface(), 32)
+    with pytest.raises(DiffusionError, match="Z pass"):
+        project(surface_texels, camera.view(), np.zeros((64, 48), np.float32))
+    projection = project(surface_texels, camera.view(), z_pass(camera, [quad]))
+    with pytest.raises(DiffusionError, match="its camera's size"):
+        sample(np.zeros((64, 64, 3), np.float32), projection)
+    with pytest.raises(DiffusionError, match="out of range"):
+        texels(quad.surface(), 16384)
+    broken = Surface("broken", corners=np.zeros((2, 3, 3)), normals=np.zeros((2, 3, 3)), uvs=np.zeros((2, 2, 2)))
+    with pytest.raises(DiffusionError, match="three corners per triangle"):
+        texels(broken, 64)
+    with pytest.raises(DiffusionError, match="one weight array per view"):
+        blend([np.zeros((4, 4, 3))], [])
