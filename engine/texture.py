@@ -56,7 +56,7 @@ from .raster import (
 )
 from .sampling import bilinear, sample_repeating
 from .views import CameraView
-from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
+from .visibility import Rays, check_depth, matches_z_pass, project_points, silhouette_distance
 
 __all__ = [
     "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs", "Accumulation",
@@ -286,12 +286,13 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         rows = slice(first, min(first + band, size * size))
         cos = _facing(view, positions[rows], normals[rows])
         chunk = np.flatnonzero(inside[rows] & (cos >= cos_min))  # back faces and grazing texels get nothing
-        points, cos = positions[rows][chunk].astype(np.float64), cos[chunk]
+        points, cos = positions[rows][chunk], cos[chunk]
         chunk += first
-        at, distance = view.project(points)
+        at, distance = project_points(view, points)
         shown = view.in_view(at, distance)
         chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
-        visible = matches_z_pass(rays, depth, points, _plane_normals(texels, chunk), at, distance)
+        visible = matches_z_pass(rays, depth, points.astype(np.float64), _plane_normals(texels, chunk), at,
+                                 distance.astype(np.float64))
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
