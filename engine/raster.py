@@ -12,8 +12,8 @@ Cell (row i, column j) has its centre at (j + 0.5, i + 0.5) in grid coordinates.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -69,29 +69,39 @@ def triangle_runs(xy: np.ndarray, width: int, height: int, margin: float) -> Run
     """The runs of cell centres inside each triangle (Tx3x2 grid coordinates), or within
     `margin` cells of it, clipped to the grid; in triangle order."""
     planes = barycentric_planes(xy)
-    usable = np.flatnonzero(np.isfinite(planes).all(axis=(1, 2)))
-    ys = xy[usable, :, 1]
-    first = np.clip(np.ceil(ys.min(axis=1) - 0.5 - margin), 0, height).astype(np.int64)
-    last = np.clip(np.floor(ys.max(axis=1) - 0.5 + margin) + 1, 0, height).astype(np.int64)
-    rows = np.maximum(last - first, 0)
+    y0, y1, y2 = xy[:, 0, 1], xy[:, 1, 1], xy[:, 2, 1]
+    with np.errstate(invalid="ignore"):
+        first = np.clip(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5 - margin), 0, height)
+        last = np.clip(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5 + margin) + 1, 0, height)
+    # Triangles with area that cross a row of centres (NaN planes: no area).
+    usable = np.flatnonzero(np.isfinite(planes[:, 0, 0]) & (last > first))
+    first = first[usable].astype(np.int64)
+    rows = last[usable].astype(np.int64) - first
     triangle = np.repeat(usable, rows)
     row = np.repeat(first, rows) + (np.arange(triangle.size) - np.repeat(np.cumsum(rows) - rows, rows))
     # Per run, each corner's weight a x + (b y + c) must be >= -margin |(a, b)| (outer
     # span) or >= +margin |(a, b)| (inner span): a bound on x from each corner with a != 0.
-    a, b, c = (np.repeat(planes[usable, :, k], rows, axis=0) for k in range(3))  # runs x 3 corners
-    slack = margin * np.repeat(np.hypot(planes[usable, :, 0], planes[usable, :, 1]), rows, axis=0)
-    level = -(b * (row + 0.5)[:, None] + c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        outer, inner = (level - slack) / a, (level + slack) / a
+    # (One flat array per corner: numpy reduces over a 3-wide axis far slower.)
+    y = row + 0.5
+    low = [np.full(row.size, -np.inf), np.full(row.size, -np.inf)]
+    high = [np.full(row.size, np.inf), np.full(row.size, np.inf)]
+    for k in range(3):
+        a, b, c = (np.repeat(planes[usable, k, column], rows) for column in range(3))
+        slack = margin * np.repeat(np.hypot(planes[usable, k, 0], planes[usable, k, 1]), rows)
+        level = -(b * y + c)
+        rising, falling, flat = a > 0, a < 0, a == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for span, inset in ((0, -slack), (1, slack)):
+                bound = (level + inset) / a
+                np.maximum(low[span], bound, out=low[span], where=rising)
+                np.minimum(high[span], bound, out=high[span], where=falling)
+                # An edge parallel to the rows keeps the whole row or none of it.
+                high[span][flat & (-level < inset)] = -np.inf
     spans = []
-    for bound, inset in ((outer, -slack), (inner, slack)):
-        low = np.where(a > 0, bound, -np.inf).max(axis=1)
-        high = np.where(a < 0, bound, np.inf).min(axis=1)
-        # An edge parallel to the rows keeps the whole row or none of it.
-        high = np.where(((a == 0) & (-level < inset)).any(axis=1), -np.inf, high)
-        start = np.clip(np.ceil(low - 0.5), 0, width)
-        spans.append((start.astype(np.int64), np.maximum(np.clip(np.floor(high - 0.5) + 1, 0, width), start)
-                      .astype(np.int64)))
+    for span in (0, 1):
+        start = np.clip(np.ceil(low[span] - 0.5), 0, width)
+        stop = np.maximum(np.clip(np.floor(high[span] - 0.5) + 1, 0, width), start)
+        spans.append((start.astype(np.int64), stop.astype(np.int64)))
     (start, stop), (inner_start, inner_stop) = spans
     keep = stop > start
     return Runs(triangle[keep], row[keep], start[keep], stop[keep], inner_start[keep], inner_stop[keep])

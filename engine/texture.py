@@ -15,10 +15,11 @@ and writes the result back). One object's texture is made like this:
    image border, and 0 past the discard angle. Its colour is the view image sampled
    bilinearly at the exact pixel it projects to: perspective-correct by construction.
 3. `blend(...)`: per texel, the weighted mean of the views' colours, and the weight sum.
-   `Accumulation` does the same one view at a time, so no view's arrays outlive its turn.
+   `Accumulation` does the same one view at a time, so no view's arrays outlive its turn
+   (a `Projection` keeps only the texels its view counts at).
 4. `fill(...)`: texels inside islands that no view saw well are filled in UV space from
    the covered texels of their own island (pull-push), then `pad(...)` grows every island
-   outward so bilinear filtering and mipmaps find no black seams.
+   outward so bilinear filtering and mipmaps find no black seams (engine/islands.py).
 
 For sequential texturing, `view_uvs(surfaces, view, depth)` tells, per pixel of a view,
 which object and which UV it sees (the same rasterisation in screen space, perspective-
@@ -27,7 +28,12 @@ next view as its init image and its coverage as the inpainting mask (`render_tex
 `inpaint_mask`).
 
 Only the texture's 0..1 square is rasterised (no UDIM tiles); texels count as seen from
-the front only (a back face gets nothing, whatever the Z pass says).
+the front only (a back face gets nothing, whatever the Z pass says), while `view_uvs`
+shows both sides, as Blender renders them.
+
+Helpers live beside this module: engine/raster.py (triangles to runs of cells, one
+winner per cell), engine/visibility.py (pixel rays, the Z-pass depth test, silhouettes),
+engine/sampling.py (exact bilinear sampling), engine/islands.py (fill and pad).
 """
 from __future__ import annotations
 
@@ -38,9 +44,19 @@ import cv2
 import numpy as np
 
 from .errors import DiffusionError
-from .raster import Runs, barycentric_planes, best_per_cell, box_runs, cells_of, lowest_claims, triangle_runs
+from .islands import GREY, fill, pad
+from .raster import (
+    Runs,
+    barycentric_planes,
+    best_per_cell,
+    box_runs,
+    cells_of,
+    lowest_claims,
+    triangle_runs,
+)
+from .sampling import bilinear, sample_repeating
 from .views import CameraView
-from .visibility import Rays, check_depth, matches_z_pass, silhouette_distance
+from .visibility import Rays, check_depth, matches_z_pass, project_points, silhouette_distance
 
 __all__ = [
     "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs", "Accumulation",
@@ -58,8 +74,6 @@ EDGE_EPSILON = 1e-7
 PIXEL_MARGIN = 1e-3
 # Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
 CHUNK = 1 << 20
-# What a texture shows where nothing was painted.
-GREY = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +101,8 @@ class Texels:
     positions: HxWx3 float32 world positions (0 outside islands).
     normals: HxWx3 float32 unit world normals (0 outside islands).
     triangle: HxW int32, the triangle each texel lies on (-1 outside).
-    overlapped: how many texels lie on more than one triangle (overlapping UVs share them).
+    overlapped: how many texels lie inside more than one triangle (overlapping UVs share
+        them; a centre on an edge two triangles share does not count).
     face_normals: Tx3 float32, each triangle's geometric unit normal (the plane the Z pass
         sees, for the depth test's slope; 0 for a degenerate triangle).
     """
@@ -116,18 +131,38 @@ class WeightSettings:
 
 @dataclass(frozen=True, eq=False)
 class Projection:
-    """One view projected onto one object's texels.
+    """One view projected onto one object's texels, kept for the texels the view counts at
+    (often a quarter of them or less: a view's arrays stay small however many views).
 
-    pixels: HxWx2 float32, where each texel projects in the view (continuous pixel
-        coordinates, see CameraView); NaN where not visible.
-    weight: HxW float32, 0 where the view does not count.
+    size: the texture's size; index: N int64 flat (row-major) indices of those texels;
+    at: Nx2 float32, where each projects in the view (continuous pixel coordinates, see
+    CameraView); weights: N float32, each > 0; view_shape: the view's (height, width).
     """
-    pixels: np.ndarray
-    weight: np.ndarray
+    size: int
+    index: np.ndarray
+    at: np.ndarray
+    weights: np.ndarray
+    view_shape: tuple[int, int] = (0, 0)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """HxWx2 float32 (built on each call): `at` per texel, NaN where not visible."""
+        pixels = np.full((self.size * self.size, 2), np.nan, dtype=np.float32)
+        pixels[self.index] = self.at
+        return pixels.reshape(self.size, self.size, 2)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """HxW float32 (built on each call), 0 where the view does not count."""
+        weight = np.zeros(self.size * self.size, dtype=np.float32)
+        weight[self.index] = self.weights
+        return weight.reshape(self.size, self.size)
 
     @property
     def visible(self) -> np.ndarray:
-        return self.weight > 0
+        visible = np.zeros(self.size * self.size, dtype=bool)
+        visible[self.index] = True
+        return visible.reshape(self.size, self.size)
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,8 +273,7 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     """
     depth = check_depth(view, depth)
     size = texels.size
-    pixels = np.full((size * size, 2), np.nan, dtype=np.float32)
-    weight = np.zeros(size * size, dtype=np.float32)
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
@@ -252,18 +286,20 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         rows = slice(first, min(first + band, size * size))
         cos = _facing(view, positions[rows], normals[rows])
         chunk = np.flatnonzero(inside[rows] & (cos >= cos_min))  # back faces and grazing texels get nothing
-        points, cos = positions[rows][chunk].astype(np.float64), cos[chunk]
+        points, cos = positions[rows][chunk], cos[chunk]
         chunk += first
-        at, distance = view.project(points)
+        at, distance = project_points(view, points)
         shown = view.in_view(at, distance)
         chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
-        visible = matches_z_pass(rays, depth, points, _plane_normals(texels, chunk), at, distance)
+        visible = matches_z_pass(rays, depth, points.astype(np.float64), _plane_normals(texels, chunk), at,
+                                 distance.astype(np.float64))
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
-        pixels[chunk[counts]] = at[counts]
-        weight[chunk[counts]] = w[counts]
-    return Projection(pixels=pixels.reshape(size, size, 2), weight=weight.reshape(size, size))
+        kept.append((chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)))
+    index, at, weights = (np.concatenate(parts) for parts in zip(*kept)) if kept else \
+        (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
+    return Projection(size=size, index=index, at=at, weights=weights, view_shape=(view.height, view.width))
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
@@ -271,7 +307,7 @@ def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: 
     `feather` pixels."""
     if feather <= 0:
         return np.ones(len(at))
-    distance = _bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
+    distance = bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
     border = np.minimum(at[:, 1], view.height - at[:, 1])
     if not _wraps_around(view):
         border = np.minimum(border, np.minimum(at[:, 0], view.width - at[:, 0]))
@@ -310,13 +346,11 @@ def _plane_normals(texels: Texels, chunk: np.ndarray) -> np.ndarray:
 def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     """HxWx3 float32 texel colours: `image` (view-sized HxWx3 float 0..1) sampled
     bilinearly where each texel projects (0 where not visible)."""
-    image = _float_image(image)
-    shape = projection.weight.shape
-    colours = np.zeros((*shape, 3), dtype=np.float32)
-    flat = colours.reshape(-1, 3)
-    for chunk in _chunks(np.flatnonzero(projection.visible)):
-        flat[chunk] = _bilinear(image, projection.pixels.reshape(-1, 2)[chunk])
-    return colours
+    image = _view_image(image, projection)
+    colours = np.zeros((projection.size * projection.size, 3), dtype=np.float32)
+    for part in _chunks(np.arange(projection.index.size)):
+        colours[projection.index[part]] = bilinear(image, projection.at[part])
+    return colours.reshape(projection.size, projection.size, 3)
 
 
 @dataclass(eq=False)
@@ -341,19 +375,18 @@ class Accumulation:
     def add_view(self, image: np.ndarray, projection: Projection) -> None:
         """One view's image, sampled where the projection counts (as `sample`, without a
         texture-sized colour array)."""
-        image = _float_image(image)
+        image = _view_image(image, projection)
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
-        weight, pixels = projection.weight.reshape(-1), projection.pixels.reshape(-1, 2)
-        for chunk in _chunks(np.flatnonzero(weight > 0)):
-            colour_sum[chunk] += _bilinear(image, pixels[chunk]) * weight[chunk, None]
-            weight_sum[chunk] += weight[chunk]
+        for part in _chunks(np.arange(projection.index.size)):
+            index, weights = projection.index[part], projection.weights[part]
+            colour_sum[index] += bilinear(image, projection.at[part]) * weights[:, None]
+            weight_sum[index] += weights
 
     def mean(self) -> np.ndarray:
         """HxWx3 float32: the weighted mean colour (0 where no view counts)."""
-        covered = self.weight_sum > 0
         mean = np.zeros_like(self.colour_sum)
-        mean[covered] = self.colour_sum[covered] / self.weight_sum[covered, None]
-        return mean
+        weight = self.weight_sum[..., None]
+        return np.divide(self.colour_sum, weight, out=mean, where=weight > 0)
 
 
 def blend(colours: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -368,137 +401,22 @@ def blend(colours: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndar
 
 
 def _float_image(image: np.ndarray) -> np.ndarray:
+    """HxWx3 float32 0..1 from float colours or 8-bit ones (an alpha channel is dropped)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] < 3:
-        raise DiffusionError(f"A view image of shape {image.shape}", "pass HxWx3 colours")
+        raise DiffusionError(f"An image of shape {image.shape}", "pass HxWx3 colours")
     if image.dtype == np.uint8:
         return image[..., :3].astype(np.float32) / 255.0
-    return image[..., :3].astype(np.float32, copy=False)
+    return np.ascontiguousarray(image[..., :3], dtype=np.float32)
 
 
-def _bilinear(image: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """NxC float32: HxWxC `image` at N continuous pixel coordinates (centres at +0.5),
-    the border pixels extended outward. Exact in float arithmetic, unlike cv2.remap's
-    1/32-pixel fixed-point weights."""
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        image = np.pad(image, [(0, max(2 - image.shape[0], 0)), (0, max(2 - image.shape[1], 0)), (0, 0)], mode="edge")
-    height, width = image.shape[:2]
-    # float32 (the projection's own precision): subtracting 0.5 and the integer part is exact.
-    x = np.clip(at[:, 0].astype(np.float32) - np.float32(0.5), 0.0, width - 1)
-    y = np.clip(at[:, 1].astype(np.float32) - np.float32(0.5), 0.0, height - 1)
-    # The last row and column interpolate from the one before (with a weight of 1).
-    x0 = np.minimum(x.astype(np.int64), width - 2)
-    y0 = np.minimum(y.astype(np.int64), height - 2)
-    fx = (x - x0.astype(np.float32))[:, None]
-    fy = (y - y0.astype(np.float32))[:, None]
-    flat = image.reshape(-1, image.shape[2])
-    corner = y0 * width + x0
-    top_left, top_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
-    corner += width
-    bottom_left, bottom_right = np.take(flat, corner, axis=0), np.take(flat, corner + 1, axis=0)
-    top = top_left + (top_right - top_left) * fx
-    bottom = bottom_left + (bottom_right - bottom_left) * fx
-    return (top + (bottom - top) * fy).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------------------
-# UV space: fill the unseen texels, pad the islands
-# ---------------------------------------------------------------------------------------
-
-def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """`rgb` with the texels inside islands but not `covered` filled from covered ones.
-
-    Each island fills from its own covered texels (a pull-push over the island's box, so
-    colours fade smoothly into the hole and no other island's colours leak in); islands
-    no view covered then fill from their filled neighbours; with nothing covered at all,
-    islands turn mid grey.
-    """
-    out = np.array(rgb, dtype=np.float32, copy=True)
-    inside = np.asarray(inside, dtype=bool)
-    known = inside & np.asarray(covered, dtype=bool)
-    holes = inside & ~known
-    if not holes.any():
-        return out
-    if not known.any():
-        out[inside] = GREY
-        return out
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
-    unreached = np.zeros_like(inside)
-    for label in np.unique(labels[holes]):
-        left, top, width, height = stats[label, :4]
-        box = (slice(top, top + height), slice(left, left + width))
-        island = labels[box] == label
-        sources = island & known[box]
-        targets = island & holes[box]
-        if not sources.any():
-            unreached[box] |= targets
-            continue
-        out[box][targets] = _pull_push(out[box], sources)[targets]
-    if unreached.any():
-        # Islands no view saw borrow from the texture around them.
-        out[unreached] = _pull_push(out, inside & ~unreached)[unreached]
-    return out
-
-
-def _pull_push(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """HxWx3 float32: `rgb` where `known`, elsewhere a smooth extension of the known
-    colours (each level halves the size averaging the known colours; coming back up, each
-    cell keeps its own colour as far as it was known and takes the coarser level's
-    interpolated colour for the rest). Needs at least one known texel."""
-    weight = known.astype(np.float32)
-    colour = rgb * weight[..., None]
-    levels: list[tuple[np.ndarray, np.ndarray]] = []
-    while True:
-        levels.append((colour, weight))
-        height, width = weight.shape
-        if height == 1 and width == 1:
-            break
-        colour, weight = _halve(colour * weight[..., None]), _halve(weight)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            colour = np.where(weight[..., None] > 0, colour / weight[..., None], 0.0).astype(np.float32)
-        weight = np.minimum(weight, 1.0)
-    filled = levels[-1][0]
-    for colour, weight in reversed(levels[:-1]):
-        height, width = weight.shape
-        coarse = cv2.resize(filled, (2 * filled.shape[1], 2 * filled.shape[0]), interpolation=cv2.INTER_LINEAR)
-        coarse = coarse.reshape(coarse.shape[0], coarse.shape[1], -1)[:height, :width]
-        filled = weight[..., None] * colour + (1.0 - weight[..., None]) * coarse
-    return filled.astype(np.float32)
-
-
-def _halve(array: np.ndarray) -> np.ndarray:
-    """Sum over 2x2 blocks (odd sizes padded with zeros)."""
-    height, width = array.shape[:2]
-    pad_rows, pad_columns = height % 2, width % 2
-    if pad_rows or pad_columns:
-        array = np.pad(array, [(0, pad_rows), (0, pad_columns)] + [(0, 0)] * (array.ndim - 2))
-    return array[0::2, 0::2] + array[1::2, 0::2] + array[0::2, 1::2] + array[1::2, 1::2]
-
-
-def pad(rgb: np.ndarray, inside: np.ndarray, pixels: int = 8) -> np.ndarray:
-    """`rgb` with every island grown outward by at least `pixels` texels (nearest colour).
-
-    Every texel within `pixels` of an island along rows, columns and diagonals (a square
-    neighbourhood: what a mipmap level averages) takes the colour of the nearest island
-    texel; island texels are left as they are.
-    """
-    out = np.array(rgb, dtype=np.float32, copy=True)
-    inside = np.asarray(inside, dtype=bool)
-    if pixels <= 0 or not inside.any() or inside.all():
-        return out
-    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
-    margin = (cv2.dilate(inside.astype(np.uint8), kernel) > 0) & ~inside
-    nearest = _nearest_index(inside)
-    out.reshape(-1, 3)[np.flatnonzero(margin)] = out.reshape(-1, 3)[nearest[margin]]
-    return out
-
-
-def _nearest_index(sources: np.ndarray) -> np.ndarray:
-    """HxW int64: the flat index of the nearest `sources` texel to each texel."""
-    # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order.
-    _, labels = cv2.distanceTransformWithLabels((~sources).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    return np.flatnonzero(sources)[labels.astype(np.int64) - 1]
+def _view_image(image: np.ndarray, projection: Projection) -> np.ndarray:
+    image = _float_image(image)
+    if projection.view_shape != (0, 0) and image.shape[:2] != projection.view_shape:
+        height, width = projection.view_shape
+        raise DiffusionError(f"The view's image is {image.shape[1]} x {image.shape[0]}, its view {width} x {height}",
+                             "generate each view at its camera's size")
+    return image
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,10 +438,16 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     uvs = np.zeros((height * width, 2), dtype=np.float32)
     if not surfaces:
         return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
-    rows, columns = np.mgrid[0:height, 0:width]
-    centres = np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
     rays = Rays.of(view)
-    starts, steps = rays.at(centres)
+    if rays.affine:
+        def rays_at(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return rays.at(_centres(cell, width))
+    else:
+        # A panorama's rays need a solve each: once per pixel, not per candidate.
+        starts, steps = rays.at(_centres(np.arange(height * width), width))
+
+        def rays_at(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return starts[cell], steps[cell]
     corners = np.concatenate([s.corners for s in surfaces]).astype(np.float64)
     owner = np.concatenate([np.full(len(s.corners), k, np.int32) for k, s in enumerate(surfaces)])
     planes = _triangle_planes(corners)
@@ -534,7 +458,7 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
     barycentric = np.zeros((height * width, 2))
     for batch in cells_of(runs):
         cell = batch.y * width + batch.x
-        t, u, v = _ray_hits(planes[batch.triangle], starts[cell], steps[cell])
+        t, u, v = _ray_hits(planes[batch.triangle], *rays_at(cell))
         ok = np.isfinite(t)
         cell, t, u, v, triangle = cell[ok], t[ok], u[ok], v[ok], batch.triangle[ok]
         winners, _ = best_per_cell(cell, t)
@@ -546,15 +470,21 @@ def view_uvs(surfaces: list[Surface], view: CameraView, depth: np.ndarray) -> Vi
 
     cells = np.flatnonzero(hit >= 0)
     triangle = hit[cells]
-    points = starts[cells] + nearest[cells, None] * steps[cells]
-    normals = _face_normals(corners[triangle])
-    seen = matches_z_pass(rays, depth, points, normals, centres[cells], nearest[cells])
+    start, step = rays_at(cells)
+    points = start + nearest[cells, None] * step
+    normals = planes[triangle, 0:3] / np.linalg.norm(planes[triangle, 0:3], axis=1, keepdims=True)
+    seen = matches_z_pass(rays, depth, points, normals, _centres(cells, width), nearest[cells])
     cells, triangle = cells[seen], triangle[seen]
     u, v = barycentric[cells, 0], barycentric[cells, 1]
     uv = np.concatenate([s.uvs for s in surfaces]).astype(np.float64)[triangle]
     uvs[cells] = (1.0 - u - v)[:, None] * uv[:, 0] + u[:, None] * uv[:, 1] + v[:, None] * uv[:, 2]
     surface[cells] = owner[triangle]
     return ViewUVs(surface=surface.reshape(height, width), uvs=uvs.reshape(height, width, 2))
+
+
+def _centres(cells: np.ndarray, width: int) -> np.ndarray:
+    """Nx2 pixel centres of flat (row-major) pixel indices."""
+    return np.stack([cells % width + 0.5, cells // width + 0.5], axis=1)
 
 
 def _triangle_planes(corners: np.ndarray) -> np.ndarray:
@@ -569,18 +499,22 @@ def _triangle_planes(corners: np.ndarray) -> np.ndarray:
         # X - c0 = u e1 + v e2; dotting with e2 x n (or n x e1) leaves u |n|^2 (or v |n|^2).
         g1 = np.cross(edge2, normal) / area2
         g2 = np.cross(normal, edge1) / area2
-    offset = lambda g: -np.einsum("nc,nc->n", g, corners[:, 0])[:, None]  # noqa: E731
-    return np.concatenate([normal, np.einsum("nc,nc->n", normal, corners[:, 0])[:, None],
-                           g1, offset(g1), g2, offset(g2)], axis=1)
+    columns = [normal]
+    for g in (None, g1, g2):
+        # The constant: n . c0 for the plane, -g . c0 for a weight (it is 0 at corner 0).
+        columns += [] if g is None else [g]
+        columns.append(np.einsum("nc,nc->n", normal if g is None else -g, corners[:, 0])[:, None])
+    return np.concatenate(columns, axis=1)
 
 
 def _ray_hits(planes: np.ndarray, start: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(t, u, v) where each ray start + t * step meets its triangle's plane (Nx12 rows of
-    `_triangle_planes`), at barycentric weights u, v of corners 1 and 2; t is inf where
-    the ray misses the triangle (edges count, with EDGE_EPSILON of slack so neighbouring
-    triangles leave no pinholes)."""
+    """(t, u, v) where each ray start + t * step (start: Nx3, or one 3-vector for all)
+    meets its triangle's plane (Nx12 rows of `_triangle_planes`), at barycentric weights
+    u, v of corners 1 and 2; t is inf where the ray misses the triangle (edges count,
+    with EDGE_EPSILON of slack so that neighbouring triangles leave no pinholes)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (planes[:, 3] - np.einsum("nc,nc->n", planes[:, 0:3], start)) / np.einsum("nc,nc->n", planes[:, 0:3], step)
+        offset = np.einsum("nc,c->n" if start.ndim == 1 else "nc,nc->n", planes[:, 0:3], start)
+        t = (planes[:, 3] - offset) / np.einsum("nc,nc->n", planes[:, 0:3], step)
         point = start + t[:, None] * step
         u = np.einsum("nc,nc->n", planes[:, 4:7], point) + planes[:, 7]
         v = np.einsum("nc,nc->n", planes[:, 8:11], point) + planes[:, 11]
@@ -640,24 +574,8 @@ def render_texture(textures: list[np.ndarray], seen: ViewUVs, background: np.nda
     for index, texture in enumerate(textures):
         cells = np.flatnonzero(seen.surface.reshape(-1) == index)
         if cells.size:
-            image.reshape(-1, 3)[cells] = _sample_repeating(_float_image(texture), seen.uvs.reshape(-1, 2)[cells])
+            image.reshape(-1, 3)[cells] = sample_repeating(_float_image(texture), seen.uvs.reshape(-1, 2)[cells])
     return image
-
-
-def _sample_repeating(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a texture at UVs, wrapping around its edges (Blender's REPEAT)."""
-    height, width = texture.shape[:2]
-    x = uvs[:, 0].astype(np.float64) * width - 0.5
-    y = (1.0 - uvs[:, 1].astype(np.float64)) * height - 0.5
-    x0, y0 = np.floor(x), np.floor(y)
-    fx = (x - x0)[:, None].astype(np.float32)
-    fy = (y - y0)[:, None].astype(np.float32)
-    x0 = x0.astype(np.int64) % width
-    y0 = y0.astype(np.int64) % height
-    x1, y1 = (x0 + 1) % width, (y0 + 1) % height
-    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
-    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0.5, grow: int = 4,
@@ -669,7 +587,7 @@ def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0
     The feather only adds outward: everything to repaint stays 1, and the mask's 0.5 level
     stays on the grown boundary.
     """
-    repaint = seen.surface < 0
+    repaint = (seen.surface < 0) | (seen.surface >= len(coverage))  # no coverage known: repaint
     for index, weight_sum in enumerate(coverage):
         cells = seen.surface == index
         if not cells.any():

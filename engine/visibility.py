@@ -15,7 +15,8 @@ import numpy as np
 from .errors import DiffusionError
 from .views import CameraView
 
-__all__ = ["BACKGROUND_DEPTH", "Rays", "check_depth", "foreground", "matches_z_pass", "silhouette_distance"]
+__all__ = ["BACKGROUND_DEPTH", "Rays", "check_depth", "foreground", "matches_z_pass", "project_points",
+           "silhouette_distance"]
 
 # Cycles writes 1e10 where a ray hits nothing (scene/depth.py reads >= 1e9 as background).
 BACKGROUND_DEPTH = 1e9
@@ -53,11 +54,18 @@ class Rays:
         return cls(view, True, np.stack([start[0], start[1] - start[0], start[2] - start[0]]),
                    np.stack([step[0], step[1] - step[0], step[2] - step[0]]))
 
+    @property
+    def fixed_start(self) -> bool:
+        """Every ray starts at the same point (a perspective view's eye)."""
+        return self.affine and not self.start[1:].any()
+
     def at(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Nx3 starts, Nx3 steps) at N continuous pixel coordinates."""
+        """(starts, Nx3 steps) at N continuous pixel coordinates; starts is Nx3, or one
+        3-vector when every ray starts at the same point (`fixed_start`)."""
         if not self.affine:
             return _unprojected_rays(self.view, pixels)
-        return self._affine(self.start, pixels), self._affine(self.step, pixels)
+        start = self.start[0] if self.fixed_start else self._affine(self.start, pixels)
+        return start, self._affine(self.step, pixels)
 
     def depth_slope(self, points: np.ndarray, normals: np.ndarray, pixels: np.ndarray,
                     depth: np.ndarray) -> np.ndarray:
@@ -85,6 +93,25 @@ class Rays:
     def _affine(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         x, y = pixels[:, 0:1].astype(np.float64), pixels[:, 1:2].astype(np.float64)
         return model[0] + x * model[1] + y * model[2]
+
+
+def project_points(view: CameraView, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`view.project` for millions of float32 texel positions: (Nx2 pixels, N depths).
+
+    For perspective and orthographic views, one float32 product with the view's own
+    matrices composed (four times faster than CameraView's float64 path, and as exact as
+    the float32 positions); a panorama goes through CameraView itself.
+    """
+    if view.type == 'PANO':
+        return view.project(points.astype(np.float64))
+    camera_from_world = np.linalg.inv(view.world_from_camera)
+    clip = (view.projection @ camera_from_world).astype(np.float32)
+    homogeneous = points @ clip[:, :3].T + clip[:, 3]
+    depth = -(points @ camera_from_world[2, :3].astype(np.float32) + np.float32(camera_from_world[2, 3]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = (homogeneous[:, 0] / homogeneous[:, 3] + 1.0) * np.float32(0.5 * view.width)
+        y = (1.0 - homogeneous[:, 1] / homogeneous[:, 3]) * np.float32(0.5 * view.height)
+    return np.stack([x, y], axis=1), depth
 
 
 def _unprojected_rays(view: CameraView, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,14 +8,32 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+from texture_scenes import (
+    Panorama,
+    Pinhole,
+    Rectangle,
+    cube_faces,
+    merged,
+    texel_uvs,
+    unit_quad,
+    z_pass,
+)
 
 from engine import raster
+from engine.errors import DiffusionError
 from engine.texture import (
-    Accumulation, Surface, WeightSettings, blend, fill, inpaint_mask, pad, project, render_texture, sample,
-    texels, view_uvs,
-)
-from texture_scenes import (
-    Pinhole, Rectangle, cube_faces, merged, texel_uvs, unit_quad, z_pass,
+    Accumulation,
+    Surface,
+    WeightSettings,
+    blend,
+    fill,
+    inpaint_mask,
+    pad,
+    project,
+    render_texture,
+    sample,
+    texels,
+    view_uvs,
 )
 
 
@@ -34,7 +52,7 @@ def at_angle(degrees: float, distance: float = 3.0, **camera) -> Pinhole:
     return Pinhole(eye=(distance * math.sin(a), 0.0, distance * math.cos(a)), **camera)
 
 
-def ramp_image(camera: Pinhole) -> np.ndarray:
+def ramp_image(camera: Pinhole | Panorama) -> np.ndarray:
     """An image whose colour is affine in the pixel coordinates: (x / W, y / H, 0.3) at
     every point (x, y) between the outer pixel centres, so bilinear sampling is exact."""
     rows, columns = np.mgrid[0:camera.height, 0:camera.width]
@@ -42,7 +60,7 @@ def ramp_image(camera: Pinhole) -> np.ndarray:
                      np.full(rows.shape, 0.3)], axis=-1).astype(np.float32)
 
 
-def ramp_colour(camera: Pinhole, pixels: np.ndarray) -> np.ndarray:
+def ramp_colour(camera: Pinhole | Panorama, pixels: np.ndarray) -> np.ndarray:
     x = np.clip(pixels[:, 0], 0.5, camera.width - 0.5)
     y = np.clip(pixels[:, 1], 0.5, camera.height - 0.5)
     return np.stack([x / camera.width, y / camera.height, np.full(len(x), 0.3)], axis=1)
@@ -54,7 +72,11 @@ def texel_points(rectangle: Rectangle, size: int) -> np.ndarray:
     return rectangle.point(s, t).reshape(-1, 3)
 
 
-def cosines(camera: Pinhole, rectangle: Rectangle, points: np.ndarray) -> np.ndarray:
+def cosines(camera: Pinhole | Panorama, rectangle: Rectangle, points: np.ndarray) -> np.ndarray:
+    """cos θ between the rectangle's normal and the direction to the camera at each point
+    (parallel rays for an orthographic camera)."""
+    if getattr(camera, "ortho_scale", 0):
+        return np.full(len(points), camera.rotation[:, 2] @ rectangle.normal)
     toward = np.asarray(camera.eye) - points
     return toward @ rectangle.normal / np.linalg.norm(toward, axis=1)
 
@@ -138,7 +160,7 @@ def test_overlapping_uvs_are_counted(batches):
     # Two quads in different places share the UV square's lower-left quarter: every texel
     # centre strictly inside that quarter and off either quad's diagonal lies on two triangles.
     size = 64
-    quarter = dict(uv0=(0.0, 0.0), uv_size=(0.5, 0.5))
+    quarter = {"uv0": (0.0, 0.0), "uv_size": (0.5, 0.5)}
     first = Rectangle(origin=(0, 0, 0), side_u=(1, 0, 0), side_v=(0, 1, 0), **quarter)
     second = Rectangle(origin=(5, 0, 0), side_u=(1, 0, 0), side_v=(0, 1, 0), **quarter)
     result = texels(merged("twice", [first, second]), size)
@@ -176,6 +198,19 @@ def test_each_texel_takes_the_image_colour_at_the_exact_point_it_projects_to(cam
     colours = sample(ramp_image(camera), projection).reshape(-1, 3)
     np.testing.assert_allclose(colours[seen], ramp_colour(camera, expected[seen]), atol=2e-6)
     assert (colours[~seen] == 0).all()
+
+
+def test_an_equirectangular_view_projects_each_texel_where_its_direction_lies():
+    quad, size = unit_quad(), 96
+    camera = Panorama(eye=(0.3, 0.2, 2.5))
+    depth = z_pass(camera, [quad])
+    projection = project(texels(quad.surface(), size), camera.view(), depth, WeightSettings(feather=2.0))
+    expected, _ = camera.pixel(texel_points(quad, size))
+    seen = projection.visible.reshape(-1)
+    assert seen.mean() > 0.8
+    np.testing.assert_allclose(projection.pixels.reshape(-1, 2)[seen], expected[seen], atol=1e-3)
+    colours = sample(ramp_image(camera), projection).reshape(-1, 3)
+    np.testing.assert_allclose(colours[seen], ramp_colour(camera, expected[seen]), atol=2e-6)
 
 
 @pytest.mark.parametrize("degrees, exponent", [(0, 3.0), (50, 3.0), (50, 1.0)])
@@ -221,11 +256,16 @@ def test_texels_behind_an_occluder_get_nothing(gap):
         assert (feathered[near] < 0.8).all()
 
 
-def test_grazing_surfaces_are_not_lost_to_the_depth_test():
-    # At 78° the quad's depth changes by several percent across one pixel: a texel and the
-    # Z pass's pixel centre differ by that much, and must still match.
+@pytest.mark.parametrize("camera", [
+    at_angle(78, width=192, height=192),
+    at_angle(78, width=192, height=192, ortho_scale=3.0),
+    Panorama(eye=(-2.5, 0.0, 0.5), width=512, height=256, longitude=(-math.pi, math.pi),
+             latitude=(-math.pi / 2, math.pi / 2)),
+], ids=["perspective", "orthographic", "equirectangular"])
+def test_grazing_surfaces_are_not_lost_to_the_depth_test(camera):
+    # At 78° to 82° the quad's depth changes by several percent across one pixel: a texel
+    # and the Z pass's pixel centre differ by that much, and must still match.
     quad, size, feather = unit_quad(), 128, 2.0
-    camera = at_angle(78, width=192, height=192)
     depth = z_pass(camera, [quad])
     settings = WeightSettings(feather=feather)
     weight = project(texels(quad.surface(), size), camera.view(), depth, settings).weight.reshape(-1)
@@ -233,7 +273,7 @@ def test_grazing_surfaces_are_not_lost_to_the_depth_test():
     pixels, _ = camera.pixel(points)
     angle = np.degrees(np.arccos(cosines(camera, quad, points)))
     candidates = (angle < 79.5) & (distance_to_background(camera, depth, pixels) > feather + 1.5)
-    assert candidates.sum() > 1000
+    assert candidates.sum() > 500
     assert (weight[candidates] > 0).all()
 
 
@@ -358,7 +398,7 @@ def test_each_cube_face_takes_its_colour_from_the_view_facing_it():
 # fill + pad
 # ---------------------------------------------------------------------------------------
 
-def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(inside, left, right, alone): three rectangular islands; `left`'s right half is
     uncovered and lies next to `right`, covered in another colour; `alone` is not covered."""
     inside = np.zeros((size, size), bool)
@@ -374,7 +414,7 @@ def islands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_fill_writes_every_island_texel_from_its_own_island():
     size = 64
-    inside, left, right, alone = islands(size)
+    inside, left, right, _ = islands(size)
     rgb = np.zeros((size, size, 3), np.float32)
     rows, columns = np.mgrid[0:size, 0:size]
     covered = right.copy()
@@ -436,6 +476,23 @@ def uv_texture(size: int) -> np.ndarray:
     """A texture that encodes its own UV: (u, v, 0) at each texel centre."""
     uv = texel_uvs(size)
     return np.concatenate([uv, np.zeros((size, size, 1))], axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("camera", [
+    Pinhole(eye=(1.2, 0.4, 2.5), width=128, height=96, ortho_scale=3.0),
+    Panorama(eye=(0.3, 0.2, 2.5)),
+], ids=["orthographic", "equirectangular"])
+def test_other_cameras_show_each_pixel_the_uv_it_sees(camera):
+    quad = unit_quad()
+    seen = view_uvs([quad.surface(divisions=4)], camera.view(), z_pass(camera, [quad]))
+    hit, s, t = quad.hit(*camera.rays(camera.centres()))
+    on_quad = np.isfinite(hit).reshape(camera.height, camera.width)
+    sure = ndimage.binary_erosion(on_quad) | ~ndimage.binary_dilation(on_quad)
+    np.testing.assert_array_equal((seen.surface >= 0)[sure], on_quad[sure])
+    both = (seen.surface >= 0) & on_quad
+    assert both.sum() > 1000
+    expected = np.stack([s, t], axis=1).reshape(camera.height, camera.width, 2)
+    np.testing.assert_allclose(seen.uvs[both], expected[both], atol=1e-5)
 
 
 def test_a_view_shows_each_pixel_the_uv_of_the_surface_point_it_sees():
@@ -527,3 +584,21 @@ def test_inpaint_mask_covers_the_uncovered_half_grown_by_grow_pixels(grow):
     assert (soft[40:88, left_edge + grow + band:64 - grow - band] == 0).all()
     ramp = soft[64, 64 - grow - band:64 - grow]
     assert (np.diff(ramp) >= 0).all() and 0 < ramp[1] < ramp[-2] < 1
+
+
+def test_inputs_are_checked_with_a_message_that_says_what_to_pass():
+    quad = unit_quad()
+    camera = Pinhole(eye=(0.0, 0.0, 3.0), width=64, height=48)
+    surface_texels = texels(quad.surface(), 32)
+    with pytest.raises(DiffusionError, match="Z pass"):
+        project(surface_texels, camera.view(), np.zeros((64, 48), np.float32))
+    projection = project(surface_texels, camera.view(), z_pass(camera, [quad]))
+    with pytest.raises(DiffusionError, match="its camera's size"):
+        sample(np.zeros((64, 64, 3), np.float32), projection)
+    with pytest.raises(DiffusionError, match="out of range"):
+        texels(quad.surface(), 16384)
+    broken = Surface("broken", corners=np.zeros((2, 3, 3)), normals=np.zeros((2, 3, 3)), uvs=np.zeros((2, 2, 2)))
+    with pytest.raises(DiffusionError, match="three corners per triangle"):
+        texels(broken, 64)
+    with pytest.raises(DiffusionError, match="one weight array per view"):
+        blend([np.zeros((4, 4, 3))], [])

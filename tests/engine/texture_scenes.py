@@ -99,6 +99,47 @@ class Pinhole:
 
 
 @dataclass(frozen=True)
+class Panorama:
+    """An equirectangular camera at `eye`, unrotated (looking down -Z, +Y up), over the
+    given longitude and latitude ranges (radians): longitude grows to the right of the
+    view axis, latitude upwards, both linearly across the image (Cycles' convention, as
+    docs and FACTS.md state it). Depth is the distance along the ray."""
+    eye: tuple[float, float, float]
+    width: int = 192
+    height: int = 112
+    longitude: tuple[float, float] = (-1.0, 1.0)
+    latitude: tuple[float, float] = (-0.6, 0.6)
+
+    def view(self) -> CameraView:
+        matrix = np.eye(4)
+        matrix[:3, 3] = self.eye
+        return CameraView(name="pano", type='PANO', width=self.width, height=self.height,
+                          world_from_camera=matrix, projection=np.eye(4), clip_start=0.1, clip_end=100.0,
+                          frame=1, panorama=('EQUIRECTANGULAR', *self.longitude, *self.latitude))
+
+    def pixel(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = np.asarray(points, np.float64) - self.eye
+        distance = np.linalg.norm(d, axis=1)
+        longitude = np.arctan2(d[:, 0], -d[:, 2])
+        latitude = np.arcsin(d[:, 1] / distance)
+        u = (longitude - self.longitude[0]) / (self.longitude[1] - self.longitude[0])
+        v = (latitude - self.latitude[0]) / (self.latitude[1] - self.latitude[0])
+        return np.stack([u * self.width, (1.0 - v) * self.height], axis=1), distance
+
+    def rays(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pixels = np.asarray(pixels, np.float64).reshape(-1, 2)
+        longitude = self.longitude[0] + pixels[:, 0] / self.width * (self.longitude[1] - self.longitude[0])
+        latitude = self.latitude[0] + (1.0 - pixels[:, 1] / self.height) * (self.latitude[1] - self.latitude[0])
+        directions = np.stack([np.cos(latitude) * np.sin(longitude), np.sin(latitude),
+                               -np.cos(latitude) * np.cos(longitude)], axis=1)
+        return np.broadcast_to(np.asarray(self.eye, np.float64), directions.shape), directions
+
+    def centres(self) -> np.ndarray:
+        rows, columns = np.mgrid[0:self.height, 0:self.width]
+        return np.stack([columns.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+
+
+@dataclass(frozen=True)
 class Rectangle:
     """A flat rectangle: points origin + s * side_u + t * side_v for s, t in 0..1, its UVs
     uv0 + (s, t) * uv_size."""
@@ -157,8 +198,9 @@ def unit_quad(**uv) -> Rectangle:
     return Rectangle(origin=(-1.0, -1.0, 0.0), side_u=(2.0, 0.0, 0.0), side_v=(0.0, 2.0, 0.0), **uv)
 
 
-def z_pass(camera: Pinhole, rectangles: list[Rectangle]) -> np.ndarray:
-    """HxW float32 planar depth of the nearest rectangle at each pixel centre (BACKGROUND elsewhere)."""
+def z_pass(camera: Pinhole | Panorama, rectangles: list[Rectangle]) -> np.ndarray:
+    """HxW float32 depth (planar, or along the ray for a panorama) of the nearest rectangle
+    at each pixel centre (BACKGROUND elsewhere)."""
     origins, directions = camera.rays(camera.centres())
     depth = np.full(len(origins), np.inf)
     for rectangle in rectangles:
