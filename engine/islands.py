@@ -9,7 +9,6 @@ copy; memory stays near one texture-sized colour array beyond input and output.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from .sampling import bilinear
@@ -30,6 +29,7 @@ def fill(rgb: np.ndarray, covered: np.ndarray, inside: np.ndarray) -> np.ndarray
     no view covered then fill from their filled neighbours; with nothing covered at all,
     islands turn mid grey.
     """
+    import cv2  # lazy: enabling the extension must not import OpenCV
     out = np.array(rgb, dtype=np.float32, copy=True)
     inside = np.asarray(inside, dtype=bool)
     known = inside & np.asarray(covered, dtype=bool)
@@ -66,6 +66,7 @@ def _pull_push(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     known and takes the coarser level's interpolated colour for the rest. The full-size
     level is only needed where nothing is known (`_fill_from`), so it is never built.
     """
+    import cv2  # lazy: enabling the extension must not import OpenCV
     weight = _halve(known.astype(np.float32))
     colour = _normalised(_halve(rgb * known[..., None]), weight)
     weight = np.minimum(weight, 1.0)
@@ -119,6 +120,7 @@ def pad(rgb: np.ndarray, inside: np.ndarray, pixels: int = 8) -> np.ndarray:
     neighbourhood: what a mipmap level averages) takes the colour of the nearest island
     texel; island texels are left as they are.
     """
+    import cv2  # lazy: enabling the extension must not import OpenCV
     out = np.array(rgb, dtype=np.float32, copy=True)
     inside = np.asarray(inside, dtype=bool)
     if pixels <= 0 or not inside.any() or inside.all():
@@ -132,6 +134,7 @@ def pad(rgb: np.ndarray, inside: np.ndarray, pixels: int = 8) -> np.ndarray:
 
 def _nearest(sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """The flat index of the nearest `sources` texel to each `targets` texel (row-major)."""
+    import cv2  # lazy: enabling the extension must not import OpenCV
     # DIST_LABEL_PIXEL numbers the zero pixels 1, 2, ... in row-major order.
     _, labels = cv2.distanceTransformWithLabels((~sources).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
                                                 labelType=cv2.DIST_LABEL_PIXEL)

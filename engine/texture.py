@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .errors import DiffusionError
@@ -587,6 +586,7 @@ def inpaint_mask(coverage: list[np.ndarray], seen: ViewUVs, threshold: float = 0
     The feather only adds outward: everything to repaint stays 1, and the mask's 0.5 level
     stays on the grown boundary.
     """
+    import cv2  # lazy: enabling the extension must not import OpenCV
     repaint = (seen.surface < 0) | (seen.surface >= len(coverage))  # no coverage known: repaint
     for index, weight_sum in enumerate(coverage):
         cells = seen.surface == index

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .errors import DiffusionError
@@ -141,6 +140,7 @@ def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray, norma
 def silhouette_distance(depth: np.ndarray) -> np.ndarray:
     """HxW float32: each pixel's distance (pixels, centre to centre) to the nearest
     silhouette pixel of a Z pass: background, or either side of a depth discontinuity."""
+    import cv2  # lazy: enabling the extension must not import OpenCV
     background = ~foreground(depth)
     inverse = np.where(background, 0.0, 1.0 / np.where(background, 1.0, depth)).astype(np.float64)
     edge = background.copy()
