@@ -107,7 +107,7 @@ class Painter:
         if self.views == 0 or not self.settings.sequential:
             return request
         seen = view_uvs(self.surfaces, view.view, view.depth)
-        so_far = [np.where((sums.weight_sum > 0)[..., None], sums.mean(), GREY) for sums in self.sums]
+        so_far = [sums.mean(empty=GREY) for sums in self.sums]
         mask = inpaint_mask([sums.weight_sum for sums in self.sums], seen, threshold=self.settings.coverage,
                             grow=self.settings.grow, feather=self.settings.feather)
         if not (mask >= 0.5).any():

@@ -37,6 +37,7 @@ engine/sampling.py (exact bilinear sampling), engine/islands.py (fill and pad).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -59,7 +60,7 @@ from .visibility import Rays, check_depth, matches_z_pass, project_points, silho
 
 __all__ = [
     "Surface", "Texels", "WeightSettings", "Projection", "ViewUVs", "Accumulation",
-    "texels", "project", "sample", "blend", "fill", "pad", "view_uvs", "render_texture", "inpaint_mask",
+    "texels", "project", "seen_by", "sample", "blend", "fill", "pad", "view_uvs", "render_texture", "inpaint_mask",
 ]
 
 MIN_TEXTURE, MAX_TEXTURE = 512, 8192
@@ -104,6 +105,8 @@ class Texels:
         them; a centre on an edge two triangles share does not count).
     face_normals: Tx3 float32, each triangle's geometric unit normal (the plane the Z pass
         sees, for the depth test's slope; 0 for a degenerate triangle).
+    plane_offsets: T float32, each triangle's plane as normal . point = offset (which side
+        of it a camera stands on: one test per triangle instead of per texel).
     """
     size: int
     inside: np.ndarray
@@ -112,6 +115,27 @@ class Texels:
     triangle: np.ndarray
     overlapped: int
     face_normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    plane_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @functools.cached_property
+    def island_texels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(flat indices of the texels inside islands, the triangle of each), made once."""
+        index = np.flatnonzero(self.inside.reshape(-1))
+        return index, self.triangle.reshape(-1)[index]
+
+    def facing(self, view: CameraView) -> np.ndarray:
+        """Flat indices of the island texels on triangles whose front faces the camera (all
+        of them without planes). A triangle seen from behind shows the Z pass another
+        surface, so its texels could only fail the depth test, at more cost."""
+        index, owner = self.island_texels
+        if not len(self.plane_offsets) or view.type == 'PANO':
+            return index
+        if view.type == 'ORTHO':
+            front = self.face_normals @ (-view.forward).astype(np.float32) > 0
+        else:
+            front = self.face_normals @ view.origin.astype(np.float32) - self.plane_offsets > 0
+        front |= ~self.face_normals.any(axis=1)  # degenerate: leave it to the texel test
+        return index[front[owner]]
 
 
 @dataclass(frozen=True)
@@ -211,9 +235,11 @@ def texels(surface: Surface, size: int) -> Texels:
         normal[degenerate] = face_normals[owner[degenerate]]
         normals[chunk] = normal
     triangle = triangle.reshape(size, size)
+    offsets = np.einsum("tc,tc->t", face_normals, surface.corners[:, 0])
     return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
                   normals=normals.reshape(size, size, 3), triangle=triangle,
-                  overlapped=overlapped, face_normals=face_normals.astype(np.float32))
+                  overlapped=overlapped, face_normals=face_normals.astype(np.float32),
+                  plane_offsets=offsets.astype(np.float32))
 
 
 def _texel_maps(grid: np.ndarray, surface: Surface) -> np.ndarray:
@@ -276,17 +302,13 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
-    inside = texels.inside.reshape(-1)
     positions = texels.positions.reshape(-1, 3)
     normals = texels.normals.reshape(-1, 3)
-    # Bands of whole rows: slices of the texel arrays, no gather until texels face the view.
-    band = max(CHUNK // size, 1) * size
-    for first in range(0, size * size, band):
-        rows = slice(first, min(first + band, size * size))
-        cos = _facing(view, positions[rows], normals[rows])
-        chunk = np.flatnonzero(inside[rows] & (cos >= cos_min))  # back faces and grazing texels get nothing
-        points, cos = positions[rows][chunk], cos[chunk]
-        chunk += first
+    for candidates in _chunks(texels.facing(view)):
+        points = positions[candidates]
+        cos = _facing(view, points, normals[candidates])
+        facing = cos >= cos_min  # back faces and grazing texels get nothing
+        chunk, points, cos = candidates[facing], points[facing], cos[facing]
         at, distance = project_points(view, points)
         shown = view.in_view(at, distance)
         chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
@@ -299,6 +321,20 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     index, at, weights = (np.concatenate(parts) for parts in zip(*kept)) if kept else \
         (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
     return Projection(size=size, index=index, at=at, weights=weights, view_shape=(view.height, view.width))
+
+
+def seen_by(surface: Surface, view: CameraView, depth: np.ndarray) -> bool:
+    """Whether `view` sees any of `surface`: a triangle's centre or corner that the Z pass
+    shows (cheap: no texels, no rays per pixel)."""
+    depth = check_depth(view, depth)
+    normals = _face_normals(surface.corners)
+    points = np.concatenate([surface.corners.mean(axis=1), surface.corners.reshape(-1, 3)])
+    normals = np.concatenate([normals, np.repeat(normals, 3, axis=0)])
+    at, distance = view.project(points)
+    shown = view.in_view(at, distance)
+    if not shown.any():
+        return False
+    return bool(matches_z_pass(Rays.of(view), depth, points[shown], normals[shown], at[shown], distance[shown]).any())
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:
@@ -381,9 +417,9 @@ class Accumulation:
             colour_sum[index] += bilinear(image, projection.at[part]) * weights[:, None]
             weight_sum[index] += weights
 
-    def mean(self) -> np.ndarray:
-        """HxWx3 float32: the weighted mean colour (0 where no view counts)."""
-        mean = np.zeros_like(self.colour_sum)
+    def mean(self, empty: float = 0.0) -> np.ndarray:
+        """HxWx3 float32: the weighted mean colour (`empty` where no view counts)."""
+        mean = np.full_like(self.colour_sum, empty)
         weight = self.weight_sum[..., None]
         return np.divide(self.colour_sum, weight, out=mean, where=weight > 0)
 

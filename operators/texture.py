@@ -22,7 +22,7 @@ from ..engine import inputs, models
 from ..engine.errors import DiffusionError, NothingInView
 from ..engine.painting import Painter, PaintSettings, PaintedTexture, TextureView
 from ..engine.requests import ControlUnit, GenerationRequest
-from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, view_uvs
+from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, seen_by
 from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
 from ..scene.conditions import capture_view
@@ -68,12 +68,9 @@ def check_texture_size(size: int) -> None:
 def refuse_unseen(objects: list[bpy.types.Object], views: list[TextureView]) -> None:
     """Refuse an object that no view sees (hidden, behind something, out of frame)."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    surfaces = [surface_of(obj, depsgraph, None) for obj in objects]
-    seen = set()
-    for view in views:
-        seen.update(int(index) for index in np.unique(view_uvs(surfaces, view.view, view.depth).surface))
-    for index, obj in enumerate(objects):
-        if index not in seen:
+    for obj in objects:
+        surface = surface_of(obj, depsgraph, None)
+        if not any(seen_by(surface, view.view, view.depth) for view in views):
             raise unseen(obj, len(views))
 
 

@@ -505,10 +505,36 @@ def bench_enable(cache_dir: str, runs: int) -> list[Row]:
                 f"median of {len(seconds)} processes, {min(seconds):.3f}–{max(seconds):.3f} s")]
 
 
+def bench_texture(cache_dir: str, runs: int) -> list[Row]:
+    """Texturing (scripts/bench_texture.py, each measurement in a Blender process of its own):
+    one 512² view into a 2048² texture; everything but diffusion for 8 views at 2048²; the
+    peak memory of 8 views at 4096² above the idle extension (its model loaded)."""
+    import json
+    import subprocess
+
+    def child(what: str) -> dict:
+        out = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "bench_texture.py"), what, cache_dir],
+                             capture_output=True, text=True, timeout=1800, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    speed, memory = child("speed"), child("memory")
+    rest = speed["total"] - speed["diffusion"]
+    gigabytes = (memory["peak"] - memory["idle"]) / 2**30
+    return [
+        Row("project one 512² view into a 2048² texture (visibility, weights, splat)", speed["projection"], "s", 0.5,
+            f"Suzanne with Subdivision 2, {speed['triangles']} triangles, median of 5"),
+        Row("8-view 2048² texture: everything but diffusion", rest, "s", 4.0,
+            f"total {speed['total']:.1f} s, diffusion {speed['diffusion']:.1f} s ({speed['views']} views at 512², "
+            "smoke, 2 steps): captures, projection, blend, fill, padding, write"),
+        Row("8-view 4096² texture: peak memory above the idle extension", gigabytes, "GB", 2.0,
+            f"peak {memory['peak'] / 2**30:.2f} GB, idle {memory['idle'] / 2**30:.2f} GB"),
+    ]
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
                                                   bench_pose_capture, bench_conditions,
-                                                  bench_prompt_encoding, bench_enable]
+                                                  bench_prompt_encoding, bench_enable, bench_texture]
 
 
 def main() -> int:
