@@ -27,9 +27,9 @@ correct, depth-tested against the Z pass), so the texture so far can be shown fr
 next view as its init image and its coverage as the inpainting mask (`render_texture`,
 `inpaint_mask`).
 
-Only the texture's 0..1 square is rasterised (no UDIM tiles); texels count as seen from
-the front only (a back face gets nothing, whatever the Z pass says), while `view_uvs`
-shows both sides, as Blender renders them.
+Only the texture's 0..1 square is rasterised (no UDIM tiles). Both sides of a surface
+count, as Blender renders them (|cos θ|): a back face seen directly, like a plane seen
+from behind, is painted; one hidden behind its own object's front fails the depth test.
 
 Helpers live beside this module: engine/raster.py (triangles to runs of cells, one
 winner per cell), engine/visibility.py (pixel rays, the Z-pass depth test, silhouettes),
@@ -105,8 +105,6 @@ class Texels:
         them; a centre on an edge two triangles share does not count).
     face_normals: Tx3 float32, each triangle's geometric unit normal (the plane the Z pass
         sees, for the depth test's slope; 0 for a degenerate triangle).
-    plane_offsets: T float32, each triangle's plane as normal . point = offset (which side
-        of it a camera stands on: one test per triangle instead of per texel).
     """
     size: int
     inside: np.ndarray
@@ -115,7 +113,6 @@ class Texels:
     triangle: np.ndarray
     overlapped: int
     face_normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
-    plane_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @functools.cached_property
     def island_texels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -123,19 +120,6 @@ class Texels:
         index = np.flatnonzero(self.inside.reshape(-1))
         return index, self.triangle.reshape(-1)[index]
 
-    def facing(self, view: CameraView) -> np.ndarray:
-        """Flat indices of the island texels on triangles whose front faces the camera (all
-        of them without planes). A triangle seen from behind shows the Z pass another
-        surface, so its texels could only fail the depth test, at more cost."""
-        index, owner = self.island_texels
-        if not len(self.plane_offsets) or view.type == 'PANO':
-            return index
-        if view.type == 'ORTHO':
-            front = self.face_normals @ (-view.forward).astype(np.float32) > 0
-        else:
-            front = self.face_normals @ view.origin.astype(np.float32) - self.plane_offsets > 0
-        front |= ~self.face_normals.any(axis=1)  # degenerate: leave it to the texel test
-        return index[front[owner]]
 
 
 @dataclass(frozen=True)
@@ -235,11 +219,9 @@ def texels(surface: Surface, size: int) -> Texels:
         normal[degenerate] = face_normals[owner[degenerate]]
         normals[chunk] = normal
     triangle = triangle.reshape(size, size)
-    offsets = np.einsum("tc,tc->t", face_normals, surface.corners[:, 0])
     return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
                   normals=normals.reshape(size, size, 3), triangle=triangle,
-                  overlapped=overlapped, face_normals=face_normals.astype(np.float32),
-                  plane_offsets=offsets.astype(np.float32))
+                  overlapped=overlapped, face_normals=face_normals.astype(np.float32))
 
 
 def _texel_maps(grid: np.ndarray, surface: Surface) -> np.ndarray:
@@ -304,10 +286,12 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
     positions = texels.positions.reshape(-1, 3)
     normals = texels.normals.reshape(-1, 3)
-    for candidates in _chunks(texels.facing(view)):
+    for candidates in _chunks(texels.island_texels[0]):
         points = positions[candidates]
-        cos = _facing(view, points, normals[candidates])
-        facing = cos >= cos_min  # back faces and grazing texels get nothing
+        # Both sides, as Blender renders them: a back face seen directly (a plane from
+        # behind) counts; one hidden behind its own object's front fails the depth test.
+        cos = np.abs(_facing(view, points, normals[candidates]))
+        facing = cos >= cos_min  # grazing texels get nothing
         chunk, points, cos = candidates[facing], points[facing], cos[facing]
         at, distance = project_points(view, points)
         shown = view.in_view(at, distance)
@@ -323,18 +307,40 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     return Projection(size=size, index=index, at=at, weights=weights, view_shape=(view.height, view.width))
 
 
-def seen_by(surface: Surface, view: CameraView, depth: np.ndarray) -> bool:
-    """Whether `view` sees any of `surface`: a triangle's centre or corner that the Z pass
-    shows (cheap: no texels, no rays per pixel)."""
+# Points tried per triangle by `seen_by`: one every this many pixels of its projected size.
+SEEN_SPACING = 4.0
+
+
+def seen_by(surface: Surface, view: CameraView, depth: np.ndarray, settings: WeightSettings = WeightSettings()
+            ) -> bool:
+    """Whether `view` sees any of `surface` where it would count (facing it within the
+    discard angle, shown by the Z pass). Cheap: points inside each triangle every few
+    pixels of its size on screen, not every texel."""
     depth = check_depth(view, depth)
-    normals = _face_normals(surface.corners)
-    points = np.concatenate([surface.corners.mean(axis=1), surface.corners.reshape(-1, 3)])
-    normals = np.concatenate([normals, np.repeat(normals, 3, axis=0)])
-    at, distance = view.project(points)
-    shown = view.in_view(at, distance)
-    if not shown.any():
-        return False
-    return bool(matches_z_pass(Rays.of(view), depth, points[shown], normals[shown], at[shown], distance[shown]).any())
+    corners = surface.corners
+    normals = _face_normals(corners)
+    at, distance = view.project(corners.reshape(-1, 3))
+    edges = np.nan_to_num(np.linalg.norm(at.reshape(-1, 3, 2) - np.roll(at.reshape(-1, 3, 2), 1, axis=1), axis=2))
+    steps = np.clip(np.ceil(edges.max(axis=1) / SEEN_SPACING), 1, 256).astype(np.int64)
+    cos_min = max(math.cos(settings.discard_angle), 1e-6)
+    rays = Rays.of(view)
+    for step in np.unique(steps):
+        group = np.flatnonzero(steps == step)
+        # Barycentric points strictly inside: (a + 1/3, b + 1/3) / (step + 1) of the two edges.
+        a, b = np.nonzero(np.add.outer(np.arange(step), np.arange(step)) < step)
+        s, t = (a + 1 / 3) / (step + 1), (b + 1 / 3) / (step + 1)
+        origin, edge_u, edge_v = corners[group, 0], corners[group, 1] - corners[group, 0], \
+            corners[group, 2] - corners[group, 0]
+        points = (origin[:, None] + s[None, :, None] * edge_u[:, None] + t[None, :, None] * edge_v[:, None])
+        plane = np.repeat(normals[group], len(s), axis=0)
+        points = points.reshape(-1, 3)
+        cos = np.abs(_facing(view, points.astype(np.float32), plane.astype(np.float32)))  # both sides, as in project
+        pixels, distance = view.project(points)
+        shown = view.in_view(pixels, distance) & (cos >= cos_min)
+        if shown.any() and matches_z_pass(rays, depth, points[shown], plane[shown], pixels[shown],
+                                          distance[shown]).any():
+            return True
+    return False
 
 
 def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: float) -> np.ndarray:

@@ -277,12 +277,17 @@ def test_grazing_surfaces_are_not_lost_to_the_depth_test(camera):
     assert (weight[candidates] > 0).all()
 
 
-def test_back_faces_and_texels_past_the_discard_angle_get_nothing():
+def test_back_faces_count_as_rendered_and_texels_past_the_discard_angle_get_nothing():
     quad, size = unit_quad(), 96
     surface_texels = texels(quad.surface(), size)
-    # From behind, the Z pass sees the quad's plane, but its back face.
-    behind = Pinhole(eye=(0.3, 0.2, -3.0), width=128, height=128)
-    assert (project(surface_texels, behind.view(), z_pass(behind, [quad])).weight == 0).all()
+    # From behind, the Z pass sees the quad's back face, which Blender renders: it counts
+    # as the front does from the mirrored camera.
+    behind, front = Pinhole(eye=(0.3, 0.2, -3.0), width=128, height=128), Pinhole(eye=(0.3, 0.2, 3.0), width=128,
+                                                                                   height=128)
+    from_behind = project(surface_texels, behind.view(), z_pass(behind, [quad])).weight
+    from_front = project(surface_texels, front.view(), z_pass(front, [quad])).weight
+    assert (from_behind > 0).mean() > 0.5
+    np.testing.assert_allclose(np.sort(from_behind.ravel()), np.sort(from_front.ravel()), atol=1e-5)
     # From 60° with a 55° discard angle, the far side of the quad is seen too obliquely.
     camera = at_angle(60, width=160, height=160)
     depth = z_pass(camera, [quad])
