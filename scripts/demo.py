@@ -116,15 +116,51 @@ def main() -> int:
         return 1
 
     out = os.path.abspath(args.out)
+    textured = texture_the_cube(scene, out)
+    if textured is None:
+        return 1
     captured = [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("capture")]
-    for image in made + captured:
+    for image in made + captured + [textured]:
         path = os.path.join(out, f"{bpy.path.clean_name(image.name)}.png")
         image.save(filepath=path)  # a copy beside the .blend; the datablock stays packed
         print(f"wrote {path}")
     blend = os.path.join(out, "demo.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
-    print(f"wrote {blend} with {', '.join(i.name for i in made + captured)} packed inside")
+    print(f"wrote {blend} with {', '.join(i.name for i in made + captured + [textured])} packed inside")
     return 0
+
+
+def texture_the_cube(scene, out: str):
+    """Generate Texture on the cube from 4 orbit views (and the top), then render the scene
+    with it: out/Cube Texture.png and out/textured_render.png. None when it stopped."""
+    import bpy
+
+    cube = scene.objects["Cube"]
+    bpy.ops.object.select_all(action='DESELECT')
+    cube.select_set(True)
+    bpy.context.view_layer.objects.active = cube
+    texture = scene.scene_diffusion.texture
+    texture.views, texture.view_count, texture.texture_size = 'ORBIT', 4, 1024
+    prompt = scene.scene_diffusion.prompt
+    scene.scene_diffusion.prompt = "an old wooden crate with iron corners, photograph, highly detailed"
+    try:
+        result = bpy.ops.scene_diffusion.generate_texture()
+    except RuntimeError:
+        result = {'CANCELLED'}
+    finally:
+        scene.scene_diffusion.prompt = prompt
+    if result != {'FINISHED'}:
+        outcome = sys.modules[f"{MODULE}.operators.jobs"].last_outcome()
+        print(f"\nThe demo stopped at the texture: {outcome.message if outcome else 'see above'}", file=sys.stderr)
+        return None
+    image = sys.modules[f"{MODULE}.scene.materials"].texture_of(cube)
+    scene.render.engine = 'CYCLES'
+    scene.cycles.samples, scene.cycles.use_denoising = 16, False
+    scene.render.filepath = os.path.join(out, "textured_render.png")
+    scene.render.image_settings.file_format = 'PNG'
+    bpy.ops.render.render(write_still=True)
+    print(f"wrote {scene.render.filepath}")
+    return image
 
 
 if __name__ == "__main__":
