@@ -412,3 +412,90 @@ def test_a_seamless_material_wraps_at_its_borders(stage, ext):
         assert min(contrast[0], contrast[-1]) / np.median(contrast[4:-4]) > 0.65
         interior = np.abs(np.diff(columns_first, axis=1)).mean(axis=(0, 2))
         assert np.abs(columns_first[:, 0] - columns_first[:, -1]).mean() / np.median(interior) < 1.5
+
+
+def test_several_objects_each_get_their_own_texture_also_with_several_materials(stage, ext):
+    import bpy
+    bpy.ops.mesh.primitive_cube_add(size=1.5, location=(-1.2, 0.0, 0.0))
+    left = bpy.context.active_object
+    for name in ("Wood", "Metal"):
+        left.data.materials.append(bpy.data.materials.new(name))
+    left.data.polygons[0].material_index = 1
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.8, location=(1.2, 0.0, 0.0))
+    right = bpy.context.active_object
+    select(left, right)
+    image, _ = picture("photo", 64, 64)
+    assert run("project_image", image=image.name) == {'FINISHED'}, message()
+    materials = ext("scene.materials")
+    left_texture, right_texture = materials.texture_of(left), materials.texture_of(right)
+    assert left_texture is not None and right_texture is not None and left_texture != right_texture
+    assert {slot.material for slot in left.material_slots} == {left.active_material}  # one material shows it
+    assert [m.name for m in left.data.materials] == ["Wood", "Metal"]  # the mesh keeps both
+
+
+def test_show_coverage_paints_what_no_view_sees_red(stage, ext):
+    import bpy
+    bpy.ops.mesh.primitive_cube_add(size=2.0)
+    cube = bpy.context.active_object
+    select(cube)
+    stage.scene_diffusion.texture.views = 'CAMERA'
+    before = datablocks()
+    assert run("show_coverage") == {'FINISHED'}, message()
+    (made,) = datablocks()["images"] - before["images"]
+    rgb = ext("scene.images").get_pixels(bpy.data.images[made])[..., :3]
+    islands = uv_islands(cube, "UVMap", rgb.shape[0])
+    red = (rgb[..., 0] > 0.99) & (rgb[..., 1] < 0.01) & (rgb[..., 2] < 0.01)
+    # One camera in front sees one face of six: most of the islands are red, some are grey.
+    assert 0.6 < red[islands].mean() < 0.95
+    assert datablocks()["materials"] == before["materials"]  # it only writes the image
+
+
+def test_overlapping_uvs_are_said_and_a_target_material_gets_only_its_base_color(stage, ext):
+    import bpy
+    plane = add_plane(size=3.0, cuts=1)  # four quads
+    layer = plane.data.uv_layers.active
+    for polygon in plane.data.polygons:  # every quad over the whole UV square
+        corners = [plane.data.vertices[plane.data.loops[i].vertex_index].co for i in polygon.loop_indices]
+        low_x, high_x = min(c.x for c in corners), max(c.x for c in corners)
+        low_y, high_y = min(c.y for c in corners), max(c.y for c in corners)
+        for index, corner in zip(polygon.loop_indices, corners):
+            layer.data[index].uv = ((corner.x - low_x) / (high_x - low_x), (corner.y - low_y) / (high_y - low_y))
+    target = bpy.data.materials.new("Target")
+    if target.node_tree is None:
+        target.use_nodes = True
+    plane.data.materials.append(target)
+    select(plane)
+    texture_settings = stage.scene_diffusion.texture
+    texture_settings.views, texture_settings.target_material = 'CAMERA', target
+    assert run("generate_texture") == {'FINISHED'}, message()
+    assert "'Plane' has overlapping UVs" in message()
+    principled = next(n for n in target.node_tree.nodes if n.type == 'BSDF_PRINCIPLED')
+    linked = principled.inputs["Base Color"].links[0].from_node
+    assert linked.image["scene_diffusion"]["kind"] == "texture"
+    assert plane.active_material == target  # no new material
+
+
+def test_cameras_of_a_collection_paint_and_a_rerun_can_start_from_the_texture(stage, ext):
+    import bpy
+    bpy.ops.mesh.primitive_cube_add(size=2.0)
+    cube = bpy.context.active_object
+    rig = bpy.data.collections.new("Texture Cameras")
+    stage.collection.children.link(rig)
+    for angle in (0.0, 90.0):
+        camera = bpy.data.objects.new(f"View {angle:g}", bpy.data.cameras.new(f"View {angle:g}"))
+        rig.objects.link(camera)
+        a = math.radians(angle)
+        camera.location = (6 * math.sin(a), -6 * math.cos(a), 1.0)
+        camera.rotation_euler = (math.radians(80), 0.0, a)
+    select(cube)
+    texture_settings = stage.scene_diffusion.texture
+    texture_settings.views, texture_settings.camera_collection = 'CAMERAS', rig
+    assert run("generate_texture") == {'FINISHED'}, message()
+    first = ext("scene.materials").texture_of(cube)
+    assert [view["name"] for view in first["scene_diffusion"]["views"]] == ["View 0", "View 90"]
+    texture_settings.from_current, texture_settings.current_strength = True, 0.5
+    assert run("generate_texture") == {'FINISHED'}, message()
+    second = ext("scene.materials").texture_of(cube)
+    assert second != first and second["scene_diffusion"]["mode"] == "txt2img"
+    images = ext("scene.images")
+    assert not np.array_equal(images.get_pixels(first), images.get_pixels(second))
