@@ -219,7 +219,10 @@ def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRe
                   "texture_size": painter.settings.size, "sequential": int(painter.settings.sequential),
                   "weight_exponent": painter.settings.weights.exponent,
                   "discard_angle": painter.settings.weights.discard_angle, "scene": scene_name,
-                  "generated_views": generated}
+                  "generated_views": generated,
+                  "from_current": int(any(start is not None for start in painter.start))}
+        if recipe["from_current"]:
+            recipe["strength"] = base.strength  # each view redrew the current texture at it
         made = []
         for target, texture in zip(targets, painted):
             obj = bpy.data.objects.get(target.name)

@@ -496,6 +496,7 @@ def test_cameras_of_a_collection_paint_and_a_rerun_can_start_from_the_texture(st
     texture_settings.from_current, texture_settings.current_strength = True, 0.5
     assert run("generate_texture") == {'FINISHED'}, message()
     second = ext("scene.materials").texture_of(cube)
-    assert second != first and second["scene_diffusion"]["mode"] == "txt2img"
+    assert second != first and second["scene_diffusion"]["from_current"] == 1
+    assert second["scene_diffusion"]["strength"] == pytest.approx(0.5)
     images = ext("scene.images")
     assert not np.array_equal(images.get_pixels(first), images.get_pixels(second))
