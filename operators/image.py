@@ -7,15 +7,13 @@ from dataclasses import dataclass
 
 import bpy
 
-from .. import dependencies, preferences
-from ..engine import inputs, models
-from ..engine.errors import DiffusionError
+from .. import preferences
 from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
 from . import capture, jobs
 from .base import JobOperator
-from .request import build_request, describe
+from .request import checked_request, describe
 
 
 @dataclass(frozen=True)
@@ -30,13 +28,6 @@ class ImageJob:
     size_note: str
 
 
-def require_dependencies() -> None:
-    missing = dependencies.missing_packages()
-    if missing:
-        raise DiffusionError(f"Missing Python packages: {', '.join(missing)}",
-                             "install them with the button in Preferences > Add-ons > Scene Diffusion")
-
-
 def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
     """Check and capture on the main thread, for `frame` (default: the current one).
 
@@ -47,12 +38,8 @@ def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
     settings = scene.scene_diffusion
     prefs = preferences.addon_preferences(context)
     frame = scene.frame_current if frame is None else int(frame)
-    require_dependencies()
     size = scene_camera.output_size(scene)
-    models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
-                           preferences.single_file_configs(prefs))
-    request = build_request(context, size.width, size.height, (), seed=settings.seed)
-    inputs.check_request(request)  # the engine's own checks, before anything is captured
+    request = checked_request(context, size.width, size.height)  # before anything is captured
     captured = capture.capture(scene, capture.enabled_kinds(scene), size, frame)
     request = dataclasses.replace(request, controls=captured.units, seed=settings.draw_seed())
     return ImageJob(request, captured, preferences.model_cache_dir(context), preferences.engine_placement(prefs),

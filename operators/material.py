@@ -10,15 +10,12 @@ from dataclasses import dataclass
 import bpy
 
 from .. import preferences
-from ..engine import inputs, models
-from ..engine.errors import DiffusionError
 from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import images, materials, uv
 from . import jobs
 from .base import JobOperator
-from .image import require_dependencies
-from .request import build_request, describe
-from .texture import check_texture_size
+from .request import checked_request, describe
+from .texture import check_texture_size, selected_meshes
 
 # Generated at the texture size up to this; a material repeats, so more pixels add little.
 MAX_MATERIAL_SIZE = 1024
@@ -51,17 +48,11 @@ class SCENE_DIFFUSION_OT_generate_material(JobOperator, bpy.types.Operator):
         settings = scene.scene_diffusion
         texture = settings.texture
         prefs = preferences.addon_preferences(context)
-        require_dependencies()
-        objects = [obj for obj in context.selected_objects if obj.type == 'MESH']
-        if not objects:
-            raise DiffusionError("No mesh is selected", "select the objects to put the material on")
+        objects = selected_meshes(context)
         check_texture_size(texture.texture_size)
-        models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
-                               preferences.single_file_configs(prefs))
         size = min(texture.texture_size, MAX_MATERIAL_SIZE)
-        request = build_request(context, size, size, (), seed=settings.seed, start_from=False)
-        request = dataclasses.replace(request, tiling="xy")  # wraps left-right and top-bottom
-        inputs.check_request(request)
+        # Wraps left-right and top-bottom.
+        request = checked_request(context, size, size, start_from=False, tiling="xy")
         request = dataclasses.replace(request, seed=settings.draw_seed())
         made_uv = []
         if texture.material_mapping == 'UV':

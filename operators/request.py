@@ -2,10 +2,13 @@
 """The sidebar's settings turned into a GenerationRequest (shared by every generate operator)."""
 from __future__ import annotations
 
+import dataclasses
+
 import bpy
 import numpy as np
 
-from .. import preferences
+from .. import dependencies, preferences
+from ..engine import inputs, models
 from ..engine.errors import DiffusionError
 from ..engine.memory import MemoryOptions
 from ..engine.prompts import build_prompt, parts_from_mapping
@@ -85,6 +88,29 @@ def build_request(context: bpy.types.Context, width: int, height: int, controls:
                              vae_tiling=settings.memory_vae_tiling.lower(),
                              attention_slicing=settings.memory_attention_slicing.lower()),
     )
+
+
+def require_dependencies() -> None:
+    missing = dependencies.missing_packages()
+    if missing:
+        raise DiffusionError(f"Missing Python packages: {', '.join(missing)}",
+                             "install them with the button in Preferences > Add-ons > Scene Diffusion")
+
+
+def checked_request(context: bpy.types.Context, width: int, height: int, start_from: bool = True,
+                    **changes) -> GenerationRequest:
+    """The sidebar's request (with `changes`), after every check that runs before anything is
+    captured or written: the packages, the model (cached, or allowed to download) and the
+    engine's own input checks. Its seed is Seed: draw the one to use last (draw_seed)."""
+    settings = context.scene.scene_diffusion
+    prefs = preferences.addon_preferences(context)
+    require_dependencies()
+    models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
+                           preferences.single_file_configs(prefs))
+    request = build_request(context, width, height, (), seed=settings.seed, start_from=start_from)
+    request = dataclasses.replace(request, **changes)
+    inputs.check_request(request)
+    return request
 
 
 def describe(request: GenerationRequest) -> dict:

@@ -18,7 +18,6 @@ import bpy
 import numpy as np
 
 from .. import preferences
-from ..engine import inputs, models
 from ..engine.errors import DiffusionError, NothingInView
 from ..engine.painting import Painter, PaintSettings, PaintedTexture, TextureView
 from ..engine.requests import ControlUnit, GenerationRequest
@@ -30,8 +29,7 @@ from ..scene.surfaces import surface_of
 from ..scene.viewpoints import Viewpoint, camera_for, viewpoints
 from . import capture, jobs
 from .base import JobOperator
-from .image import require_dependencies
-from .request import build_request, describe
+from .request import checked_request, describe
 
 NOTHING_KEPT = "nothing was written: a texture is written once its last view is blended"
 
@@ -164,16 +162,11 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         settings = scene.scene_diffusion
         texture = settings.texture
         prefs = preferences.addon_preferences(context)
-        require_dependencies()
         objects = selected_meshes(context)
         check_texture_size(texture.texture_size)
         size = scene_camera.output_size(scene)
-        models.check_available(settings.model, bpy.app.online_access, prefs.allow_pickle,
-                               preferences.single_file_configs(prefs))
-        base = build_request(context, size.width, size.height, (), seed=settings.seed, start_from=False)
-        if texture.from_current:
-            base = dataclasses.replace(base, strength=texture.current_strength)
-        inputs.check_request(base)
+        changes = {"strength": texture.current_strength} if texture.from_current else {}
+        base = checked_request(context, size.width, size.height, start_from=False, **changes)
         start = current_textures(objects) if texture.from_current else None
         frame = scene.frame_current
         points = viewpoints(scene, texture, objects, size.width, size.height, frame)
