@@ -37,8 +37,10 @@ engine/sampling.py (exact bilinear sampling), engine/islands.py (fill and pad).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +76,8 @@ EDGE_EPSILON = 1e-7
 PIXEL_MARGIN = 1e-3
 # Texels or pixels processed per chunk: bounds the float64 temporaries to ~100 MB.
 CHUNK = 1 << 20
+# Texels per part of a projection: parts run on a small thread pool.
+PROJECT_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,10 +119,12 @@ class Texels:
     face_normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
     @functools.cached_property
-    def island_texels(self) -> tuple[np.ndarray, np.ndarray]:
-        """(flat indices of the texels inside islands, the triangle of each), made once."""
+    def island_texels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The texels inside islands, packed once for every view to slice: (flat indices,
+        their triangles, Nx3 positions, Nx3 normals)."""
         index = np.flatnonzero(self.inside.reshape(-1))
-        return index, self.triangle.reshape(-1)[index]
+        return (index, self.triangle.reshape(-1)[index], self.positions.reshape(-1, 3)[index],
+                self.normals.reshape(-1, 3)[index])
 
 
 
@@ -280,31 +286,52 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     """
     depth = check_depth(view, depth)
     size = texels.size
-    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
-    positions = texels.positions.reshape(-1, 3)
-    normals = texels.normals.reshape(-1, 3)
-    for candidates in _chunks(texels.island_texels[0]):
-        points = positions[candidates]
+    index, _owners, positions, normals = texels.island_texels
+
+    def project_part(first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        part = slice(first, first + PROJECT_CHUNK)
+        points = positions[part]
         # Both sides, as Blender renders them: a back face seen directly (a plane from
         # behind) counts; one hidden behind its own object's front fails the depth test.
-        cos = np.abs(_facing(view, points, normals[candidates]))
-        facing = cos >= cos_min  # grazing texels get nothing
-        chunk, points, cos = candidates[facing], points[facing], cos[facing]
+        cos = np.abs(_facing(view, points, normals[part]))
+        facing = np.flatnonzero(cos >= cos_min)  # grazing texels get nothing
+        points, cos = points[facing], cos[facing]
         at, distance = project_points(view, points)
-        shown = view.in_view(at, distance)
-        chunk, points, cos, at, distance = chunk[shown], points[shown], cos[shown], at[shown], distance[shown]
-        visible = matches_z_pass(rays, depth, points.astype(np.float64), _plane_normals(texels, chunk), at,
-                                 distance.astype(np.float64))
+        keep = np.flatnonzero(view.in_view(at, distance))
+        chunk, points, cos, at, distance = index[part][facing[keep]], points[keep], cos[keep], at[keep], distance[keep]
+        visible = matches_z_pass(rays, depth, points, lambda unsure, chunk=chunk: _plane_normals(texels, chunk[unsure]),
+                                 at, distance, _slope_bound(view, distance, cos))
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
-        kept.append((chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)))
+        return chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)
+
+    # numpy lets go of the GIL in its array loops: parts run side by side on the cores.
+    kept = list(_pool().map(project_part, range(0, index.size, PROJECT_CHUNK)))
     index, at, weights = (np.concatenate(parts) for parts in zip(*kept)) if kept else \
         (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
     return Projection(size=size, index=index, at=at, weights=weights, view_shape=(view.height, view.width))
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                                 thread_name_prefix="scene-diffusion-texture")
+
+
+def _slope_bound(view: CameraView, distance: np.ndarray, cos: np.ndarray) -> np.ndarray | None:
+    """N: more than the depth change across one pixel right plus one down on a surface seen
+    at `cos` (with margin), or None for panoramas. One pixel spans `pixel` of the image plane
+    at depth 1 (perspective) or in world units (orthographic); on a plane facing the ray at
+    cos θ the depth changes by at most that over cos θ, per direction."""
+    if view.type == 'PANO':
+        return None
+    pixel = 2.0 / (abs(view.projection[0, 0]) * view.width)
+    scale = distance.astype(np.float64) * pixel if view.type == 'PERSP' else np.full(len(distance), pixel)
+    return 3.0 * scale / np.maximum(cos.astype(np.float64), 1e-6)
 
 
 # Points tried per triangle by `seen_by`: one every this many pixels of its projected size.
@@ -418,10 +445,15 @@ class Accumulation:
         texture-sized colour array)."""
         image = _view_image(image, projection)
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
-        for part in _chunks(np.arange(projection.index.size)):
+
+        def add_part(first: int) -> None:
+            # A projection holds each texel once: parts touch different texels, side by side.
+            part = slice(first, first + PROJECT_CHUNK)
             index, weights = projection.index[part], projection.weights[part]
             colour_sum[index] += bilinear(image, projection.at[part]) * weights[:, None]
             weight_sum[index] += weights
+
+        list(_pool().map(add_part, range(0, projection.index.size, PROJECT_CHUNK)))
 
     def mean(self, empty: float = 0.0) -> np.ndarray:
         """HxWx3 float32: the weighted mean colour (`empty` where no view counts)."""

@@ -7,6 +7,7 @@ the rays of engine.views.CameraView and the same depth tolerance, kept here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,22 +119,36 @@ def _unprojected_rays(view: CameraView, pixels: np.ndarray) -> tuple[np.ndarray,
     return start, view.unproject(pixels, np.ones(len(pixels))) - start
 
 
-def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray, normals: np.ndarray,
-                   pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray,
+                   normals: np.ndarray | Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, depth: np.ndarray,
+                   slope_bound: np.ndarray | None = None) -> np.ndarray:
     """N bools: the points the Z pass shows. A point at `depth`, seen at `pixels`, on a
     plane with unit `normals`, matches when its depth equals the pass's at the pixel it
     falls in, within a tolerance that grows with its plane's depth slope (grazing
-    surfaces), and is not background there."""
+    surfaces), and is not background there.
+
+    normals: Nx3, or a function giving the normals of the points at some indices (only the
+    points the fixed tolerance leaves unsure need one). Points and depths may be float32:
+    the fixed test needs no more; the slope is worked out in float64.
+    """
     view = rays.view
     row = np.clip(np.floor(pixels[:, 1]).astype(np.int64), 0, view.height - 1)
     column = np.clip(np.floor(pixels[:, 0]).astype(np.int64), 0, view.width - 1)
-    scene = depth_pass[row, column].astype(np.float64)
+    scene = depth_pass[row, column]
     gap = np.abs(depth - scene)
     matches = (scene < BACKGROUND_DEPTH) & (gap <= DEPTH_TOLERANCE * depth)
-    # Only the points off by more than the fixed tolerance need their slope (grazing or hidden).
-    unsure = np.flatnonzero(~matches & (scene < BACKGROUND_DEPTH))
-    slope = rays.depth_slope(points[unsure], normals[unsure], pixels[unsure], depth[unsure])
-    matches[unsure] = gap[unsure] <= DEPTH_TOLERANCE * depth[unsure] + SLOPE_PIXELS * slope
+    # Only the points off by more than the fixed tolerance need their slope (grazing or
+    # hidden), and of those only the ones the largest slope they could have would reach
+    # (`slope_bound`: hidden points, most of them, are off by far more).
+    unsure = ~matches & (scene < BACKGROUND_DEPTH)
+    if slope_bound is not None:
+        unsure &= gap <= DEPTH_TOLERANCE * depth + SLOPE_PIXELS * slope_bound
+    unsure = np.flatnonzero(unsure)
+    unsure_normals = normals(unsure) if callable(normals) else normals[unsure]
+    unsure_depth = depth[unsure].astype(np.float64)
+    slope = rays.depth_slope(points[unsure].astype(np.float64), np.asarray(unsure_normals, np.float64),
+                             pixels[unsure], unsure_depth)
+    matches[unsure] = gap[unsure] <= DEPTH_TOLERANCE * unsure_depth + SLOPE_PIXELS * slope
     return matches
 
 
