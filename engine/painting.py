@@ -25,7 +25,7 @@ import numpy as np
 from .requests import ControlUnit, GenerationRequest
 from .texture import (
     GREY, Accumulation, Surface, Texels, WeightSettings, fill, inpaint_mask, pad, project, render_texture, texels,
-    view_uvs,
+    ViewUVs, view_uvs,
 )
 from .views import CameraView
 
@@ -107,12 +107,20 @@ class Painter:
         if self.views == 0 or not self.settings.sequential:
             return request
         seen = view_uvs(self.surfaces, view.view, view.depth)
-        so_far = [sums.mean(empty=GREY) for sums in self.sums]
         mask = inpaint_mask([sums.weight_sum for sums in self.sums], seen, threshold=self.settings.coverage,
                             grow=self.settings.grow, feather=self.settings.feather)
         if not (mask >= 0.5).any():
             return None
-        return dataclasses.replace(request, init_image=render_texture(so_far, seen), mask=mask, strength=1.0)
+        return dataclasses.replace(request, init_image=self._so_far(seen), mask=mask, strength=1.0)
+
+    def _so_far(self, seen: ViewUVs) -> np.ndarray:
+        """The textures so far as `seen` shows them (mid grey where nothing is painted yet)."""
+        image = np.full(seen.surface.shape + (3,), GREY, dtype=np.float32)
+        for index, sums in enumerate(self.sums):
+            cells = np.flatnonzero(seen.surface.reshape(-1) == index)
+            if cells.size:
+                image.reshape(-1, 3)[cells] = sums.mean_at(seen.uvs.reshape(-1, 2)[cells])
+        return image
 
     def add(self, view: TextureView, image: np.ndarray) -> None:
         """Blend the generated image of `view` (HxWx3 float 0..1) into every texture."""

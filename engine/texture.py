@@ -212,7 +212,11 @@ def texels(surface: Surface, size: int) -> Texels:
     maps = _texel_maps(grid, surface)
     positions = np.zeros((size * size, 3), dtype=np.float32)
     normals = np.zeros((size * size, 3), dtype=np.float32)
-    for chunk in _chunks(np.flatnonzero(triangle >= 0)):
+    inside = np.flatnonzero(triangle >= 0)
+
+    def interpolate(first: int) -> None:
+        # Parts write different texels: they run side by side on the pool.
+        chunk = inside[first:first + PROJECT_CHUNK]
         owner = triangle[chunk]
         m = maps[owner]
         dx = ((chunk % size).astype(np.float32) + np.float32(0.5) - m[:, 0])[:, None]
@@ -224,6 +228,8 @@ def texels(surface: Surface, size: int) -> Texels:
         normal /= np.where(degenerate, 1.0, length)[:, None]
         normal[degenerate] = face_normals[owner[degenerate]]
         normals[chunk] = normal
+
+    list(_pool().map(interpolate, range(0, inside.size, PROJECT_CHUNK)))
     triangle = triangle.reshape(size, size)
     return Texels(size=size, inside=triangle >= 0, positions=positions.reshape(size, size, 3),
                   normals=normals.reshape(size, size, 3), triangle=triangle,
@@ -454,6 +460,15 @@ class Accumulation:
             weight_sum[index] += weights
 
         list(_pool().map(add_part, range(0, projection.index.size, PROJECT_CHUNK)))
+
+    def mean_at(self, uvs: np.ndarray, empty: float = GREY) -> np.ndarray:
+        """Nx3: the weighted mean colour at N UVs (bilinear, repeating), `empty` where no view
+        counts. Cheaper than `mean()` when only a view's pixels need it, and around covered
+        texels it averages only those."""
+        colour = sample_repeating(self.colour_sum, uvs)
+        weight = sample_repeating(self.weight_sum[..., None], uvs)
+        out = np.full_like(colour, empty)
+        return np.divide(colour, weight, out=out, where=weight > 0)
 
     def mean(self, empty: float = 0.0) -> np.ndarray:
         """HxWx3 float32: the weighted mean colour (`empty` where no view counts)."""
