@@ -17,15 +17,18 @@ What each view generates:
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from .requests import ControlUnit, GenerationRequest
 from .texture import (
-    GREY, Accumulation, Surface, Texels, WeightSettings, fill, inpaint_mask, pad, project, render_texture, texels,
-    ViewUVs, view_uvs,
+    GREY, Accumulation, Projection, Surface, Texels, ViewUVs, WeightSettings, fill, inpaint_mask, pad, project,
+    render_texture, texels, view_uvs,
 )
 from .views import CameraView
 
@@ -75,7 +78,8 @@ class PaintedTexture:
 
 
 class Painter:
-    """The textures of `surfaces`, painted view by view (use from one thread)."""
+    """The textures of `surfaces`, painted view by view (call it from one thread; it runs
+    geometry of its own on a background thread, see `look_ahead`)."""
 
     def __init__(self, surfaces: list[Surface], settings: PaintSettings = PaintSettings(),
                  start: list[np.ndarray | None] | None = None) -> None:
@@ -83,15 +87,55 @@ class Painter:
         self.settings = settings
         self.start = list(start) if start is not None else [None] * len(self.surfaces)
         self._texels: list[Texels] | None = None
+        self._texels_lock = threading.Lock()
+        self._ahead: dict[TextureView, concurrent.futures.Future] = {}
+        self._ahead_lock = threading.Lock()  # look_ahead may come from another thread than the painting
         self.sums = [Accumulation.empty(settings.size) for _ in self.surfaces]
         self.views = 0
 
     @property
     def texels(self) -> list[Texels]:
-        """Each surface's texels (rasterised on first use, on the worker)."""
-        if self._texels is None:
-            self._texels = [texels(surface, self.settings.size) for surface in self.surfaces]
-        return self._texels
+        """Each surface's texels (rasterised on first use)."""
+        with self._texels_lock:
+            if self._texels is None:
+                self._texels = [texels(surface, self.settings.size) for surface in self.surfaces]
+            return self._texels
+
+    def look_ahead(self, views: list[TextureView]) -> None:
+        """Start the geometry of `views` on a background thread: the texels, where each view
+        lands on them and what each of its pixels sees. None of it needs a generated image,
+        so it runs on the other core while the current view diffuses."""
+        with self._ahead_lock:
+            for view in views:
+                if view not in self._ahead:
+                    self._ahead[view] = _background().submit(self._geometry, view)
+
+    def settle(self) -> None:
+        """Drop the geometry not started yet and wait for what is running (a job that ends
+        must leave no thread of its own at work: see `look_ahead`)."""
+        with self._ahead_lock:
+            pending = list(self._ahead.values())
+            self._ahead.clear()
+        for future in pending:
+            if not future.cancel():
+                concurrent.futures.wait([future])
+
+    def _geometry(self, view: TextureView) -> _Geometry:
+        seen = None
+        if self.settings.sequential or any(texture is not None for texture in self.start):
+            seen = view_uvs(self.surfaces, view.view, view.depth)
+        projections = [project(cells, view.view, view.depth, self.settings.weights) for cells in self.texels]
+        return _Geometry(projections, seen)
+
+    def _geometry_of(self, view: TextureView) -> _Geometry:
+        with self._ahead_lock:
+            future = self._ahead.get(view)
+        if future is None:
+            future = concurrent.futures.Future()
+            future.set_result(self._geometry(view))
+            with self._ahead_lock:
+                self._ahead[view] = future
+        return future.result()
 
     def request_for(self, view: TextureView, base: GenerationRequest) -> GenerationRequest | None:
         """The generation of `view`: `base` with the view's size and conditions, and an init
@@ -100,13 +144,13 @@ class Painter:
         request = dataclasses.replace(base, width=view.view.width, height=view.view.height, controls=view.controls,
                                       init_image=None, mask=None)
         if any(texture is not None for texture in self.start):
-            seen = view_uvs(self.surfaces, view.view, view.depth)
+            seen = self._geometry_of(view).seen
             current = [texture if texture is not None else np.full((1, 1, 3), GREY, np.float32)
                        for texture in self.start]
             return dataclasses.replace(request, init_image=render_texture(current, seen), strength=base.strength)
         if self.views == 0 or not self.settings.sequential:
             return request
-        seen = view_uvs(self.surfaces, view.view, view.depth)
+        seen = self._geometry_of(view).seen
         mask = inpaint_mask([sums.weight_sum for sums in self.sums], seen, threshold=self.settings.coverage,
                             grow=self.settings.grow, feather=self.settings.feather)
         if not (mask >= 0.5).any():
@@ -124,12 +168,15 @@ class Painter:
 
     def add(self, view: TextureView, image: np.ndarray) -> None:
         """Blend the generated image of `view` (HxWx3 float 0..1) into every texture."""
-        for cells, sums in zip(self.texels, self.sums):
-            sums.add_view(image, project(cells, view.view, view.depth, self.settings.weights))
+        for projection, sums in zip(self._geometry_of(view).projections, self.sums):
+            sums.add_view(image, projection)
+        with self._ahead_lock:
+            self._ahead.pop(view, None)  # its geometry is used up
         self.views += 1
 
     def finish(self) -> list[PaintedTexture]:
         """Every object's texture: blended, unseen texels filled (if asked), islands padded."""
+        self.settle()
         painted = []
         for surface, cells, sums, start in zip(self.surfaces, self.texels, self.sums, self.start):
             covered = sums.weight_sum > 0
@@ -147,6 +194,19 @@ class Painter:
                 covered=float((covered & cells.inside).sum() / island) if island else 0.0,
                 overlapped=cells.overlapped))
         return painted
+
+
+@dataclass(frozen=True, eq=False)
+class _Geometry:
+    """What a view sees of the textures: its projection onto each surface's texels, and
+    (when an init image is made from the textures) what each pixel sees."""
+    projections: list[Projection]
+    seen: ViewUVs | None
+
+
+@functools.lru_cache(maxsize=1)
+def _background() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene-diffusion-geometry")
 
 
 def _fitted(texture: np.ndarray, size: int) -> np.ndarray:

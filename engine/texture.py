@@ -119,12 +119,9 @@ class Texels:
     face_normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
     @functools.cached_property
-    def island_texels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The texels inside islands, packed once for every view to slice: (flat indices,
-        their triangles, Nx3 positions, Nx3 normals)."""
-        index = np.flatnonzero(self.inside.reshape(-1))
-        return (index, self.triangle.reshape(-1)[index], self.positions.reshape(-1, 3)[index],
-                self.normals.reshape(-1, 3)[index])
+    def island_texels(self) -> np.ndarray:
+        """Flat indices of the texels inside islands (int32: 8192² fits), found once."""
+        return np.flatnonzero(self.inside.reshape(-1)).astype(np.int32)
 
 
 
@@ -295,10 +292,11 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
     rays = Rays.of(view)
     silhouette = silhouette_distance(depth)
     cos_min = max(math.cos(settings.discard_angle), 1e-6)
-    index, _owners, positions, normals = texels.island_texels
+    index = texels.island_texels
+    positions, normals = texels.positions.reshape(-1, 3), texels.normals.reshape(-1, 3)
 
     def project_part(first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        part = slice(first, first + PROJECT_CHUNK)
+        part = index[first:first + PROJECT_CHUNK]
         points = positions[part]
         # Both sides, as Blender renders them: a back face seen directly (a plane from
         # behind) counts; one hidden behind its own object's front fails the depth test.
@@ -307,7 +305,7 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         points, cos = points[facing], cos[facing]
         at, distance = project_points(view, points)
         keep = np.flatnonzero(view.in_view(at, distance))
-        chunk, points, cos, at, distance = index[part][facing[keep]], points[keep], cos[keep], at[keep], distance[keep]
+        chunk, points, cos, at, distance = part[facing[keep]], points[keep], cos[keep], at[keep], distance[keep]
         visible = matches_z_pass(rays, depth, points, lambda unsure, chunk=chunk: _plane_normals(texels, chunk[unsure]),
                                  at, distance, _slope_bound(view, distance, cos))
         chunk, cos, at = chunk[visible], cos[visible], at[visible]

@@ -45,6 +45,10 @@ class Steps:
     prepare(i): main thread; item i's input for the worker (captures: bpy is allowed). A
         DiffusionError stops the job after the items already handed over; item 0 is
         prepared before the job starts, so its error is a refusal that changes nothing.
+        Careful with renders here: in Blender 5.0.1 a render under a context override
+        (every capture render: scene/render.py) while another thread runs torch or numpy
+        crashes Blender (reproduced headless). Until that is solved, render ahead only with
+        `ahead=0` and the worker idle, or capture before the job.
     work(input, report, cancel): worker thread; item i's result (no bpy).
     write(i, result): main thread; stores result i (datablocks, files) as it arrives.
     finish(written): main thread, after every item was written; the message for the person.

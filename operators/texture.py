@@ -24,9 +24,9 @@ from ..engine.requests import ControlUnit, GenerationRequest
 from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, seen_by
 from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
-from ..scene.conditions import capture_view
+from ..scene.conditions import capture_session_for, capture_view
 from ..scene.surfaces import surface_of
-from ..scene.viewpoints import Viewpoint, camera_for, viewpoints
+from ..scene.viewpoints import Viewpoint, cameras, viewpoints
 from . import capture, jobs
 from .base import JobOperator
 from .request import checked_request, describe
@@ -91,27 +91,33 @@ def paint_targets(objects: list[bpy.types.Object]) -> tuple[list[Target], list[S
 
 
 def capture_views(context: bpy.types.Context, points: list[Viewpoint], kinds: set[str], width: int, height: int,
-                  frame: int, objects: list[bpy.types.Object]) -> list[TextureView]:
-    """Every view's Z pass and conditions (captured, not stored). A view that sees nothing at
-    all is left out; when every view is, the objects are not visible from any."""
+                  frame: int, objects: list[bpy.types.Object]) -> list[tuple[Viewpoint, TextureView]]:
+    """Every view's Z pass and conditions (captured, not stored), with its viewpoint. A view
+    that sees nothing at all is left out; when every view is, the objects are not visible
+    from any."""
     scene = context.scene
-    conditions = scene.scene_diffusion.conditions
-    options = capture.capture_options(conditions)
+    options = capture.capture_options(scene.scene_diffusion.conditions)
     views = []
-    for point in points:
-        try:
-            with camera_for(point) as camera:
-                captured = capture_view(scene, kinds, camera, width, height, frame, options, depth=True)
-        except NothingInView:
-            continue
-        units = tuple(ControlUnit(kind, condition.image, scale=conditions.control(kind).scale,
-                                  guidance_start=conditions.control(kind).guidance_start,
-                                  guidance_end=conditions.control(kind).guidance_end)
-                      for kind, condition in captured.conditions.items())
-        views.append(TextureView(point.name, captured.view, captured.z, units))
+    with capture_session_for(scene, kinds, width, height, frame, options) as session, cameras() as made:
+        for point in points:
+            try:
+                captured = capture_view(scene, kinds, made.for_view(point), width, height, frame, options,
+                                        depth=True, session=session)
+            except NothingInView:
+                continue
+            views.append((point, texture_view(scene, point, captured)))
     if not views:
         raise unseen(objects[0], len(points))
     return views
+
+
+def texture_view(scene: bpy.types.Scene, point: Viewpoint, captured) -> TextureView:
+    conditions = scene.scene_diffusion.conditions
+    units = tuple(ControlUnit(kind, condition.image, scale=conditions.control(kind).scale,
+                              guidance_start=conditions.control(kind).guidance_start,
+                              guidance_end=conditions.control(kind).guidance_end)
+                  for kind, condition in captured.conditions.items())
+    return TextureView(point.name, captured.view, captured.z, units)
 
 
 def current_textures(objects: list[bpy.types.Object]) -> list[np.ndarray | None]:
@@ -170,8 +176,11 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         start = current_textures(objects) if texture.from_current else None
         frame = scene.frame_current
         points = viewpoints(scene, texture, objects, size.width, size.height, frame)
-        views = capture_views(context, points, capture.enabled_kinds(scene), size.width, size.height, frame,
-                              objects)
+        # Every view is captured before the job: every refusal comes before anything is
+        # written, and no render runs beside the worker (see FACTS: with a context override,
+        # a render beside a thread running numpy or torch crashes Blender 5.0.1).
+        views = [view for _, view in capture_views(context, points, capture.enabled_kinds(scene), size.width,
+                                                    size.height, frame, objects)]
         refuse_unseen(objects, views)
         seed = settings.draw_seed()
         base = dataclasses.replace(base, seed=seed)
@@ -188,17 +197,29 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
 def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRequest, targets: list[Target],
                   target_material: bpy.types.Material | None, scene_name: str, cache_dir: str,
                   placement: tuple[str | None, str | None]) -> jobs.Steps:
+    """The job of a texture: each view generated and blended on the worker (its geometry, and
+    the next one's, made beside it on the painter's background thread); the textures are
+    written by `finish` once the last one is blended."""
     painted: list[PaintedTexture] = []
     generated: list[int] = []
+    count = len(views)
 
     def work(item: tuple[int, TextureView], report, cancel):
+        try:
+            return paint_view(item, report, cancel)
+        except BaseException:
+            painter.settle()  # the job ends only once the painter's own threads are idle
+            raise
+
+    def paint_view(item: tuple[int, TextureView], report, cancel):
         index, view = item
+        painter.look_ahead(views[index:index + 2])
         request = painter.request_for(view, dataclasses.replace(base, seed=base.seed + index))
         image = None
         if request is not None:
             image = jobs.engine(cache_dir, *placement).generate(request, report, cancel).images[0]
             painter.add(view, image)
-        if index == len(views) - 1:
+        if index == count - 1:
             painted.extend(painter.finish())
         return image
 
@@ -232,7 +253,7 @@ def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRe
             message += f"; {note}"
         return message
 
-    return jobs.Steps("Generate Texture", work=work, write=write, finish=finish, count=len(views),
+    return jobs.Steps("Generate Texture", work=work, write=write, finish=finish, count=count,
                       prepare=lambda index: (index, views[index]), noun="view", kept=lambda _written: NOTHING_KEPT)
 
 
@@ -318,7 +339,8 @@ class SCENE_DIFFUSION_OT_show_coverage(JobOperator, bpy.types.Operator):
                                  "Generate Texture makes one (Smart UV Project), or unwrap it yourself")
         size = scene_camera.output_size(scene)
         points = viewpoints(scene, texture, objects, size.width, size.height, scene.frame_current)
-        views = capture_views(context, points, set(), size.width, size.height, scene.frame_current, objects)
+        views = [view for _, view in capture_views(context, points, set(), size.width, size.height,
+                                                   scene.frame_current, objects)]
         depsgraph = context.evaluated_depsgraph_get()
         surfaces = [surface_of(obj, depsgraph, uv.uv_map_of(obj)) for obj in objects]
         painter = Painter(surfaces, PaintSettings(size=texture.texture_size, weights=WeightSettings(

@@ -45,10 +45,11 @@ from .depth import geometry_mask
 from .camera import camera_view
 from .normals import to_camera_space
 from .pose import capture_pose
-from .render import capture_size, render_passes, resolve_camera
+from .render import CaptureSession, capture_session, capture_size, render_passes, resolve_camera
 from .segmentation import cryptomatte_names, segment_labels
 
-__all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_view"]
+__all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_session_for",
+           "capture_view", "session_passes"]
 
 # The render passes each kind is made from ("z" is always rendered: it tells geometry from
 # background for the empty-view and inside-an-object checks).
@@ -159,9 +160,15 @@ def capture_view(
     frame: int | None = None,
     options: CaptureOptions = CaptureOptions(),
     depth: bool = False,
+    session: CaptureSession | None = None,
 ) -> ViewCapture:
     """`capture_conditions` with the view's geometry: its CameraView and, with `depth` (or
-    when a pass-based kind renders anyway), its Z pass, from the same render."""
+    when a pass-based kind renders anyway), its Z pass, from the same render.
+
+    session: render through this CaptureSession (several views of one scene, see
+    `capture_session` and `session_passes`); its size, frame and passes must be this
+    capture's.
+    """
     kinds = set(kinds)
     unknown = kinds - set(SCENE_KINDS)
     if unknown:
@@ -176,17 +183,17 @@ def capture_view(
 
     pass_kinds = [kind for kind in SCENE_KINDS if kind in kinds and kind in _PASSES]
     if pass_kinds or depth:
-        passes = tuple(dict.fromkeys(["z"] + [name for kind in pass_kinds for name in _PASSES[kind]]))
-        rendered = render_passes(
-            scene, passes, camera=camera, width=width, height=height, frame=frame,
-            # Thinner than a pixel, one-sample strokes fall apart into dashes.
-            line_thickness=max(1.0, options.line_thickness * min(width, height) / _LINE_REFERENCE))
+        if session is not None:
+            rendered = session.render(camera)
+        else:
+            rendered = render_passes(scene, session_passes(kinds), camera=camera, width=width, height=height,
+                                     frame=frame, line_thickness=_line_thickness(options, width, height))
         z = rendered.images["z"]
         mask = geometry_mask(z, camera.name)
         if mask.mean() >= _COVERED_SHARE:
             _refuse_inside(scene, camera, width, height, frame)
         normals = None
-        if "normal" in passes:
+        if "normal" in rendered.images:
             started = time.perf_counter()
             normals = to_camera_space(rendered.images["normal"], view.rotation)
             shared = rendered.seconds + time.perf_counter() - started
@@ -207,6 +214,24 @@ def capture_view(
             kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
             extra={"json": pose.json, "armatures": list(pose.armatures)})
     return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z)
+
+
+def session_passes(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The render passes a capture of `kinds` needs (the Z pass always)."""
+    return tuple(dict.fromkeys(["z"] + [name for kind in SCENE_KINDS if kind in set(kinds) and kind in _PASSES
+                                        for name in _PASSES[kind]]))
+
+
+def capture_session_for(scene: bpy.types.Scene, kinds: Iterable[str], width: int, height: int, frame: int,
+                        options: CaptureOptions = CaptureOptions()):
+    """A CaptureSession that serves `capture_view(..., session=...)` for `kinds` from many cameras."""
+    return capture_session(scene, session_passes(kinds), width, height, frame,
+                           line_thickness=_line_thickness(options, width, height))
+
+
+def _line_thickness(options: CaptureOptions, width: int, height: int) -> float:
+    # Thinner than a pixel, one-sample strokes fall apart into dashes.
+    return max(1.0, options.line_thickness * min(width, height) / _LINE_REFERENCE)
 
 
 def _check(options: CaptureOptions) -> None:

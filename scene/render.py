@@ -48,7 +48,8 @@ from ..engine.errors import DiffusionError
 from . import frames
 from .exr import read_exr
 
-__all__ = ["PASSES", "RenderedPasses", "render_passes", "resolve_camera", "capture_size"]
+__all__ = ["PASSES", "CaptureSession", "RenderedPasses", "capture_session", "render_passes", "resolve_camera",
+           "capture_size"]
 
 # Our pass name -> (view layer property, names the EXR layer has had, channel letters).
 # Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index". Letters are
@@ -151,22 +152,68 @@ def render_passes(
     line_thickness: Freestyle line width in pixels (the "freestyle" pass).
     material_override: render every object with this material (e.g. a diagnostic shader).
     """
+    with capture_session(scene, passes, width, height, frame, view_layer, line_thickness,
+                         material_override) as session:
+        return session.render(camera)
+
+
+class CaptureSession:
+    """Renders of one scene's passes from several cameras through one temporary copy, its
+    scene data kept between renders (Cycles' persistent data: measured here, a 16k-triangle
+    view at 512² took 0.16 s a render alone and 0.07 s from the second render on)."""
+
+    def __init__(self, scene: bpy.types.Scene, copy: bpy.types.Scene, clock: bpy.types.Scene, layer_name: str,
+                 folder: str, passes: tuple[str, ...], width: int, height: int, frame: int) -> None:
+        self.scene, self.copy, self.clock = scene, copy, clock
+        self.layer_name, self.folder, self.passes = layer_name, folder, passes
+        self.width, self.height, self.frame = width, height, frame
+
+    def render(self, camera: bpy.types.Object | None = None) -> RenderedPasses:
+        """The passes seen by `camera` (default: the scene camera at the session's frame)."""
+        camera = resolve_camera(self.scene, camera, self.frame)
+        started = time.perf_counter()
+        metadata: dict[str, str] = {}
+        path = os.path.join(self.folder, "capture.exr")
+        if os.path.exists(path):
+            os.remove(path)
+        with _camera_without_blur(camera, self.copy) as render_camera:
+            self.copy.camera = render_camera
+            _render(self.copy, self.clock)
+        files = [name for name in os.listdir(self.folder) if name.endswith(".exr")]
+        if len(files) != 1:
+            raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
+        channels = read_exr(os.path.join(self.folder, files[0]), metadata=metadata)
+        images = {name: _pass_image(channels, self.layer_name, name, (self.height, self.width))
+                  for name in self.passes}
+        return RenderedPasses(
+            images=images, width=self.width, height=self.height, frame=self.frame, camera=camera.name,
+            camera_type=camera.data.type, seconds=time.perf_counter() - started, metadata=metadata)
+
+
+@contextlib.contextmanager
+def capture_session(
+    scene: bpy.types.Scene,
+    passes: tuple[str, ...] = ("z",),
+    width: int | None = None,
+    height: int | None = None,
+    frame: int | None = None,
+    view_layer: bpy.types.ViewLayer | None = None,
+    line_thickness: float = 1.0,
+    material_override: bpy.types.Material | None = None,
+) -> Iterator[CaptureSession]:
+    """A CaptureSession for `passes` of `scene` at `frame` (see render_passes for the rest);
+    everything it made is removed when the block ends, also when a render fails."""
     unknown = [name for name in passes if name not in PASSES]
     if unknown:
         raise ValueError(f"unknown passes {unknown}; known: {sorted(PASSES)}")
     subframe = scene.frame_subframe if frame is None else 0.0
     frame = scene.frame_current if frame is None else int(frame)
-    camera = resolve_camera(scene, camera, frame)
     width, height = capture_size(scene, width, height)
     layer_name = frames.view_layer(scene, view_layer).name
-    started = time.perf_counter()
-    metadata: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
             _temporary_line_styles(), \
             _temporary_scene(scene.copy()) as copy, \
-            _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock, \
-            _camera_without_blur(camera, copy) as render_camera:
-        copy.camera = render_camera
+            _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock:
         copy.timeline_markers.clear()  # or the render would switch to a marker's camera
         copy.frame_current = clock.frame_current = frame
         copy.frame_subframe = clock.frame_subframe = subframe
@@ -176,15 +223,7 @@ def render_passes(
         if material_override is not None:
             copy.view_layers[layer_name].material_override = material_override
         clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
-        _render(copy, clock)
-        files = [name for name in os.listdir(folder) if name.endswith(".exr")]
-        if len(files) != 1:
-            raise DiffusionError("Blender wrote no capture image", "check the console for render errors")
-        channels = read_exr(os.path.join(folder, files[0]), metadata=metadata)
-    images = {name: _pass_image(channels, layer_name, name, (height, width)) for name in passes}
-    return RenderedPasses(
-        images=images, width=width, height=height, frame=frame, camera=camera.name,
-        camera_type=camera.data.type, seconds=time.perf_counter() - started, metadata=metadata)
+        yield CaptureSession(scene, copy, clock, layer_name, folder, passes, width, height, frame)
 
 
 def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
@@ -258,7 +297,7 @@ def _configure(copy: bpy.types.Scene, layer_name: str, passes: tuple[str, ...],
     render.use_freestyle = False
     render.use_compositing = False  # the person's compositor must not alter the passes
     render.use_sequencer = False
-    render.use_persistent_data = False
+    render.use_persistent_data = True  # kept between the renders of one CaptureSession
     render.use_stamp = False
     render.use_file_extension = True
     render.use_overwrite = True

@@ -2,8 +2,8 @@
 """Where textures are painted from: the scene camera, the cameras of a collection, or an
 orbit of temporary cameras around the selection.
 
-Orbit cameras exist only while their view is captured (`camera_for`): nothing is added
-to the person's file. They frame the selection's bounding sphere in the render's aspect.
+Orbit cameras exist only while their views are captured (`cameras`): nothing is added to
+the person's file. They frame the selection's bounding sphere in the render's aspect.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mathutils import Matrix, Vector
 from ..engine.errors import DiffusionError
 from .render import resolve_camera
 
-__all__ = ["Viewpoint", "viewpoints", "camera_for", "ORBIT_LENS"]
+__all__ = ["Viewpoint", "Cameras", "viewpoints", "cameras", "ORBIT_LENS"]
 
 ORBIT_LENS = 50.0  # mm on a 36 mm sensor: about 40° across the wider side
 _SENSOR = 36.0
@@ -102,23 +102,43 @@ def _bounding_sphere(objects: list[bpy.types.Object]) -> tuple[tuple[float, floa
     return tuple(float(value) for value in centre), radius
 
 
+class Cameras:
+    """The camera object of each viewpoint: the existing one, or for orbit views one
+    temporary camera (in no scene) moved from view to view, removed when the block of
+    `cameras()` ends. One object for every orbit view lets a capture session keep its
+    scene data between renders (a new camera object each time makes Cycles start over)."""
+
+    def __init__(self) -> None:
+        self._temporary: bpy.types.Object | None = None
+
+    def for_view(self, viewpoint: Viewpoint) -> bpy.types.Object:
+        if viewpoint.camera:
+            camera = bpy.data.objects.get(viewpoint.camera)
+            if camera is None or camera.type != 'CAMERA':
+                raise DiffusionError(f"The camera '{viewpoint.camera}' is gone", "capture again")
+            return camera
+        if self._temporary is None:
+            data = bpy.data.cameras.new(".scene_diffusion_view")
+            data.sensor_width, data.sensor_fit, data.clip_start = _SENSOR, 'AUTO', 0.01
+            self._temporary = bpy.data.objects.new(".scene_diffusion_view", data)
+        camera = self._temporary
+        camera.data.lens, camera.data.clip_end = viewpoint.lens, viewpoint.clip_end
+        camera.matrix_world = Matrix(viewpoint.matrix)
+        return camera
+
+    def remove(self) -> None:
+        if self._temporary is not None:
+            data = self._temporary.data
+            bpy.data.objects.remove(self._temporary)
+            bpy.data.cameras.remove(data)
+            self._temporary = None
+
+
 @contextlib.contextmanager
-def camera_for(viewpoint: Viewpoint) -> Iterator[bpy.types.Object]:
-    """The camera object of `viewpoint`: the existing one, or a temporary one (in no scene)
-    removed when the block ends."""
-    if viewpoint.camera:
-        camera = bpy.data.objects.get(viewpoint.camera)
-        if camera is None or camera.type != 'CAMERA':
-            raise DiffusionError(f"The camera '{viewpoint.camera}' is gone", "capture again")
-        yield camera
-        return
-    data = bpy.data.cameras.new(".scene_diffusion_view")
-    data.lens, data.sensor_width, data.sensor_fit = viewpoint.lens, _SENSOR, 'AUTO'
-    data.clip_start, data.clip_end = 0.01, viewpoint.clip_end
-    camera = bpy.data.objects.new(".scene_diffusion_view", data)
-    camera.matrix_world = Matrix(viewpoint.matrix)
+def cameras() -> Iterator[Cameras]:
+    """Camera objects for viewpoints; the temporary one is removed when the block ends."""
+    made = Cameras()
     try:
-        yield camera
+        yield made
     finally:
-        bpy.data.objects.remove(camera)
-        bpy.data.cameras.remove(data)
+        made.remove()

@@ -110,7 +110,7 @@ def speed(cache: str) -> dict:
     objects = [bpy.context.view_layer.objects.active]
     settings = bpy.context.scene.scene_diffusion.texture
     points = modules[f"{MODULE}.scene.viewpoints"].viewpoints(bpy.context.scene, settings, objects, 512, 512, 1)
-    views = texture_ops.capture_views(bpy.context, points[:1], set(), 512, 512, 1, objects)
+    views = [view for _, view in texture_ops.capture_views(bpy.context, points[:1], set(), 512, 512, 1, objects)]
     surface = modules[f"{MODULE}.scene.surfaces"].surface_of(objects[0], bpy.context.evaluated_depsgraph_get(),
                                                             objects[0].data.uv_layers.active.name)
     cells = engine_texture.texels(surface, 2048)
