@@ -311,7 +311,7 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
         chunk, cos, at = chunk[visible], cos[visible], at[visible]
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
         counts = w > 0
-        return chunk[counts], at[counts].astype(np.float32), w[counts].astype(np.float32)
+        return chunk[counts], at[counts].astype(np.float32, copy=False), w[counts].astype(np.float32, copy=False)
 
     # numpy lets go of the GIL in its array loops: parts run side by side on the cores.
     kept = list(_pool().map(project_part, range(0, index.size, PROJECT_CHUNK)))
@@ -333,9 +333,9 @@ def _slope_bound(view: CameraView, distance: np.ndarray, cos: np.ndarray) -> np.
     cos θ the depth changes by at most that over cos θ, per direction."""
     if view.type == 'PANO':
         return None
-    pixel = 2.0 / (abs(view.projection[0, 0]) * view.width)
-    scale = distance.astype(np.float64) * pixel if view.type == 'PERSP' else np.full(len(distance), pixel)
-    return 3.0 * scale / np.maximum(cos.astype(np.float64), 1e-6)
+    pixel = np.float32(2.0 / (abs(view.projection[0, 0]) * view.width))
+    scale = distance * pixel if view.type == 'PERSP' else np.full(len(distance), pixel, np.float32)
+    return np.float32(3.0) * scale / np.maximum(cos, np.float32(1e-6))
 
 
 # Points tried per triangle by `seen_by`: one every this many pixels of its projected size.
@@ -378,12 +378,12 @@ def _feather(view: CameraView, silhouette: np.ndarray, at: np.ndarray, feather: 
     """0..1 per point: distance to the nearest silhouette pixel or the image border, over
     `feather` pixels."""
     if feather <= 0:
-        return np.ones(len(at))
-    distance = bilinear(silhouette[..., None], at)[:, 0].astype(np.float64)
-    border = np.minimum(at[:, 1], view.height - at[:, 1])
+        return np.ones(len(at), np.float32)
+    distance = bilinear(silhouette[..., None], at)[:, 0]
+    border = np.minimum(at[:, 1], np.float32(view.height) - at[:, 1])
     if not _wraps_around(view):
-        border = np.minimum(border, np.minimum(at[:, 0], view.width - at[:, 0]))
-    return np.clip(np.minimum(distance, border) / feather, 0.0, 1.0)
+        border = np.minimum(border, np.minimum(at[:, 0], np.float32(view.width) - at[:, 0]))
+    return np.clip(np.minimum(distance, border) * np.float32(1.0 / feather), 0.0, 1.0)
 
 
 def _wraps_around(view: CameraView) -> bool:

@@ -132,8 +132,8 @@ def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray,
     the fixed test needs no more; the slope is worked out in float64.
     """
     view = rays.view
-    row = np.clip(np.floor(pixels[:, 1]).astype(np.int64), 0, view.height - 1)
-    column = np.clip(np.floor(pixels[:, 0]).astype(np.int64), 0, view.width - 1)
+    row = np.clip(pixels[:, 1].astype(np.int32), 0, view.height - 1)  # in view: >= 0, so truncation floors
+    column = np.clip(pixels[:, 0].astype(np.int32), 0, view.width - 1)
     scene = depth_pass[row, column]
     gap = np.abs(depth - scene)
     matches = (scene < BACKGROUND_DEPTH) & (gap <= DEPTH_TOLERANCE * depth)
