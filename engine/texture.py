@@ -297,21 +297,25 @@ def project(texels: Texels, view: CameraView, depth: np.ndarray, settings: Weigh
 
     def project_part(first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         part = index[first:first + PROJECT_CHUNK]
-        points = positions[part]
+        # np.take along rows: about twice as fast as fancy indexing for Nx3 gathers.
+        points = np.take(positions, part, axis=0)
         # Both sides, as Blender renders them: a back face seen directly (a plane from
         # behind) counts; one hidden behind its own object's front fails the depth test.
-        cos = np.abs(_facing(view, points, normals[part]))
-        facing = np.flatnonzero(cos >= cos_min)  # grazing texels get nothing
-        points, cos = points[facing], cos[facing]
+        cos = np.abs(_facing(view, points, np.take(normals, part, axis=0)))
         at, distance = project_points(view, points)
-        keep = np.flatnonzero(view.in_view(at, distance))
-        chunk, points, cos, at, distance = part[facing[keep]], points[keep], cos[keep], at[keep], distance[keep]
-        visible = matches_z_pass(rays, depth, points, lambda unsure, chunk=chunk: _plane_normals(texels, chunk[unsure]),
+        # Grazing texels get nothing; one filter for both tests, copying only what the
+        # depth test reads (points are taken again only for the few it is unsure of).
+        keep = np.flatnonzero((cos >= cos_min) & view.in_view(at, distance))
+        chunk, cos, at, distance = part[keep], cos[keep], np.take(at, keep, axis=0), distance[keep]
+        visible = matches_z_pass(rays, depth, lambda unsure, kept=keep: np.take(points, kept[unsure], axis=0),
+                                 lambda unsure, chunk=chunk: _plane_normals(texels, chunk[unsure]),
                                  at, distance, _slope_bound(view, distance, cos))
-        chunk, cos, at = chunk[visible], cos[visible], at[visible]
+        visible = np.flatnonzero(visible)
+        chunk, cos, at = chunk[visible], cos[visible], np.take(at, visible, axis=0)
         w = np.power(cos, settings.exponent) * _feather(view, silhouette, at, settings.feather)
-        counts = w > 0
-        return chunk[counts], at[counts].astype(np.float32, copy=False), w[counts].astype(np.float32, copy=False)
+        counts = np.flatnonzero(w > 0)
+        return chunk[counts], np.take(at, counts, axis=0).astype(np.float32, copy=False), \
+            w[counts].astype(np.float32, copy=False)
 
     # numpy lets go of the GIL in its array loops: parts run side by side on the cores.
     kept = list(_pool().map(project_part, range(0, index.size, PROJECT_CHUNK)))
@@ -425,6 +429,10 @@ def sample(image: np.ndarray, projection: Projection) -> np.ndarray:
     return colours.reshape(projection.size, projection.size, 3)
 
 
+# One float32 RGB row as a single item, for scattering Nx3 rows in one pass.
+ROW = np.dtype((np.void, 12))
+
+
 @dataclass(eq=False)
 class Accumulation:
     """The blend of views built one view at a time: only two texture-sized float32 sums
@@ -449,12 +457,17 @@ class Accumulation:
         texture-sized colour array)."""
         image = _view_image(image, projection)
         colour_sum, weight_sum = self.colour_sum.reshape(-1, 3), self.weight_sum.reshape(-1)
+        colour_rows = colour_sum.view(ROW).reshape(-1)
 
         def add_part(first: int) -> None:
             # A projection holds each texel once: parts touch different texels, side by side.
             part = slice(first, first + PROJECT_CHUNK)
             index, weights = projection.index[part], projection.weights[part]
-            colour_sum[index] += bilinear(image, projection.at[part]) * weights[:, None]
+            # Gather, add, scatter: np.take and a 12-byte-row scatter are about twice as
+            # fast as `colour_sum[index] +=` on Nx3 rows.
+            colours = np.take(colour_sum, index, axis=0)
+            colours += bilinear(image, projection.at[part]) * weights[:, None]
+            colour_rows[index] = colours.view(ROW).reshape(-1)
             weight_sum[index] += weights
 
         list(_pool().map(add_part, range(0, projection.index.size, PROJECT_CHUNK)))

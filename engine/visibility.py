@@ -119,7 +119,7 @@ def _unprojected_rays(view: CameraView, pixels: np.ndarray) -> tuple[np.ndarray,
     return start, view.unproject(pixels, np.ones(len(pixels))) - start
 
 
-def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray,
+def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray | Callable[[np.ndarray], np.ndarray],
                    normals: np.ndarray | Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, depth: np.ndarray,
                    slope_bound: np.ndarray | None = None) -> np.ndarray:
     """N bools: the points the Z pass shows. A point at `depth`, seen at `pixels`, on a
@@ -127,8 +127,8 @@ def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray,
     falls in, within a tolerance that grows with its plane's depth slope (grazing
     surfaces), and is not background there.
 
-    normals: Nx3, or a function giving the normals of the points at some indices (only the
-    points the fixed tolerance leaves unsure need one). Points and depths may be float32:
+    points, normals: Nx3, or functions giving the points' positions and normals at some
+    indices (only the points the fixed tolerance leaves unsure need them). Points and depths may be float32:
     the fixed test needs no more; the slope is worked out in float64.
     """
     view = rays.view
@@ -146,7 +146,8 @@ def matches_z_pass(rays: Rays, depth_pass: np.ndarray, points: np.ndarray,
     unsure = np.flatnonzero(unsure)
     unsure_normals = normals(unsure) if callable(normals) else normals[unsure]
     unsure_depth = depth[unsure].astype(np.float64)
-    slope = rays.depth_slope(points[unsure].astype(np.float64), np.asarray(unsure_normals, np.float64),
+    unsure_points = points(unsure) if callable(points) else points[unsure]
+    slope = rays.depth_slope(np.asarray(unsure_points, np.float64), np.asarray(unsure_normals, np.float64),
                              pixels[unsure], unsure_depth)
     matches[unsure] = gap[unsure] <= DEPTH_TOLERANCE * unsure_depth + SLOPE_PIXELS * slope
     return matches
