@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: glue between the scene (scene/) and the engine (engine/)."""
-from . import capture, dependencies, image, jobs, material, settings, texture
+from . import background, capture, dependencies, image, jobs, material, settings, texture
 
-_modules = (jobs, capture, image, texture, material, settings, dependencies)
+_modules = (jobs, capture, image, texture, material, background, settings, dependencies)
 
 
 def register() -> None:

@@ -88,10 +88,12 @@ def store_captured(captured: Captured) -> tuple[list[bpy.types.Image], list[bpy.
     return written, texts
 
 
-def store(condition: ConditionImage, label: str) -> bpy.types.Image:
+def store(condition: ConditionImage, label: str, view: str = "camera") -> bpy.types.Image:
+    """One capture as a condition image (see images.write_capture for `view`)."""
     extra = {key: value for key, value in condition.extra.items() if key != "json"}
     image = images.write_capture(f"{label} {condition.frame:04d}", condition.kind, condition.frame, condition.image,
-                                 {"camera": condition.camera, "seconds": round(condition.seconds, 4), **extra})
+                                 {"camera": condition.camera, "seconds": round(condition.seconds, 4), **extra},
+                                 view=view)
     image.preview_ensure()  # the panel's thumbnail
     return image
 

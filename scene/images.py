@@ -92,11 +92,16 @@ def _id_property_safe(value):
     return str(value)
 
 
-def write_capture(name: str, kind: str, frame: int, rgb8: np.ndarray, recipe: dict) -> bpy.types.Image:
+def write_capture(name: str, kind: str, frame: int, rgb8: np.ndarray, recipe: dict,
+                  view: str = "camera") -> bpy.types.Image:
     """Store a condition capture (HxWx3 uint8), replacing our own earlier capture of the same
-    kind and frame in place; any other image, the person's included, is left alone."""
+    kind, frame and view in place; any other image, the person's included, is left alone.
+
+    view: what it was seen from: "camera" (the scene camera), "panorama" (360° around it,
+    2:1) or "backdrop" (the camera without the foreground).
+    """
     height, width = rgb8.shape[:2]
-    image = find_capture(kind, frame)
+    image = find_capture(kind, frame, view)
     if image is None:
         image = bpy.data.images.new(name, width, height, alpha=True)
         image.use_fake_user = True
@@ -106,15 +111,16 @@ def write_capture(name: str, kind: str, frame: int, rgb8: np.ndarray, recipe: di
     image.colorspace_settings.name = "Non-Color"
     set_pixels(image, rgb8.astype(np.float32) / 255.0)
     image.pack()
-    set_recipe(image, {**recipe, "kind": kind, "frame": frame, "capture": 1})
+    set_recipe(image, {**recipe, "kind": kind, "frame": frame, "capture": 1, "view": view})
     return image
 
 
-def find_capture(kind: str, frame: int) -> bpy.types.Image | None:
-    """Our capture of `kind` at `frame`, if there is one."""
+def find_capture(kind: str, frame: int, view: str = "camera") -> bpy.types.Image | None:
+    """Our capture of `kind` at `frame` seen from `view`, if there is one."""
     for image in bpy.data.images:
         recipe = get_recipe(image)
-        if recipe.get("capture") and recipe.get("kind") == kind and recipe.get("frame") == frame:
+        if recipe.get("capture") and recipe.get("kind") == kind and recipe.get("frame") == frame \
+                and recipe.get("view", "camera") == view:
             return image
     return None
 
