@@ -34,10 +34,15 @@ MIN_WIDTH = 256
 
 def directions(width: int, height: int) -> np.ndarray:
     """HxWx3 float32: the unit world direction at each pixel centre of a width x height panorama."""
+    return _row_directions(np.arange(height), width, height).astype(np.float32)
+
+
+def _row_directions(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """len(rows) x W x 3 float64 unit directions of some rows' pixel centres (the rest never made)."""
     longitude = ((np.arange(width, dtype=np.float64) + 0.5) / width - 0.5) * 2.0 * math.pi
-    latitude = (0.5 - (np.arange(height, dtype=np.float64) + 0.5) / height) * math.pi
+    latitude = (0.5 - (np.asarray(rows, dtype=np.float64) + 0.5) / height) * math.pi
     lon, lat = np.meshgrid(longitude, latitude)
-    return _from_angles(lon, lat).astype(np.float32)
+    return _from_angles(lon, lat)
 
 
 def pixels_of(directions: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -125,9 +130,10 @@ def cap_mask(size: int, fov_degrees: float, latitude_degrees: float) -> np.ndarr
 
 def cap_into_panorama(pano: np.ndarray, cap: np.ndarray, top: bool, fov_degrees: float,
                       from_latitude_degrees: float, blend_degrees: float) -> np.ndarray:
-    """A new panorama: beyond |from_latitude + blend| (towards the pole on the cap's side) the
-    cap's colour at each pixel's direction, between from_latitude and that a smooth ramp from the
-    panorama to the cap, elsewhere the panorama unchanged. The inverse of `cap_from_panorama`."""
+    """A new panorama: on the cap's side, pixels beyond from_latitude + blend degrees from the
+    horizon take the cap's colour at their direction, those between from_latitude and that a
+    smoothstep from the panorama's colour to the cap's, the rest keep theirs. The inverse of
+    `cap_from_panorama` (same orientation and field of view)."""
     _check_fov(fov_degrees)
     size = cap.shape[0]
     if cap.shape[:2] != (size, size) or cap.shape[2:] != pano.shape[2:]:
@@ -152,7 +158,7 @@ def cap_into_panorama(pano: np.ndarray, cap: np.ndarray, top: bool, fov_degrees:
     result = pano.astype(np.float32, copy=True)
     if rows.size == 0:
         return result
-    d = directions(width, height)[rows].reshape(-1, 3).astype(np.float64)
+    d = _row_directions(rows, width, height).reshape(-1, 3)
     eye = d @ _cap_rotation(top)  # world -> camera space (the rotation's inverse is its transpose)
     half = math.tan(math.radians(fov_degrees) / 2.0)
     a, b = eye[:, 0] / -eye[:, 2], eye[:, 1] / -eye[:, 2]
@@ -228,13 +234,15 @@ def _check_overlap(window: int, overlap: int) -> None:
                              f"use an overlap below {window // 2}")
 
 
-def _columns(window: Window, width: int) -> np.ndarray:
+def _columns(window: Window, width: int) -> slice | np.ndarray:
+    if window.x + window.width <= width:
+        return slice(window.x, window.x + window.width)  # a view, not a gather, where nothing wraps
     return (window.x + np.arange(window.width)) % width
 
 
 def take(image: np.ndarray, window: Window) -> np.ndarray:
     """The window's pixels of the image (a copy), wrapping around in x."""
-    return image[window.y:window.y + window.height][:, _columns(window, image.shape[1])]
+    return image[window.y:window.y + window.height][:, _columns(window, image.shape[1])].copy()
 
 
 def upscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -249,10 +257,15 @@ def upscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
     # The mapping cv2.resize uses (pixel centres line up), written out so the padding can be cropped exactly.
     map_x = ((np.arange(width, dtype=np.float64) + 0.5) * source_width / width - 0.5 + pad).astype(np.float32)
     map_y = ((np.arange(height, dtype=np.float64) + 0.5) * source_height / height - 0.5).astype(np.float32)
-    grid_x = np.ascontiguousarray(np.broadcast_to(map_x[None, :], (height, width)))
-    grid_y = np.ascontiguousarray(np.broadcast_to(map_y[:, None], (height, width)))
-    resized = cv2.remap(padded, grid_x, grid_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return np.clip(resized.reshape(height, width, -1), 0.0, 1.0).astype(np.float32, copy=False)
+    result = np.empty((height, width, image.shape[2]), dtype=np.float32)
+    band = max(1, (1 << 22) // width)  # rows per remap: its coordinate maps stay small for large panoramas
+    for top in range(0, height, band):
+        rows = map_y[top:top + band]
+        grid_x = np.ascontiguousarray(np.broadcast_to(map_x[None, :], (len(rows), width)))
+        grid_y = np.ascontiguousarray(np.broadcast_to(rows[:, None], (len(rows), width)))
+        resized = cv2.remap(padded, grid_x, grid_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        result[top:top + len(rows)] = resized.reshape(len(rows), width, -1)
+    return np.clip(result, 0.0, 1.0, out=result)
 
 
 class Blend:
@@ -265,17 +278,17 @@ class Blend:
     def __init__(self, width: int, height: int, overlap: int | None = None) -> None:
         self.width, self.height, self.overlap = width, height, overlap
         self._sum: np.ndarray | None = None
-        self.weights = np.zeros((height, width), dtype=np.float64)
+        self.weights = np.zeros((height, width), dtype=np.float32)
 
     def add(self, window: Window, pixels: np.ndarray) -> None:
         if pixels.shape[:2] != (window.height, window.width):
             raise ValueError(f"pixels of {pixels.shape} for a {window.width}×{window.height} window")
         if self._sum is None:
-            self._sum = np.zeros((self.height, self.width) + pixels.shape[2:], dtype=np.float64)
+            self._sum = np.zeros((self.height, self.width) + pixels.shape[2:], dtype=np.float32)
         spans_width = window.width >= self.width
         ramp_x = self._ramp(window.width, not spans_width, not spans_width)
         ramp_y = self._ramp(window.height, window.y > 0, window.y + window.height < self.height)
-        weight = ramp_y[:, None] * ramp_x[None, :]
+        weight = (ramp_y[:, None] * ramp_x[None, :]).astype(np.float32)
         rows, columns = slice(window.y, window.y + window.height), _columns(window, self.width)
         # A window never covers a column twice, so the gathered-then-scattered add is exact.
         self._sum[rows, columns] += pixels * (weight[..., None] if pixels.ndim == 3 else weight)

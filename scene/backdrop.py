@@ -70,7 +70,7 @@ def composite(scene: bpy.types.Scene, image: bpy.types.Image) -> str:
     background, foreground = _alpha_over_inputs(alpha_over)
     if not background.is_linked:
         size = tree.nodes.get(SIZE_NODE)
-        tree.links.new((size or image_node).outputs["Image"], background)
+        tree.links.new((size if size is not None else image_node).outputs["Image"], background)
     if not _feeds(alpha_over, target):
         # The one link rerouted: what fed the output now goes over the backdrop.
         link = target.links[0] if target.is_linked else None
@@ -145,7 +145,8 @@ def _output(tree: bpy.types.NodeTree, scene: bpy.types.Scene) -> tuple[bpy.types
         output = _group_output(tree)
         return output, output.inputs[0]
     composites = [node for node in tree.nodes if node.bl_idname == "CompositorNodeComposite"]
-    output = next((node for node in composites if node.is_active_output), composites[0] if composites else None)
+    output = next((node for node in composites if getattr(node, "is_active_output", False)),
+                  composites[0] if composites else None)
     if output is None:
         output = tree.nodes.new("CompositorNodeComposite")
         output.location = (400.0, 0.0)
@@ -183,6 +184,8 @@ def _add_nodes(tree: bpy.types.NodeTree, image: bpy.types.Image,
     alpha_over.location = (x - 220.0, y)
     image_node = tree.nodes.new("CompositorNodeImage")
     image_node.name = image_node.label = IMAGE_NODE
+    # A display (sRGB) image: the Image node and Blender's colour management bring it into the
+    # compositor's scene-linear space; no pixels are converted here.
     image_node.image = image
     image_node.location = (x - 700.0, y + 300.0)
     # A backdrop made at the diffusion size (a multiple of 8) fills the frame at any render size.
