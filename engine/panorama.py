@@ -2,11 +2,13 @@
 """360° panoramas: the equirectangular mapping, pole caps, seam metrics, tiled upscaling and
 extending a camera picture into a sphere.
 
-The mapping is that of Blender's World Environment Texture (default mapping, checked with a
-Cycles panoramic camera, see FACTS.md): a unit world direction d sits at
-u = atan2(d.y, -d.x) / 2π + 0.5 and v = asin(d.z) / π + 0.5, so the image centre looks
-towards -X, u = 0.75 towards +Y, u = 0.25 towards -Y, the left/right border towards +X and
-the top row towards +Z. Images are HxWx3 float32 0..1, rows top-down; continuous pixel
+The mapping is that of Blender's World Environment Texture (default mapping; Cycles'
+direction_to_equirectangular, checked by rendering a World in tests/scene/test_world_wiring.py
+and tests/e2e/test_backgrounds.py): a unit world direction d sits at
+u = 0.5 - atan2(d.y, d.x) / 2π and v = asin(d.z) / π + 0.5, so the image centre looks
+towards +X, u = 0.25 towards +Y, u = 0.75 towards -Y, the left/right border towards -X and
+the top row towards +Z. (FACTS.md and the issue had it turned by 180°: that is the mapping of
+a panoramic camera turned (90°, 0°, 90°); the World's is (90°, 0°, -90°).) Images are HxWx3 float32 0..1, rows top-down; continuous pixel
 coordinates follow engine.views (x = u * W, y = (1 - v) * H, pixel centres at +0.5).
 
 numpy only; cv2 is imported inside the few functions that use it.
@@ -24,8 +26,8 @@ from .sampling import bilinear
 from .views import CameraView
 
 __all__ = ["directions", "pixels_of", "check_size", "cap_from_panorama", "cap_mask", "cap_into_panorama",
-           "seam_difference", "column_difference", "pole_spread", "Window", "windows", "take", "upscale",
-           "Blend", "refine_tiled", "project_into_panorama", "outpaint_mask"]
+           "seam_difference", "column_difference", "pole_spread", "band_limit_poles", "Window", "windows", "take",
+           "upscale", "Blend", "refine_tiled", "project_into_panorama", "outpaint_mask"]
 
 MIN_WIDTH = 256
 
@@ -50,7 +52,7 @@ def pixels_of(directions: np.ndarray, width: int, height: int) -> np.ndarray:
     directions (any length but zero) in a width x height panorama; the inverse of `directions`."""
     d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
     d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-300)
-    u = np.arctan2(d[:, 1], -d[:, 0]) / (2.0 * math.pi) + 0.5
+    u = 0.5 - np.arctan2(d[:, 1], d[:, 0]) / (2.0 * math.pi)
     v = np.arcsin(np.clip(d[:, 2], -1.0, 1.0)) / math.pi + 0.5
     return np.stack([u * width, (1.0 - v) * height], axis=1)
 
@@ -68,9 +70,10 @@ def check_size(width: int, height: int) -> None:
 
 
 def _from_angles(longitude: np.ndarray, latitude: np.ndarray) -> np.ndarray:
-    # The inverse of u = atan2(d.y, -d.x) / 2π + 0.5, v = asin(d.z) / π + 0.5.
+    # The inverse of u = 0.5 - atan2(d.y, d.x) / 2π, v = asin(d.z) / π + 0.5, with the
+    # longitude (u - 0.5) * 2π.
     cos_lat = np.cos(latitude)
-    return np.stack([-cos_lat * np.cos(longitude), cos_lat * np.sin(longitude), np.sin(latitude)], axis=-1)
+    return np.stack([cos_lat * np.cos(longitude), -cos_lat * np.sin(longitude), np.sin(latitude)], axis=-1)
 
 
 def _sample_wrapping(pano: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -187,6 +190,38 @@ def pole_spread(pano: np.ndarray) -> float:
     along the row: 0 when each pole row is one colour, as the single point it shows."""
     rows = pano[[0, -1]].astype(np.float64)
     return float(rows.std(axis=1).max())
+
+
+def band_limit_poles(pano: np.ndarray, from_latitude_degrees: float) -> np.ndarray:
+    """The panorama with each row beyond `from_latitude_degrees` (north and south) holding no
+    more detail along it than the circle of the sphere it stands for can.
+
+    A row at latitude φ shows a circle of circumference 2π cos φ, yet has as many pixels as
+    the equator: near a pole they repeat a tiny circle, and anything that varies along the
+    row is a streak converging on the pole (the "pinch"). Each row keeps the harmonics
+    k < cutoff of its Fourier series along x, tapering linearly over one harmonic, with
+    cutoff = H cos φ' / cos φ0 at φ' = the row's pole-ward edge: H, all of them (no change),
+    at φ0, and 0 at the pole, so the top and bottom rows are one colour (their mean). Rows
+    nearer the equator are not touched; x wraps (a Fourier series along the row)."""
+    height, width = pano.shape[:2]
+    start = math.radians(from_latitude_degrees)
+    if not 0.0 <= start < math.pi / 2:
+        raise ValueError(f"from_latitude_degrees {from_latitude_degrees} is outside 0..90")
+    out = np.array(pano, dtype=np.float32, copy=True)
+    rows = np.arange(height)
+    # Latitude of each row's edge nearer its pole (the top half's upper edge, the bottom's lower).
+    edge = np.where(rows < height / 2, 0.5 - rows / height, (rows + 1) / height - 0.5) * math.pi
+    chosen = np.flatnonzero(np.abs(edge) > start + 1e-12)
+    if chosen.size == 0:
+        return out
+    cutoff = height * np.cos(np.abs(edge[chosen])) / math.cos(start)
+    harmonics = np.arange(width // 2 + 1)
+    keep = np.clip(cutoff[:, None] - harmonics[None, :], 0.0, 1.0)
+    keep[:, 0] = 1.0  # the row's mean always stays
+    spectrum = np.fft.rfft(out[chosen].astype(np.float64), axis=1)
+    shape = (len(chosen), len(harmonics)) + (1,) * (out.ndim - 2)
+    out[chosen] = np.fft.irfft(spectrum * keep.reshape(shape), n=width, axis=1).astype(np.float32)
+    return out
 
 
 # --- Tiled upscaling -----------------------------------------------------------------------

@@ -166,6 +166,8 @@ class WorldPainter:
     def result(self) -> np.ndarray:
         """The finished World (HxWx3 float32 0..1), the extended picture kept where it was seen."""
         image = self.current()
+        if self.settings.fix_poles:
+            image = panorama.band_limit_poles(image, CAP_FROM)
         if self.keep is not None:
             picture, weight = self.keep
             image = picture * weight[..., None] + image * (1.0 - weight[..., None])

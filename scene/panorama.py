@@ -2,9 +2,11 @@
 """The scene as 360° panoramas around a point, in the World's own mapping.
 
 A temporary Cycles panoramic camera (equirectangular, the whole sphere) at the scene
-camera's position, or at a chosen object's, turned (90°, 0°, 90°): it renders exactly the
-mapping of the World's Environment Texture (FACTS.md; tests/scene/test_panorama_scene.py):
-the image centre looks towards −X, u = 0.75 towards +Y, the top row +Z. Its captures are
+camera's position, or at a chosen object's, turned (90°, 0°, −90°): it renders exactly the
+mapping of the World's Environment Texture (engine/panorama.py): the image centre looks
+towards +X, u = 0.25 towards +Y, the top row +Z. (FACTS.md's (90°, 0°, 90°) gives the
+mapping turned by 180°: checked by rendering a World made from a panorama capture,
+tests/e2e/test_backgrounds.py.) Its captures are
 condition panoramas that line up with a World made from them.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .render import resolve_camera
 __all__ = ["PANORAMA_KINDS", "WORLD_ROTATION", "capture_panorama", "origin_of", "panorama_camera"]
 
 # The rotation that gives the Environment Texture's mapping.
-WORLD_ROTATION = (math.radians(90.0), 0.0, math.radians(90.0))
+WORLD_ROTATION = (math.radians(90.0), 0.0, math.radians(-90.0))
 # Condition kinds a panorama can be captured as: OpenPose projects through a perspective
 # or orthographic camera only (scene/pose.py).
 PANORAMA_KINDS = ("depth", "canny", "normal", "segmentation", "lineart")
@@ -64,7 +66,7 @@ def panorama_camera(position: Iterable[float], clip_start: float = 0.01, clip_en
 
 
 def capture_panorama(scene: bpy.types.Scene, kinds: Iterable[str], width: int, frame: int,
-                     origin: bpy.types.Object | None = None, options: CaptureOptions = CaptureOptions()
+                     origin: bpy.types.Object | None = None, options: CaptureOptions | None = None
                      ) -> ViewCapture | None:
     """The `kinds` (any of PANORAMA_KINDS) of the scene around the origin as width x width/2
     panoramas, or None when nothing is around (no geometry in any direction)."""
@@ -81,6 +83,7 @@ def capture_panorama(scene: bpy.types.Scene, kinds: Iterable[str], width: int, f
     clip_end = max(camera.data.clip_end if camera is not None else 1000.0, 1000.0)
     with panorama_camera(origin_of(scene, origin, frame), clip_start, clip_end) as pano:
         try:
-            return capture_view(scene, kinds, pano, width, width // 2, frame, options, depth=True)
+            return capture_view(scene, kinds, pano, width, width // 2, frame, options or CaptureOptions(),
+                                depth=True)
         except NothingInView:
             return None

@@ -2,9 +2,11 @@
 """Panoramas: the equirectangular mapping, pole caps, seam metrics, tiled upscaling and
 extending a camera picture into a sphere.
 
-References are built apart from engine.panorama: the mapping's forward formula as checked in
-Blender (u = atan2(d.y, -d.x) / 2π + 0.5, v = asin(d.z) / π + 0.5, see FACTS.md), pinhole
-cameras written out by hand, cap directions from the documented cap orientation, and distances
+References are built apart from engine.panorama: the mapping's forward formula, that of
+Blender's World Environment Texture (Cycles' direction_to_equirectangular, checked by rendering
+a World: u = 0.5 - atan2(d.y, d.x) / 2π, v = asin(d.z) / π + 0.5, so the image centre looks
+towards +X, u = 0.25 towards +Y, u = 0.75 towards -Y and the left/right border towards -X),
+pinhole cameras written out by hand, cap directions from the documented cap orientation, and distances
 counted along a row.
 """
 import math
@@ -25,7 +27,7 @@ def spec_pixels(d: np.ndarray, width: int, height: int) -> np.ndarray:
     """Nx2 pixel coordinates of directions by the checked mapping, written out here."""
     d = np.asarray(d, dtype=np.float64).reshape(-1, 3)
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
-    u = np.arctan2(d[:, 1], -d[:, 0]) / (2 * np.pi) + 0.5
+    u = 0.5 - np.arctan2(d[:, 1], d[:, 0]) / (2 * np.pi)
     v = np.arcsin(d[:, 2]) / np.pi + 0.5
     return np.stack([u * width, (1 - v) * height], axis=1)
 
@@ -78,11 +80,12 @@ def periodic_image(width: int, height: int, period: float, seed: int = 0) -> np.
 # --- The mapping ---------------------------------------------------------------------------
 
 def test_world_axes_land_where_blender_puts_them():
-    at = pixels_of(np.array([[0, 1, 0], [-1, 0, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]), W, H)
-    np.testing.assert_allclose(at[:3], [[0.75 * W, H / 2], [0.5 * W, H / 2], [0.25 * W, H / 2]], atol=1e-9)
+    # +Y a quarter of the way across, +X in the centre, -Y at three quarters, +Z on top.
+    at = pixels_of(np.array([[0, 1, 0], [1, 0, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]), W, H)
+    np.testing.assert_allclose(at[:3], [[0.25 * W, H / 2], [0.5 * W, H / 2], [0.75 * W, H / 2]], atol=1e-9)
     assert at[3, 1] == pytest.approx(0) and at[4, 1] == pytest.approx(H)
-    plus_x = pixels_of(np.array([[1.0, 0, 0]]), W, H)[0]
-    assert plus_x[0] % W == pytest.approx(0, abs=1e-9) and plus_x[1] == pytest.approx(H / 2)
+    minus_x = pixels_of(np.array([[-1.0, 0, 0]]), W, H)[0]  # on the left/right border
+    assert minus_x[0] % W == pytest.approx(0, abs=1e-9) and minus_x[1] == pytest.approx(H / 2)
 
 
 def test_directions_are_unit_and_sit_at_pixel_centres():
@@ -100,11 +103,13 @@ def test_pixels_of_inverts_directions():
                                atol=1e-4)
 
 
-def test_directions_match_a_cycles_panoramic_camera_turned_90_0_90():
-    # FACTS.md: a pano camera with rotation (90°, 0°, 90°) renders the World texture's mapping.
-    # Euler XYZ (90°, 0°, 90°) = Rz(90°) Rx(90°): camera right +Y, up +Z, forward -X.
+def test_directions_match_a_cycles_panoramic_camera_turned_90_0_minus_90():
+    # A pano camera with rotation (90°, 0°, -90°) renders the World texture's mapping
+    # ((90°, 0°, 90°) renders it turned by 180°).
+    # Euler XYZ (90°, 0°, -90°) = Rz(-90°) Rx(90°): camera right -Y, up +Z, forward +X
+    # (columns: right, up, backward).
     matrix = np.eye(4)
-    matrix[:3, :3] = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    matrix[:3, :3] = [[0, 0, -1], [-1, 0, 0], [0, 1, 0]]
     camera = CameraView(name="pano", type='PANO', width=W, height=H, world_from_camera=matrix, projection=np.eye(4),
                         clip_start=0.1, clip_end=100, frame=1,
                         panorama=('EQUIRECTANGULAR', -np.pi, np.pi, -np.pi / 2, np.pi / 2))
@@ -139,13 +144,13 @@ def test_cap_shows_the_pole_in_its_documented_orientation(top):
 
 def test_cap_wraps_around_the_panoramas_left_and_right_border():
     # Colour by longitude only, eight waves around: the border column meets the first one
-    # across the wrap, and a cap samples right across it (towards +X).
+    # across the wrap, and a cap samples right across it (towards -X).
     width = 512
     longitude = ((np.arange(width) + 0.5) / width - 0.5) * 2 * np.pi
     pano = np.broadcast_to((0.5 + 0.4 * np.sin(8 * longitude))[None, :, None], (256, width, 3)).astype(np.float32)
     cap = cap_from_panorama(pano, True, 65, 90.0)[..., 0]  # odd: its middle row looks along the border
     rays = cap_rays(65, 90.0, True)
-    expected = 0.5 + 0.4 * np.sin(8 * np.arctan2(rays[..., 1], -rays[..., 0]))
+    expected = 0.5 + 0.4 * np.sin(8 * -np.arctan2(rays[..., 1], rays[..., 0]))  # longitude -atan2(y, x)
     np.testing.assert_allclose(cap, expected, atol=2e-3)
 
 
@@ -333,48 +338,55 @@ def marker_centre(pano: np.ndarray) -> np.ndarray:
     return np.array([(weight * (xs + 0.5)).sum(), (weight * (ys + 0.5)).sum()]) / weight.sum()
 
 
-def test_a_camera_looking_down_minus_x_covers_a_quarter_turn_around_the_centre():
-    view = pinhole(forward=(-1, 0, 0), up=(0, 0, 1))
+@pytest.mark.parametrize("along, horizon", [
+    (1, np.arange(int(0.375 * W), int(0.625 * W))),  # +X: a quarter turn around the centre
+    (-1, np.r_[0:int(0.125 * W), int(0.875 * W):W]),  # -X: a quarter turn around the border, wrapping
+])
+def test_a_camera_looking_along_x_covers_a_quarter_turn_around_its_direction(along, horizon):
+    view = pinhole(forward=(along, 0, 0), up=(0, 0, 1))
     pano, covered = project_into_panorama(np.full((65, 65, 3), 0.7, np.float32), view, W, H)
-    # Analytically, for longitude λ from -X and latitude φ: in front when cos λ > 0, inside the
-    # 90° frame when |tan λ| < 1 and |tan φ| < cos λ.
+    # Analytically, for longitude λ = (u - 0.5) 2π from +X and latitude φ, the direction is
+    # (cos φ cos λ, -cos φ sin λ, sin φ): the camera along s X (s = ±1, right -s Y, up +Z) sees
+    # it at forward s cos φ cos λ, right cos φ sin λ, up sin φ; in front when s cos λ > 0, inside
+    # the 90° frame when |tan λ| < 1 and |tan φ| < s cos λ.
     ys, xs = np.mgrid[0:H, 0:W]
     lam = ((xs + 0.5) / W - 0.5) * 2 * np.pi
     phi = (0.5 - (ys + 0.5) / H) * np.pi
-    expected = (np.cos(lam) > 0) & (np.abs(np.tan(lam)) < 1) & (np.abs(np.tan(phi)) < np.cos(lam))
+    ahead = along * np.cos(lam)
+    expected = (ahead > 0) & (np.abs(np.tan(lam)) < 1) & (np.abs(np.tan(phi)) < ahead)
     np.testing.assert_array_equal(covered, expected)
-    horizon = np.flatnonzero(covered[H // 2])
-    assert horizon[0] == 0.375 * W and horizon[-1] == 0.625 * W - 1
+    np.testing.assert_array_equal(np.flatnonzero(covered[H // 2]), horizon)
     assert np.all(pano[covered] == pytest.approx(0.7)) and not pano[~covered].any()
 
 
 @pytest.mark.parametrize("pixel", [(32, 32), (10, 52), (50, 5)])
 def test_a_marker_in_the_picture_lands_in_its_direction(pixel):
     row, column = pixel
-    view = pinhole(forward=(-1, 0, 0), up=(0, 0, 1))
+    view = pinhole(forward=(1, 0, 0), up=(0, 0, 1))  # around the centre: the marker does not wrap
     picture = np.zeros((65, 65, 3), np.float32)
     picture[row, column] = (1, 0, 0)
     pano, _ = project_into_panorama(picture, view, 512, 256)
-    # A 90° square picture of 65 pixels has its focal length at 32.5 pixels; right is +Y, up +Z.
+    # A 90° square picture of 65 pixels has its focal length at 32.5 pixels; right is -Y, up +Z.
     right, up = (column + 0.5 - 32.5) / 32.5, (32.5 - row - 0.5) / 32.5
-    expected = spec_pixels(np.array([-1.0, right, up]), 512, 256)[0]
+    expected = spec_pixels(np.array([1.0, -right, up]), 512, 256)[0]
     np.testing.assert_allclose(marker_centre(pano), expected, atol=0.6)
 
 
 def test_a_picture_larger_than_the_view_lands_in_the_same_place():
-    view = pinhole(forward=(-1, 0, 0), up=(0, 0, 1))  # a 65-pixel view, a picture three times as large
+    view = pinhole(forward=(1, 0, 0), up=(0, 0, 1))  # a 65-pixel view, a picture three times as large
     picture = np.zeros((195, 195, 3), np.float32)
     picture[30:33, 156:159] = (1, 0, 0)  # the view's pixel (10, 52)
     pano, _ = project_into_panorama(picture, view, 512, 256)
-    expected = spec_pixels(np.array([-1.0, (52.5 - 32.5) / 32.5, (32.5 - 10.5) / 32.5]), 512, 256)[0]
+    # Right is -Y, up +Z.
+    expected = spec_pixels(np.array([1.0, -(52.5 - 32.5) / 32.5, (32.5 - 10.5) / 32.5]), 512, 256)[0]
     np.testing.assert_allclose(marker_centre(pano), expected, atol=0.6)
 
 
-def test_a_camera_looking_plus_y_covers_around_three_quarters():
+def test_a_camera_looking_plus_y_covers_around_one_quarter():
     view = pinhole(forward=(0, 1, 0), up=(0, 0, 1))
     _, covered = project_into_panorama(np.ones((65, 65, 3), np.float32), view, W, H)
     columns = np.flatnonzero(covered[H // 2])
-    assert columns[0] == 0.625 * W and columns[-1] == 0.875 * W - 1
+    assert columns[0] == 0.125 * W and columns[-1] == 0.375 * W - 1
 
 
 def test_only_perspective_cameras_are_extended():

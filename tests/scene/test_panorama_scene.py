@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Panorama captures: the scene around the camera in the World's own mapping (u = 0.75 is
-+Y, the centre −X, the top +Z), checked against analytic directions."""
-import math
+"""Panorama captures: the scene around the camera in the World's own mapping (u = 0.25 is
++Y, the centre +X, the top +Z), checked against analytic directions. That the World made
+from such a panorama lines up with the scene is rendered in tests/e2e/test_backgrounds.py."""
 from importlib import import_module
 
 import numpy as np
@@ -27,7 +27,7 @@ def _centroid(mask):
     return columns.mean() + 0.5, rows.mean() + 0.5
 
 
-def test_an_object_at_plus_y_is_at_three_quarters_and_one_above_is_at_the_top(scene, panorama):
+def test_an_object_at_plus_y_is_at_a_quarter_and_one_above_is_at_the_top(scene, panorama):
     import bpy
     scene.camera.location = (0.0, 0.0, 0.0)
     _box((0.0, 6.0, 0.0))
@@ -36,7 +36,7 @@ def test_an_object_at_plus_y_is_at_three_quarters_and_one_above_is_at_the_top(sc
     z = captured.z
     assert z.shape == (64, 128)
     x, y = _centroid(np.isfinite(z))
-    assert x / 128 == pytest.approx(0.75, abs=0.01) and y / 64 == pytest.approx(0.5, abs=0.02)
+    assert x / 128 == pytest.approx(0.25, abs=0.01) and y / 64 == pytest.approx(0.5, abs=0.02)
     # Its distance is the Euclidean one to the cube's near face.
     assert np.nanmin(np.where(np.isfinite(z), z, np.nan)) == pytest.approx(5.5, abs=0.05)
     assert captured.conditions["depth"].image.shape == (64, 128, 3)
@@ -55,7 +55,7 @@ def test_the_panorama_is_seen_from_the_chosen_origin_and_leaves_nothing_behind(s
     marker = bpy.data.objects.new("Origin", None)
     scene.collection.objects.link(marker)
     marker.location = (0.0, 10.0, 0.0)
-    _box((-4.0, 10.0, 0.0))  # -X of the origin: the panorama's centre
+    _box((4.0, 10.0, 0.0))  # +X of the origin: the panorama's centre
     bpy.context.view_layer.update()
     before = {obj.name for obj in bpy.data.objects}, {cam.name for cam in bpy.data.cameras}
     z = panorama.capture_panorama(scene, {"depth", "normal"}, 128, scene.frame_current, origin=marker).z
@@ -69,4 +69,3 @@ def test_nothing_around_is_none_and_openpose_is_refused(scene, panorama, extensi
     assert panorama.capture_panorama(scene, {"depth"}, 64, scene.frame_current) is None
     with pytest.raises(errors.DiffusionError, match="openpose cannot be captured as a panorama"):
         panorama.capture_panorama(scene, {"openpose", "depth"}, 64, scene.frame_current)
-    assert math.isclose(panorama.WORLD_ROTATION[0], math.pi / 2)
