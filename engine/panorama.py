@@ -10,7 +10,8 @@ towards +X, u = 0.25 towards +Y, u = 0.75 towards -Y, the left/right border towa
 the top row towards +Z. (FACTS.md and the issue had it turned by 180°: that is the mapping of
 a panoramic camera turned (90°, 0°, 90°); the World's is (90°, 0°, -90°).)
 
-Images are HxWx3 float32 0..1, rows top-down; continuous pixel coordinates follow engine.views (x = u * W, y = (1 - v) * H, pixel centres at +0.5).
+Images are HxWx3 float32 0..1, rows top-down; continuous pixel coordinates follow
+engine.views (x = u * W, y = (1 - v) * H, pixel centres at +0.5).
 
 numpy only; cv2 is imported inside the few functions that use it.
 """
