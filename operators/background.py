@@ -17,7 +17,7 @@ import numpy as np
 from mathutils import Vector
 
 from .. import preferences
-from ..engine import models, panorama
+from ..engine import inputs, models, panorama
 from ..engine.errors import DiffusionError, NothingInView
 from ..engine.kinds import KIND_LABELS
 from ..engine.requests import ControlUnit, GenerationRequest
@@ -74,6 +74,10 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
     settings = scene.scene_diffusion
     world = settings.world
     width, height = world.width, world.width // 2
+    if width % 16:
+        nearest = max(512, round(width / 16) * 16)
+        raise DiffusionError(f"A World {width} pixels wide has no height in whole multiples of 8 pixels",
+                             f"use {nearest}×{nearest // 2}")
     panorama.check_size(width, height)
     frame = scene.frame_current
     notes: list[str] = []
@@ -84,6 +88,11 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
                           fix_poles=world.fix_poles, cap_size=family_native)
     changes = {"strength": world.start_strength} if world.start == 'CURRENT' else {}
     request = checked_request(context, base, base // 2, start_from=False, tiling="x", **changes)
+
+    if paint.refined:  # the windows' image to image, checked before anything runs
+        window = np.zeros((paint.window, paint.window, 3), np.float32)
+        inputs.check_request(dataclasses.replace(request, width=paint.window, height=paint.window, tiling="",
+                                                 init_image=window, strength=paint.refine_strength))
 
     start = extend = keep = None
     if world.start == 'CURRENT':
@@ -122,7 +131,7 @@ def _panorama_pixels(image: bpy.types.Image) -> np.ndarray:
                              "reload it, or pick another image")
     if width != 2 * height:
         raise DiffusionError(f"The World's image '{image.name}' is {width}×{height}, not a 2:1 panorama",
-                             f"use a 2:1 image, e.g. {width}×{width // 2}")
+                             f"use a 2:1 image, e.g. {2 * height}×{height}")
     return images.display_rgb(image)
 
 
