@@ -102,7 +102,6 @@ def render_world(scene, world, rotation_z, tmp_path, name="world.png"):
 def test_a_world_lines_up_with_the_scene_around_the_camera(stage, ext, tmp_path):
     """The panorama depth capture, made the World, shows the box where the box is: a camera
     looking from the panorama's centre towards the box (+Y) sees it, one looking away does not."""
-    import bpy
     box((0.0, 6.0, 1.0), size=2.0)
     assert run("generate_world") == {'FINISHED'}, message()
     depth = images_of("depth", view="panorama")
