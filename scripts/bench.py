@@ -531,10 +531,35 @@ def bench_texture(cache_dir: str, runs: int) -> list[Row]:
     ]
 
 
+def bench_world(cache_dir: str, runs: int) -> list[Row]:
+    """Backgrounds (scripts/bench_world.py, each in a Blender process of its own): a depth
+    panorama capture at 2048x1024; a 4096x2048 World with the smoke model, its time outside
+    the UNet (the VAE of every window, the pipelines, and our upscale, blend and poles)."""
+    import json
+    import subprocess
+
+    def child(what: str) -> dict:
+        out = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "bench_world.py"), what, cache_dir],
+                             capture_output=True, text=True, timeout=1800, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    capture, upscale = child("capture"), child("upscale")
+    outside_unet = (upscale["total"] - upscale["unet"]) / upscale["total"]
+    ours = (upscale["total"] - upscale["diffusion_calls"]) / upscale["total"]
+    return [
+        Row("depth panorama capture at 2048×1024", capture["capture"], "s", 1.0,
+            "a closed room, a subdivided Suzanne and 3 boxes around the camera; median of 5 (Cycles, 1 sample)"),
+        Row("4096×2048 World: share of the time outside the UNet", outside_unet * 100, "%", 10.0,
+            f"total {upscale['total']:.1f} s, UNet {upscale['unet']:.1f} s, {upscale['passes']} passes (smoke, "
+            f"3 steps, windows at 0.35); our own upscale, blend and poles: {ours * 100:.1f} % (the rest is the "
+            "pipelines, mostly the VAE of each window)"),
+    ]
+
+
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
                                                   bench_img2img_vs_diffusers, bench_previews, bench_loras,
                                                   bench_pose_capture, bench_conditions,
-                                                  bench_prompt_encoding, bench_enable, bench_texture]
+                                                  bench_prompt_encoding, bench_enable, bench_texture, bench_world]
 
 
 def main() -> int:
