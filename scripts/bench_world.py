@@ -41,10 +41,9 @@ def room() -> None:
 
 
 def capture(cache: str) -> dict:
-    import bpy  # noqa: F401  (before enable: addon_utils comes with it)
+    import bpy  # before enable: addon_utils comes with it
     modules = enable(cache)
     room()
-    import bpy
     panorama = modules[f"{MODULE}.scene.panorama"]
     scene = bpy.context.scene
     panorama.capture_panorama(scene, {"depth"}, 256, scene.frame_current)  # warm: Cycles' kernels
