@@ -119,14 +119,17 @@ def main() -> int:
     textured = texture_the_cube(scene, out)
     if textured is None:
         return 1
+    backgrounds = make_backgrounds(scene)
+    if backgrounds is None:
+        return 1
     captured = [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("capture")]
-    for image in made + captured + [textured]:
+    for image in made + captured + [textured] + backgrounds:
         path = os.path.join(out, f"{bpy.path.clean_name(image.name)}.png")
         image.save(filepath=path)  # a copy beside the .blend; the datablock stays packed
         print(f"wrote {path}")
     blend = os.path.join(out, "demo.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
-    print(f"wrote {blend} with {', '.join(i.name for i in made + captured + [textured])} packed inside")
+    print(f"wrote {blend} with {', '.join(i.name for i in made + captured + [textured] + backgrounds)} packed inside")
     return 0
 
 
@@ -161,6 +164,36 @@ def texture_the_cube(scene, out: str):
     bpy.ops.render.render(write_still=True)
     print(f"wrote {scene.render.filepath}")
     return image
+
+
+def make_backgrounds(scene):
+    """Generate World (a 1024x512 panorama lined up with the scene around the camera) and
+    Generate Backdrop (the frame behind the sphere and the torus); their images, or None."""
+    import bpy
+
+    settings = scene.scene_diffusion
+    prompt = settings.prompt
+    made = []
+    for operator, text, kind in (
+            ("generate_world", "a sunlit courtyard with stone walls and trees, blue sky, 360 panorama", "world"),
+            ("generate_backdrop", "a sunlit room with tiled floor and plaster walls, photograph", "backdrop")):
+        settings.prompt = text
+        settings.world.width = 1024
+        bpy.ops.object.select_all(action='DESELECT')
+        for name in ("Sphere", "Torus"):
+            scene.objects[name].select_set(True)
+        try:
+            result = getattr(bpy.ops.scene_diffusion, operator)()
+        except RuntimeError:
+            result = {'CANCELLED'}
+        finally:
+            settings.prompt = prompt
+        if result != {'FINISHED'}:
+            outcome = sys.modules[f"{MODULE}.operators.jobs"].last_outcome()
+            print(f"\nThe demo stopped at {operator}: {outcome.message if outcome else 'see above'}", file=sys.stderr)
+            return None
+        made += [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("kind") == kind]
+    return made
 
 
 if __name__ == "__main__":
