@@ -359,3 +359,53 @@ def test_a_moving_camera_is_said(stage, set_stage):
     stage.frame_set(1)
     assert run("generate_backdrop") == {'FINISHED'}, message()
     assert "the camera moves between frames 1 and 20: this backdrop fits frame 1" in message()
+
+
+def test_cancel_writes_no_world_and_says_so(stage, ext):
+    import threading
+    import time
+
+    import bpy
+    box((0.0, 6.0, 1.0))
+    jobs = jobs_module()
+    second_pass = threading.Event()
+    original = jobs.engine
+    calls = []
+
+    def engine(*args):
+        real = original(*args)
+
+        class Watching:
+            """The real engine; the second pass (the zenith) waits for the cancel."""
+            def generate(self, request, report, cancel):
+                calls.append(request)
+
+                def on_progress(progress):
+                    report(progress)
+                    if len(calls) == 2:
+                        second_pass.set()
+                        cancel.wait(30)
+                return real.generate(request, on_progress, cancel)
+        return Watching()
+
+    jobs.engine = engine
+    world_before = stage.world
+    try:
+        before = datablocks()
+        operator = ext("operators.background").SCENE_DIFFUSION_OT_generate_world
+        jobs.start_steps(operator.prepare(None, bpy.context), blocking=False)
+        deadline = time.monotonic() + 60
+        while not second_pass.wait(0.02):
+            jobs.drain()
+            assert time.monotonic() < deadline
+        assert jobs.cancel(), jobs.last_outcome()
+        assert jobs.wait(60)
+        outcome = jobs.drain()
+    finally:
+        jobs.engine = original
+    assert outcome.level == 'WARNING'
+    assert "nothing was written: the World is written once its last pass is done" in outcome.message
+    after = datablocks()
+    added = {kind: after[kind] - before.get(kind, set()) for kind in after if after[kind] - before.get(kind, set())}
+    assert added == {"images": {"Diffusion Preview"}}  # the first pass's preview only
+    assert stage.world == world_before
