@@ -210,7 +210,7 @@ def capture_session(
     frame = scene.frame_current if frame is None else int(frame)
     width, height = capture_size(scene, width, height)
     layer_name = frames.view_layer(scene, view_layer).name
-    with tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="scene_diffusion_") as folder, \
             _temporary_line_styles(), \
             _temporary_scene(scene.copy()) as copy, \
             _temporary_scene(bpy.data.scenes.new(_TEMPORARY_NAME)) as clock:
@@ -220,10 +220,66 @@ def capture_session(
         _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
         if "freestyle" in passes:
             _configure_freestyle(copy, copy.view_layers[layer_name], line_thickness)
+        if material_override is None and "combined" not in passes and not _shading_matters():
+            material_override = stack.enter_context(_unshaded_material())
         if material_override is not None:
             copy.view_layers[layer_name].material_override = material_override
         clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
         yield CaptureSession(scene, copy, clock, layer_name, folder, passes, width, height, frame)
+
+
+# Shader nodes that make a surface see-through, hide it from the Z pass, or are volumes:
+# with any of them in the file, every object keeps its own material in a capture.
+_SEE_THROUGH_NODES = {"ShaderNodeBsdfTransparent", "ShaderNodeHoldout", "ShaderNodeVolumeAbsorption",
+                      "ShaderNodeVolumeScatter", "ShaderNodeVolumePrincipled", "ShaderNodeVolumeCoefficients",
+                      "ShaderNodeBsdfRefraction", "ShaderNodeBsdfGlass"}
+
+
+def _shading_matters() -> bool:
+    """Whether any material in the file could change what a data pass sees: alpha cut-outs
+    (a Principled BSDF's Alpha below 1 or driven), transparent, holdout or volume shaders,
+    true displacement, or a node group (not looked into). Conservative: any doubt is yes.
+
+    Why: shading is most of a capture render's time (a 2048×1024 panorama of a room: 2.2 s
+    with the scene's materials, 0.8 s unshaded), and the Z, normal and object passes come from
+    the first hit, which materials change only in these ways (checked: Z and cryptomatte
+    bit for bit equal, normals within 2e-7; tests/scene/test_capture_shading.py)."""
+    for material in bpy.data.materials:
+        if material.users == 0 or material.node_tree is None:
+            continue
+        for node in material.node_tree.nodes:
+            if node.mute:
+                continue
+            if node.bl_idname in _SEE_THROUGH_NODES or node.bl_idname == "ShaderNodeGroup":
+                return True
+            if node.bl_idname == "ShaderNodeBsdfPrincipled":
+                alpha = node.inputs.get("Alpha")
+                if alpha is not None and (alpha.is_linked or alpha.default_value < 1.0):
+                    return True
+            if node.bl_idname == "ShaderNodeOutputMaterial":
+                for name in ("Displacement", "Volume"):
+                    socket = node.inputs.get(name)
+                    if socket is not None and socket.is_linked:
+                        return True
+    return False
+
+
+@contextlib.contextmanager
+def _unshaded_material() -> Iterator[bpy.types.Material]:
+    """A temporary material that emits nothing: the cheapest surface Cycles can shade."""
+    material = bpy.data.materials.new(".scene_diffusion_unshaded")
+    if material.node_tree is None:  # Blender 4.x makes the node tree on request
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 0.0
+    output = nodes.new("ShaderNodeOutputMaterial")
+    material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    try:
+        yield material
+    finally:
+        bpy.data.materials.remove(material)
 
 
 def _render(copy: bpy.types.Scene, clock: bpy.types.Scene) -> None:
