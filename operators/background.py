@@ -172,6 +172,11 @@ def world_recipe(job: WorldJob, seed: int) -> dict:
     if job.origin is not None:
         recipe["origin"] = list(job.origin)
     recipe["start"] = "extend" if job.extend is not None else "current" if job.start is not None else "nothing"
+    # The panorama pass's own mode (the base request carries no init image).
+    if job.extend is not None:
+        recipe.update(mode="inpaint", strength=1.0)
+    elif job.start is not None:
+        recipe.update(mode="img2img", strength=job.base.strength)
     return recipe
 
 

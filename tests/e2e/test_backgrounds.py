@@ -409,3 +409,39 @@ def test_cancel_writes_no_world_and_says_so(stage, ext):
     added = {kind: after[kind] - before.get(kind, set()) for kind in after if after[kind] - before.get(kind, set())}
     assert added == {"images": {"Diffusion Preview"}}  # the first pass's preview only
     assert stage.world == world_before
+
+
+def test_starting_from_the_current_world_redraws_it_at_a_strength(stage):
+    import sys
+    images = next(m for n, m in sys.modules.items() if n.endswith(".scene_diffusion.scene.images"))
+    stage.scene_diffusion.steps = 4
+    assert run("generate_world") == {'FINISHED'}, message()
+    first = images_of("world")[0]
+    world = stage.scene_diffusion.world
+    world.start, world.start_strength = 'CURRENT', 0.5
+    jobs = jobs_module()
+    seen = []
+    original = jobs.engine
+
+    def engine(*args):
+        real = original(*args)
+
+        class Watching:
+            def generate(self, request, report=None, cancel=None):
+                seen.append(request)
+                return real.generate(request, report, cancel)
+        return Watching()
+
+    jobs.engine = engine
+    try:
+        assert run("generate_world") == {'FINISHED'}, message()
+    finally:
+        jobs.engine = original
+    second = [image for image in images_of("world") if image != first]
+    assert len(second) == 1
+    recipe = recipe_of(second[0])
+    assert recipe["start"] == "current" and recipe["mode"] == "img2img" and recipe["strength"] == 0.5
+    # The panorama pass redraws the current World (as stored, 8-bit) at the strength.
+    panorama = seen[0]
+    assert panorama.mode == "img2img" and panorama.strength == 0.5 and panorama.tiling == "x"
+    np.testing.assert_allclose(panorama.init_image, images.display_rgb(first), atol=1e-3)
