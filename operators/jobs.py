@@ -133,6 +133,7 @@ _engine = None  # created and used on the worker thread only
 _placement_asked: tuple[str | None, str | None] = (None, None)
 _running: _Running | None = None
 _last_outcome: Outcome | None = None
+_last_ended: tuple[str, int] = ("", 0)  # the label of the job that ended last, and how many results it wrote
 
 
 def engine(cache_dir: str, device: str | None = None, dtype: str | None = None):
@@ -235,7 +236,7 @@ def drain(block: bool = False) -> Outcome | None:
 
     block: wait for at least one event first (headless runs; the worker always ends with one).
     """
-    global _running, _last_outcome
+    global _running, _last_outcome, _last_ended
     running = _running
     if running is None:
         return None
@@ -260,6 +261,7 @@ def drain(block: bool = False) -> Outcome | None:
     if outcome is not None:
         _running = None
         _last_outcome = outcome
+        _last_ended = (running.steps.label, running.written if not running.abandoned else 0)
     windows.redraw(PROGRESS_AREAS)
     return outcome
 
@@ -346,9 +348,23 @@ def _conclude(running: _Running, event) -> Outcome:
 def _timer() -> float | None:
     outcome = drain()
     if outcome is not None:
+        _push_undo(outcome)
         _report(outcome)
         return None
     return DRAIN_INTERVAL if _running is not None else None
+
+
+def _push_undo(outcome: Outcome) -> None:
+    """An undo step for what a background job wrote. Blender pushed the operator's own step
+    when `invoke` returned, before anything was written; without this one, Ctrl+Z after
+    the job would jump past its results and Redo could not bring them back."""
+    label, written = _last_ended
+    if written == 0 and outcome.level != 'INFO':
+        return
+    try:
+        bpy.ops.ed.undo_push(message=label)
+    except RuntimeError:  # no window to push from (e.g. while quitting)
+        log.warning("No undo step for '%s'", label)
 
 
 def _report(outcome: Outcome) -> None:

@@ -445,3 +445,29 @@ def test_starting_from_the_current_world_redraws_it_at_a_strength(stage):
     panorama = seen[0]
     assert panorama.mode == "img2img" and panorama.strength == 0.5 and panorama.tiling == "x"
     np.testing.assert_allclose(panorama.init_image, images.display_rgb(first), atol=1e-3)
+
+
+def test_undo_takes_a_world_back_and_redo_brings_it_again(stage, ext):
+    """As the button runs it: started in the background (invoke), drained by the timer, which
+    pushes an undo step for what the job wrote; then Ctrl+Z and Shift+Ctrl+Z."""
+    import time
+
+    import bpy
+    box((0.0, 6.0, 1.0))
+    stage.world = bpy.data.worlds.new("Person's World")
+    bpy.ops.ed.undo_push(message="before the World")
+    jobs = jobs_module()
+    operator = ext("operators.background").SCENE_DIFFUSION_OT_generate_world
+    jobs.start_steps(operator.prepare(None, bpy.context), blocking=False)
+    bpy.ops.ed.undo_push(message="Generate World")  # what Blender does when invoke returns
+    deadline = time.monotonic() + 120
+    while jobs._timer() is not None:  # the timer's own function (timers never fire headless)
+        assert time.monotonic() < deadline
+        jobs.wait(0.05)
+    assert bpy.context.scene.world.name == "Scene Diffusion World"
+    bpy.ops.ed.undo()
+    # Undo reloads the file's data: earlier Python references are stale.
+    assert bpy.context.scene.world.name == "Person's World"
+    assert "Scene Diffusion World" not in bpy.data.worlds and images_of("world") == []
+    bpy.ops.ed.redo()
+    assert bpy.context.scene.world.name == "Scene Diffusion World" and len(images_of("world")) == 1
