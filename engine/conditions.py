@@ -37,7 +37,7 @@ def depth_to_control(
         False normalises z linearly.
     Returns HxWx3 uint8.
     """
-    z = np.asarray(z, dtype=np.float64)
+    z = np.asarray(z)  # float32 passes stay float32; the visible depths are taken as float64
     mask = np.asarray(mask, dtype=bool)
     if z.ndim != 2 or mask.shape != z.shape:
         raise ValueError(f"z and mask must be HxW arrays of one shape, got {z.shape} and {mask.shape}")
@@ -47,9 +47,9 @@ def depth_to_control(
     if near is not None and far is not None and near >= far:
         raise DiffusionError(
             f"Depth near ({near:g}) must be less than far ({far:g})", "swap or widen them")
-    out = np.zeros(z.shape, np.float64)
+    image = np.zeros(z.shape, np.uint8)
     if mask.any():
-        visible = z[mask]
+        visible = z[mask].astype(np.float64)
         # A default end follows the visible range but never crosses a given one.
         near = min(float(visible.min()), np.inf if far is None else far) if near is None else float(near)
         far = max(float(visible.max()), near) if far is None else float(far)
@@ -64,8 +64,8 @@ def depth_to_control(
                 nearness = (1.0 / depth - 1.0 / far) / (1.0 / max(near, 1e-9) - 1.0 / far)
             else:
                 nearness = (far - depth) / (far - near)
-        out[mask] = FAR_FLOOR + (1.0 - FAR_FLOOR) * np.clip(nearness, 0.0, 1.0)
-    image = np.rint(out * 255.0).astype(np.uint8)
+        # Only the geometry's pixels are worked out (background stays 0, black).
+        image[mask] = np.rint((FAR_FLOOR + (1.0 - FAR_FLOOR) * np.clip(nearness, 0.0, 1.0)) * 255.0)
     return np.repeat(image[:, :, None], 3, axis=2)
 
 
