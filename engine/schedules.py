@@ -24,7 +24,7 @@ Expressions are parsed with `ast` and evaluated with numpy, never with eval: num
 the names above, `pi`, `e`, numexpr's functions (FUNCTIONS), arithmetic, comparisons
 and `& | ~`. Integers stay integers as in numexpr (`t/2` is a float, `t%3` an integer),
 so results match to the last bit or two of the floating-point functions. Where numexpr
-wraps or truncates integers (int64 overflow, `2**(t-10)` giving 0) we give the true value.
+truncates an integer power (`2**(t-10)` gives 0 there) we give the true value (0.125).
 A value that comes out infinite is refused (it would ruin every frame after it).
 """
 from __future__ import annotations
@@ -71,6 +71,7 @@ _REFUSED = {
     ast.IfExp: "'if ... else' is not allowed: use where(condition, a, b)",
     ast.Lambda: "'lambda' is not allowed",
     ast.NamedExpr: "':=' is not allowed",
+    ast.Tuple: "expected one value between the brackets",
 }
 
 
@@ -83,6 +84,7 @@ class Expression:
     names: frozenset[str]
     where: str = "expression"
     position: int = 0
+    hint: str = SCHEDULE_HINT
 
     def evaluate(self, **variables) -> np.ndarray:
         """The value for numpy `variables` (arrays broadcast: pass `t` as an int64 array to
@@ -93,25 +95,26 @@ class Expression:
             except (TypeError, ValueError, OverflowError) as error:
                 problem = ("& | ~ take comparisons or whole numbers" if "bitwise" in str(error)
                            else f"cannot be evaluated ({error})")
-                raise _error(self.where, self.position, f"'{self.text}' {problem}") from error
+                raise _error(self.where, self.position, f"'{self.text}' {problem}", self.hint) from error
 
 
-def compile_expression(text: str, names: Iterable[str], where: str, position: int = 0) -> Expression:
+def compile_expression(text: str, names: Iterable[str], where: str, position: int = 0,
+                       hint: str = SCHEDULE_HINT) -> Expression:
     """Parse and check `text`; `where` and `position` (0-based index of `text` in the
-    person's whole text) say where an error is, as "{where}: at character N, ..."."""
+    person's whole text) say where an error is, as "{where}: at character N, ...: {hint}"."""
     allowed = frozenset(names)
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as error:
         column = _column(text.strip(), error.lineno or 1, (error.offset or 1) - 1, in_bytes=False)
-        raise _error(where, position + _lead(text) + column, f"{error.msg} in '{text.strip()}'") from None
+        raise _error(where, position + _lead(text) + column, f"{error.msg} in '{text.strip()}'", hint) from None
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         problem = "" if id(node) in called else _refusal(node, allowed)
         if problem:
             column = _column(text.strip(), node.lineno, node.col_offset, in_bytes=True)
-            raise _error(where, position + _lead(text) + column, f"{problem} in '{text.strip()}'")
-    return Expression(text.strip(), tree, allowed, where, position + _lead(text))
+            raise _error(where, position + _lead(text) + column, f"{problem} in '{text.strip()}'", hint)
+    return Expression(text.strip(), tree, allowed, where, position + _lead(text), hint)
 
 
 def _refusal(node: ast.AST, allowed: frozenset[str]) -> str:
@@ -213,8 +216,8 @@ def _column(text: str, line: int, offset: int, in_bytes: bool) -> int:
     return before + min(offset, len(current))
 
 
-def _error(where: str, index: int, problem: str) -> DiffusionError:
-    return DiffusionError(f"{where}: at character {index + 1}, {problem}", SCHEDULE_HINT)
+def _error(where: str, index: int, problem: str, hint: str = SCHEDULE_HINT) -> DiffusionError:
+    return DiffusionError(f"{where}: at character {index + 1}, {problem}", hint)
 
 
 # ---------------------------------------------------------------- Key frames
@@ -243,13 +246,13 @@ def _without_brackets(text: str) -> str:
     return text.replace("'", "").replace('"', "").replace("(", "").replace(")", "")
 
 
-def frame_of_key(text: str, names: dict, where: str, position: int = 0) -> int:
+def frame_of_key(text: str, names: dict, where: str, position: int = 0, hint: str = SCHEDULE_HINT) -> int:
     """A key's frame: an expression in `names` (a dict of values), truncated towards zero
     as Deforum's int() does."""
-    expression = compile_expression(text, names, where, position)
+    expression = compile_expression(text, names, where, position, hint)
     value = expression.evaluate(**{name: np.int64(value) for name, value in names.items()})
-    if value.ndim or not np.isfinite(value):
-        raise _error(where, position + _lead(text), f"the frame '{text.strip()}' is not a number ({value})")
+    if not np.isfinite(value):
+        raise _error(where, position + _lead(text), f"the frame '{text.strip()}' is not a number ({value})", hint)
     return int(value)
 
 

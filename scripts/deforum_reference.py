@@ -102,6 +102,8 @@ PROMPTS = [
     ({"-3": "before the start", "4": "a lake", "2*4": "a lake at night --neg day"}, 12),
     ({"0": "a cat, (whiskers:`0.5+t/max_f`) --neg dog:`max_f/10`"}, 6),
     ({"3": "  spaced   --neg  ugly  "}, 5),
+    ({"60": "only past the end", "-2": "before the start"}, 5),      # no key inside: Deforum's bfill
+    ({"0": "a", "2-2": "b", "3": "c"}, 5),                           # two keys for frame 0: the later wins
 ]
 BLEND_PROMPTS = [
     ({"0": "a forest", "8": "a desert --neg snow", "11": "a sea"}, 14),
