@@ -49,7 +49,8 @@ def read_deforum_settings(text: str) -> DeforumSettings:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise DiffusionError(f"The Deforum settings are not JSON: {error.msg} at line {error.lineno}, "
-                             f"column {error.colno}", "pick the settings .txt Deforum wrote beside its frames")
+                             f"column {error.colno}", "pick the settings .txt Deforum wrote beside its frames"
+                             ) from None
     if not isinstance(data, dict):
         raise DiffusionError("The Deforum settings are not a JSON object", "pick the settings .txt Deforum wrote")
     result = DeforumSettings()
