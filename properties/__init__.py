@@ -3,12 +3,12 @@
 settings (`object.scene_diffusion_pose`, `object.scene_diffusion_segment`).
 
 Each output has its group of settings in a module here (texture.py: `scene.scene_diffusion.texture`);
-background.py: `scene.scene_diffusion.world` and `.backdrop`; animation settings follow the same way.
+background.py: `scene.scene_diffusion.world` and `.backdrop`; animation.py: `.animation`.
 """
-from . import background, objects, scene, texture
+from . import animation, background, objects, scene, texture
 
 # Groups first: the scene settings point at them.
-_modules = (texture, background, scene, objects)
+_modules = (texture, background, animation, scene, objects)
 
 
 def register() -> None:

@@ -13,6 +13,7 @@ from ..engine.kinds import CONDITION_KINDS
 from ..engine.models import DEFAULT_MODEL, model_suggestions
 from ..engine.prompts import FIELD_LABELS, FIELDS, preset_items
 from ..engine.schedulers import SCHEDULERS
+from .animation import SceneDiffusionAnimation
 from .background import SceneDiffusionBackdrop, SceneDiffusionWorld
 from .texture import SceneDiffusionTexture
 
@@ -232,6 +233,7 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
     texture: PointerProperty(type=SceneDiffusionTexture)
     world: PointerProperty(type=SceneDiffusionWorld)
     backdrop: PointerProperty(type=SceneDiffusionBackdrop)
+    animation: PointerProperty(type=SceneDiffusionAnimation)
 
     def draw_seed(self) -> int:
         """The seed for the next generation: a new random one if asked for, else Seed.

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""An animation's frames on disk: 8-bit PNGs named by frame number, each carrying its
+recipe, a settings file beside them, and what a resumed run continues from.
+
+Why 8-bit PNGs are the truth: the next frame starts from the previous frame as read back
+from its PNG, so a run resumed from disk sees exactly what an uninterrupted run saw, and
+its frames come out bit for bit the same. The settings hash says whether the frames on
+disk were made with the settings of the run that wants to continue them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DiffusionError
+
+__all__ = ["RECIPE_KEY", "SETTINGS_FILE", "FrameFile", "Resume", "frame_path", "frames_on_disk", "read_frame",
+           "read_recipe", "resume_point", "settings_hash", "to_bytes", "write_frame", "write_settings"]
+
+RECIPE_KEY = "scene_diffusion"  # the PNG text chunk holding a frame's recipe (JSON)
+SETTINGS_FILE = "scene_diffusion_settings.json"
+_FRAME_NAME = re.compile(r"^(\d{4,})\.png$")
+
+
+@dataclass(frozen=True)
+class FrameFile:
+    frame: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run over frames start..end continues: `next_frame` (start when nothing is
+    on disk), and the frames already there (kept, never rewritten)."""
+    next_frame: int
+    done: tuple[FrameFile, ...]
+
+    @property
+    def previous(self) -> FrameFile | None:
+        return self.done[-1] if self.done else None
+
+
+def frame_path(folder: str, frame: int) -> str:
+    """The PNG of `frame`: 0001.png, ... (four digits at least, Blender's sequence padding)."""
+    return os.path.join(folder, f"{frame:04d}.png")
+
+
+def settings_hash(settings: dict) -> str:
+    """A short hash of everything that decides the frames' pixels (JSON, keys sorted)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def to_bytes(image: np.ndarray) -> np.ndarray:
+    """HxWx3 float 0..1 as the 8-bit values its PNG holds (round half up, as Blender saves)."""
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_frame(folder: str, frame: int, rgb8: np.ndarray, recipe: dict) -> str:
+    """Write one frame as an 8-bit PNG with its recipe, atomically: a frame on disk is
+    always whole (a stop mid-write leaves no half frame that a resume would trust).
+    Refuses to overwrite a frame already there."""
+    from PIL import Image, PngImagePlugin  # lazy: only animations write PNGs this way
+
+    path = frame_path(folder, frame)
+    if os.path.exists(path):
+        raise DiffusionError(f"Frame {frame} is already on disk ({path})",
+                             "frames already made are never rewritten: pick another folder, or resume")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))
+    partial = path + ".partial"
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb8, dtype=np.uint8), "RGB").save(partial, format="PNG", pnginfo=info,
+                                                                              compress_level=1)
+        os.replace(partial, path)
+    except OSError as error:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise DiffusionError(f"Could not write frame {frame} to {folder}: {error.strerror or error}",
+                             "free some disk space or pick another output folder; the frames before it are kept"
+                             ) from error
+    return path
+
+
+def read_frame(path: str) -> np.ndarray:
+    """HxWx3 uint8 RGB of a frame PNG."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_recipe(path: str) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = image.info.get(RECIPE_KEY)
+    return json.loads(text) if text else {}
+
+
+def write_settings(folder: str, settings: dict, digest: str) -> str:
+    """The settings file beside the frames: what made them, and its hash."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"hash": digest, "settings": settings}, f, indent=1, sort_keys=True, default=str)
+    return path
+
+
+def frames_on_disk(folder: str) -> list[FrameFile]:
+    """Every frame PNG in `folder`, by frame number (half-written `.partial` files are not frames)."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = _FRAME_NAME.match(name)
+        if match:
+            found.append(FrameFile(int(match.group(1)), os.path.join(folder, name)))
+    return sorted(found, key=lambda f: f.frame)
+
+
+def resume_point(folder: str, digest: str, start: int, end: int, resume: bool) -> Resume:
+    """Where a run over start..end writing into `folder` begins.
+
+    resume off: the range must have no frames on disk yet (they are never overwritten).
+    resume on: continue after the last frame of an unbroken run from `start` whose recipes
+    carry `digest`; a frame made with other settings is refused, saying which.
+    """
+    frames = [f for f in frames_on_disk(folder) if start <= f.frame <= end]
+    if not resume:
+        if frames:
+            raise DiffusionError(
+                f"{len(frames)} frame{'s' if len(frames) != 1 else ''} of {start}–{end} "
+                f"{'are' if len(frames) != 1 else 'is'} already in {folder} (from {frames[0].frame})",
+                "turn on Resume to continue them, or pick another output folder")
+        return Resume(start, ())
+    done = []
+    expected = start
+    for frame_file in frames:
+        if frame_file.frame != expected:
+            break  # a gap: continue from the first missing frame; later ones are left alone
+        recipe = read_recipe(frame_file.path)
+        if recipe.get("settings_hash") != digest:
+            raise DiffusionError(
+                f"Frame {frame_file.frame} in {folder} was made with other settings "
+                f"({recipe.get('settings_hash') or 'no recipe'}, these are {digest})",
+                "resume only with the settings that made the frames, or pick another output folder")
+        done.append(frame_file)
+        expected += 1
+    later = [f for f in frames if f.frame >= expected]
+    if later:
+        raise DiffusionError(f"Frame {later[0].frame} is on disk after the missing frame {expected}",
+                             "remove the frames after the gap, or pick another output folder")
+    return Resume(expected, tuple(done))
