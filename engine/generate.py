@@ -105,9 +105,19 @@ class Engine:
     def _call(self, pipe, request: GenerationRequest, plan: Plan, reporter: _StepReporter,
               choice: memory.MemoryChoice):
         """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
+        callback = reporter
+        if request.strength_map is not None and plan.mode == "img2img":
+            from .differential import DifferentialStrength
+
+            held = DifferentialStrength(pipe, request.init_image, request.strength_map, request.strength,
+                                        request.steps, request.seed)
+
+            def callback(pipe, step, timestep, callback_kwargs):
+                return {**reporter(pipe, step, timestep, callback_kwargs),
+                        **held(pipe, step, timestep, callback_kwargs)}
         try:
             with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
-                return pipe(**call_arguments(request, plan, pipe), callback_on_step_end=reporter)
+                return pipe(**call_arguments(request, plan, pipe), callback_on_step_end=callback)
         except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
             if not memory.is_out_of_memory(error):
                 raise

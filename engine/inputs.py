@@ -50,6 +50,8 @@ def check_request(request: GenerationRequest) -> None:
     if request.mask is not None:
         _check_mask(request.mask, request.init_image.shape[:2])
         _check_mask_repaints(request)
+    if request.strength_map is not None:
+        _check_strength_map(request)
     tiling.check_axes(request.tiling)
     memory.check_options(request.memory, request.tiling)
     previews.check_method(request.preview_method)
@@ -69,6 +71,21 @@ def _check_init_image(image: np.ndarray) -> None:
         raise DiffusionError(f"The init image must hold floats in 0..1, not {image.dtype}",
                              "convert it, e.g. image.astype(np.float32) / 255 for 8-bit pixels")
     _check_range(image, "init image", "clip it to 0..1; a linear HDR image needs converting to display sRGB")
+
+
+def _check_strength_map(request: GenerationRequest) -> None:
+    strength_map = request.strength_map
+    if request.init_image is None or request.mask is not None:
+        raise DiffusionError("A strength per pixel needs image to image (an init image and no mask)",
+                             "give the init image, or leave the strength map out")
+    if not isinstance(strength_map, np.ndarray) or strength_map.shape != request.init_image.shape[:2]:
+        raise DiffusionError(f"The strength map is {getattr(strength_map, 'shape', None)}, the init image "
+                             f"{request.init_image.shape[:2]}", "make it one value per pixel of the init image")
+    _check_range(strength_map, "strength map", "clip it to 0..1")
+    if float(strength_map.max()) > request.strength + 1e-6:
+        raise DiffusionError(f"The strength map reaches {float(strength_map.max()):g}, over the strength "
+                             f"{request.strength:g} the generation starts at",
+                             "set strength to the map's largest value")
 
 
 def _check_mask(mask: np.ndarray, init_size: tuple[int, int]) -> None:
@@ -113,6 +130,7 @@ def fit_to_size(request: GenerationRequest) -> tuple[GenerationRequest, tuple[st
     size = (request.height, request.width)
     init_image = np.asarray(request.init_image, dtype=np.float32)
     mask = None if request.mask is None else np.asarray(request.mask, dtype=np.float32)
+    strength_map = None if request.strength_map is None else np.asarray(request.strength_map, dtype=np.float32)
     notes: tuple[str, ...] = ()
     if init_image.shape[:2] != size:
         old_height, old_width = init_image.shape[:2]
@@ -122,7 +140,9 @@ def fit_to_size(request: GenerationRequest) -> tuple[GenerationRequest, tuple[st
                  + (", its mask too" if mask is not None else ""),)
         init_image = _resize(init_image, size, "bicubic")
         mask = None if mask is None else _resize(mask[..., None], size, "bilinear")[..., 0]
-    return dataclasses.replace(request, init_image=init_image, mask=mask), notes
+        if strength_map is not None:
+            strength_map = _resize(strength_map[..., None], size, "bilinear")[..., 0]
+    return dataclasses.replace(request, init_image=init_image, mask=mask, strength_map=strength_map), notes
 
 
 def _check_mask_repaints(request: GenerationRequest) -> None:

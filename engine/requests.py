@@ -62,6 +62,9 @@ class GenerationRequest:
     strength: how much of the init image is redrawn, 0..1 (1: all of it; in inpainting, the
         masked area from scratch); diffusers runs about steps x strength denoising steps.
     mask: HxW float32 0..1 the size of the init image, >= 0.5 = repaint (inpainting).
+    strength_map: HxW float32 0..1 the size of the init image: each pixel's own strength in
+        image to image (engine/differential.py), at most `strength`, where the pipeline starts;
+        e.g. 1 where an animation frame's warp shows nothing, the frame's strength elsewhere.
     tiling: "" (none), "x", "y" or "xy": seamless along those axes (the image wraps around:
         "x" for 360° panoramas, "xy" for tileable textures).
     model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.
@@ -88,6 +91,7 @@ class GenerationRequest:
     init_image: np.ndarray | None = None
     strength: float = 0.75
     mask: np.ndarray | None = None
+    strength_map: np.ndarray | None = None
     tiling: str = ""
     loras: tuple[LoraSpec, ...] = ()
     num_images: int = 1
