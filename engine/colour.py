@@ -64,7 +64,8 @@ def _to_bytes(image: np.ndarray) -> np.ndarray:
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:
-    return np.multiply(image, np.float32(1.0 / 255.0), dtype=np.float32)
+    """HxWx3 float32 k / 255, correctly rounded: the same floats as uint8 images / 255 elsewhere."""
+    return np.divide(image, np.float32(255), dtype=np.float32)
 
 
 # --- Colour coherence --------------------------------------------------------------------------
@@ -78,8 +79,10 @@ class ColourMode(Enum):
     RGB = "RGB"
 
     @classmethod
-    def parse(cls, text: str) -> ColourMode:
+    def parse(cls, text: str | ColourMode) -> ColourMode:
         """A mode from Deforum's setting, current ("LAB") or older ("Match Frame 0 LAB")."""
+        if isinstance(text, ColourMode):
+            return text
         name = str(text).strip().removeprefix("Match Frame 0 ").strip().upper()
         for mode in cls:
             if mode.value.upper() == name:
@@ -159,10 +162,10 @@ def _as_reference(reference: np.ndarray | ColourReference) -> ColourReference:
     return reference if isinstance(reference, ColourReference) else colour_reference(reference)
 
 
-def match_colours(image: np.ndarray, reference: np.ndarray | ColourReference, mode: ColourMode) -> np.ndarray:
+def match_colours(image: np.ndarray, reference: np.ndarray | ColourReference, mode: ColourMode | str) -> np.ndarray:
     """Deforum's colour coherence: the image's channel histograms in `mode`'s colour space made
     those of the reference frame (an image, or a `colour_reference` made once). HxWx3 float32."""
-    mode = ColourMode(mode)
+    mode = ColourMode.parse(mode)
     if mode is ColourMode.NONE:
         return _to_float(_to_bytes(image))
     return _to_float(_match_bytes(_to_bytes(image), _as_reference(reference), mode))
@@ -274,8 +277,9 @@ def _check_noise(amount: float, noise_type: str, perlin_w: float, perlin_h: floa
             "use cells that are powers of 2 (8x8 is Deforum's default), fewer octaves, or uniform noise")
 
 
-def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.ndarray, scale: float) -> np.ndarray:
-    """HxW float32: scale times Deforum's rand_perlin_2d on a grid of cells[0] x cells[1] cells
+def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.ndarray, scale: float,
+                   offset: float = 0.0) -> np.ndarray:
+    """HxW float32: offset + scale times Deforum's rand_perlin_2d on a grid of cells[0] x cells[1] cells
     whose corner gradients point at angles 2π * draws ((cells[0]+1) x (cells[1]+1), 0..1).
 
     Within a cell the value is a sum of 8 products (a function of the row) x (a function of the
@@ -300,9 +304,11 @@ def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.nd
         near_x * gx[:-1, None, 1:] + far_x * gx[1:, None, 1:],     # fv
         near_y * gy[:-1, None, :-1] + far_y * gy[1:, None, :-1],   # (1 - fv) v
         near_y * gy[:-1, None, 1:] + far_y * gy[1:, None, 1:],     # fv (v - 1)
-    ], axis=-1)  # cells[0] x down x cells[1] x 4
+        np.ones((cells[0], down, cells[1]), dtype=np.float32),     # the offset, in the same product
+    ], axis=-1)  # cells[0] x down x cells[1] x 5
     columns = np.stack([1 - fv, fv, (1 - fv) * v, fv * (v - 1)]) * np.float32(scale * math.sqrt(2))
-    return (rows.reshape(-1, 4) @ columns).reshape(height, width)
+    columns = np.concatenate([columns, np.full((1, across), offset, dtype=np.float32)])
+    return (rows.reshape(-1, 5) @ columns).reshape(height, width)
 
 
 def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, octaves: int,
@@ -312,12 +318,13 @@ def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, o
     (uniform 0..1) as Deforum takes them from its generator: octave k is a grid of
     int(perlin_w) * 2^k cells down and int(perlin_h) * 2^k across (Deforum's names are the
     other way round; kept so its settings give its look), with amplitude persistence^k."""
-    total = np.zeros((height, width), dtype=np.float32)
+    total = None
     for octave in range(int(octaves)):
         cells = (int(perlin_w) << octave, int(perlin_h) << octave)
-        total += _perlin_octave(height, width, cells, draws[octave], persistence ** octave)
-    total += 1
-    total *= 0.5
+        # (sum + 1) / 2 folded into each octave's product: halved amplitudes, 0.5 added once.
+        layer = _perlin_octave(height, width, cells, draws[octave], 0.5 * persistence ** octave,
+                               0.5 if total is None else 0.0)
+        total = layer if total is None else np.add(total, layer, out=total)
     return total
 
 
@@ -414,7 +421,7 @@ class FrameAdjustments:
     perlin_persistence: float = 0.5
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "colour_mode", ColourMode(self.colour_mode))
+        object.__setattr__(self, "colour_mode", ColourMode.parse(self.colour_mode))
         _check_contrast(self.contrast)
         _check_unsharp(self.kernel, self.sigma, self.amount, self.threshold)
         _check_noise(self.noise, self.noise_type, self.perlin_w, self.perlin_h, self.perlin_octaves)
