@@ -17,11 +17,14 @@ against scripts/deforum_colour_reference.py). Where they differ, and why:
   blur is brighter and such pixels are always sharpened; here the true difference is used.
   Equal wherever the pixel is at least as bright as its blur, and whenever threshold is 0
   (Deforum's default).
-- Noise: Deforum draws from torch's CPU generator; this module draws from OpenCV's (about
-  5x faster than numpy's normals here, and the same on every machine), so a seed gives other
-  noise than in Deforum but with the same distribution and the same Perlin envelope. Given
-  the same draws (`noise_image`, `perlin_envelope`), bytes are Deforum's to within 1 for a
-  few values in a million (its float32 rounding order differs from OpenCV's).
+- Noise: Deforum draws from torch's CPU generator (reproducible, but 8 ms for a 512x512
+  frame here, and 20 ms replayed in numpy); this module draws from OpenCV's (2.3 ms, the same
+  on every machine), so a seed gives other noise than in Deforum, with the same distribution
+  and the same Perlin envelope. Given Deforum's draws (`noise_image`, `perlin_envelope`),
+  bytes are Deforum's, within 1 for a few values in a million (float32 rounding order).
+  Deforum stops with an error on uniform noise at sizes that are not multiples of 64 and on
+  Perlin cells that do not divide the frame; here the first is stretched as Deforum stretches
+  Perlin noise, and the second is a DiffusionError that says what to change.
 
 numpy only at import; cv2 is imported inside the functions that use it.
 """
@@ -112,7 +115,7 @@ def _histograms(image: np.ndarray) -> np.ndarray:
     return np.stack([cv2.calcHist([image], [c], None, [256], [0, 256])[:, 0] for c in range(3)]).astype(np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ColourReference:
     """A reference frame's channel histograms in every colour space, made once per animation
     by `colour_reference` (saves converting the same frame again on every frame)."""
@@ -313,11 +316,12 @@ def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.nd
 
 def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, octaves: int,
                     persistence: float, draws: list[np.ndarray]) -> np.ndarray:
-    """HxW float32: Deforum's Perlin envelope, (rand_perlin_2d_octaves + 1) / 2, about 0..1
-    (octaves add up to about ±1.9 before halving). `draws` holds each octave's gradient draws
-    (uniform 0..1) as Deforum takes them from its generator: octave k is a grid of
-    int(perlin_w) * 2^k cells down and int(perlin_h) * 2^k across (Deforum's names are the
-    other way round; kept so its settings give its look), with amplitude persistence^k."""
+    """HxW float32: Deforum's Perlin envelope, (rand_perlin_2d_octaves + 1) / 2: mostly 0..1,
+    not clipped (4 octaves can reach about -0.4 and 1.4). `draws` holds each octave's gradient
+    draws (uniform 0..1, (cells down + 1) x (cells across + 1)) as Deforum takes them from its
+    generator. Octave k has int(perlin_w) * 2^k cells down and int(perlin_h) * 2^k across, and
+    amplitude persistence^k: in Deforum perlin_w counts cells down the height, kept so that
+    its settings give its look."""
     total = None
     for octave in range(int(octaves)):
         cells = (int(perlin_w) << octave, int(perlin_h) << octave)
@@ -340,10 +344,12 @@ def noise_image(white: np.ndarray, envelope: np.ndarray | None, height: int, wid
     columns = _nearest(white.shape[2], width)
     for plane in white:
         noise = plane if envelope is None else cv2.multiply(plane, envelope)
-        if rows is not None or columns is not None:
-            noise = noise[rows if rows is not None else slice(None)][:, columns if columns is not None else slice(None)]
-        # round(127.5 n + 127) is Deforum's int((n * 0.5 + 0.5) * 255) but for float32 rounding order,
-        # in one pass; cv2 saturates at 0 and 255 as its clip does.
+        if rows is not None:
+            noise = noise[rows]
+        if columns is not None:
+            noise = noise[:, columns]
+        # One pass: rounding 127.5 n + 127 is Deforum's int(clip(n * 0.5 + 0.5) * 255), but for
+        # values whose float32 rounding lands across a whole number (about 4 in a million, off by 1).
         planes.append(cv2.addWeighted(noise, 127.5, noise, 0.0, 127.0, dtype=cv2.CV_8U))
     return cv2.merge(planes)
 
@@ -414,7 +420,7 @@ class FrameAdjustments:
     threshold: float = 0.0
     noise: float = 0.065
     noise_type: str = "perlin"
-    seed: int = 0
+    seed: int = 0  # the frame's seed: Deforum noises with the seed it then generates with
     perlin_w: float = 8
     perlin_h: float = 8
     perlin_octaves: int = 4

@@ -71,6 +71,16 @@ def test_a_prepared_reference_matches_as_the_image_does(deforum):
                                       match_colours(floats(data["image"]), floats(data["reference"]), mode))
 
 
+def test_histograms_of_huge_frames_count_every_pixel():
+    """OpenCV's calcHist counts in float32, exact below 2**24 (a 4096x4096 frame)."""
+    from engine.colour import _histograms
+
+    frame = np.zeros((4097, 4097, 3), np.uint8)
+    frame[0, :2] = 7
+    counts = _histograms(frame)
+    assert (counts[:, 0] == 4097 * 4097 - 2).all() and (counts[:, 7] == 2).all()
+
+
 def test_no_colour_coherence_only_rounds_to_8_bits():
     image = np.random.default_rng(1).random((8, 10, 3), dtype=np.float32)
     out = match_colours(image, np.zeros((4, 4, 3), np.float32), ColourMode.NONE)
