@@ -299,19 +299,22 @@ def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.nd
 
     u, fu = weights(down)
     v, fv = weights(across)
-    # Row factors of the corners (near: gradient dotted with u; far: with u - 1), per cell row.
+    # Row factors of the corners (near: gradient dotted with u; far: with u - 1), per cell row,
+    # each paired with a column factor below; the fifth pair adds the offset.
     near_x, far_x = ((1 - fu) * u)[None, :, None], (fu * (u - 1))[None, :, None]
     near_y, far_y = (1 - fu)[None, :, None], fu[None, :, None]
-    rows = np.stack([
-        near_x * gx[:-1, None, :-1] + far_x * gx[1:, None, :-1],   # with column factor (1 - fv)
-        near_x * gx[:-1, None, 1:] + far_x * gx[1:, None, 1:],     # fv
-        near_y * gy[:-1, None, :-1] + far_y * gy[1:, None, :-1],   # (1 - fv) v
-        near_y * gy[:-1, None, 1:] + far_y * gy[1:, None, 1:],     # fv (v - 1)
-        np.ones((cells[0], down, cells[1]), dtype=np.float32),     # the offset, in the same product
-    ], axis=-1)  # cells[0] x down x cells[1] x 5
+    terms = [(near_x, gx[:-1, None, :-1], far_x, gx[1:, None, :-1]),   # with (1 - fv)
+             (near_x, gx[:-1, None, 1:], far_x, gx[1:, None, 1:]),     # fv
+             (near_y, gy[:-1, None, :-1], far_y, gy[1:, None, :-1]),   # (1 - fv) v
+             (near_y, gy[:-1, None, 1:], far_y, gy[1:, None, 1:])]     # fv (v - 1)
+    rows = np.empty((5, cells[0], down, cells[1]), dtype=np.float32)  # factor-major: each written in one run
+    for row, (near, near_gradient, far, far_gradient) in zip(rows, terms):
+        np.multiply(near, near_gradient, out=row)
+        row += far * far_gradient
+    rows[4] = 1
     columns = np.stack([1 - fv, fv, (1 - fv) * v, fv * (v - 1)]) * np.float32(scale * math.sqrt(2))
     columns = np.concatenate([columns, np.full((1, across), offset, dtype=np.float32)])
-    return (rows.reshape(-1, 5) @ columns).reshape(height, width)
+    return (rows.reshape(5, -1).T @ columns).reshape(height, width)
 
 
 def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, octaves: int,
