@@ -193,7 +193,7 @@ def noise_cases(noise, recorder: RecordingTorch) -> dict[str, np.ndarray]:
     cases = {
         "uniform": (64, 64, 0.065, 7, "uniform", 8, 8, 4, 0.5),
         "perlin": (64, 64, 0.065, 1234, "perlin", 8, 8, 4, 0.5),
-        "perlin_stretched": (72, 136, 0.3, 2**32 - 5, "perlin", 2.9, 4, 3, 0.7),
+        "perlin_stretched": (72, 80, 0.3, 2**32 - 5, "perlin", 2.9, 4, 3, 0.7),
     }
     data = {}
     octaves_sums = []
