@@ -142,7 +142,9 @@ def _check(values: dict[str, list[float]], first: int) -> None:
         "contrast_schedule": (lambda v: 0.0 <= v, "0 or more"),
         "cfg_scale_schedule": (lambda v: 0.0 <= v <= 30.0, "between 0 and 30"),
         "steps_schedule": (lambda v: 1 <= v <= 150, "between 1 and 150"),
-        "kernel_schedule": (lambda v: v >= 0, "0 or more"),
+        # cv2's Gaussian blur takes odd sizes only (Deforum crashes on an even one).
+        "kernel_schedule": (lambda v: int(v) >= 0 and (int(v) == 0 or int(v) % 2 == 1),
+                            "an odd number of pixels (or 0: the size from sigma)"),
         "sigma_schedule": (lambda v: v >= 0, "0 or more"),
     }
     for name, (fits, wanted) in rules.items():

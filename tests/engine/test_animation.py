@@ -46,6 +46,7 @@ def test_a_frame_with_no_denoising_step_keeps_the_warp():
     (dict(steps_schedule="0:(0)"), "steps_schedule gives 0 at frame 11"),
     (dict(noise_schedule="0:(0.1), 2:"), "noise_schedule"),
     (dict(frame_end=10), "has no frames"),
+    (dict(kernel_schedule="0:(5), 5:(3)"), "kernel_schedule gives 4.6 at frame 12: keep it an odd number"),
     (dict(prompts_json='{"0": "a forest",}'), "not JSON|JSON"),
 ])
 def test_bad_settings_are_refused_naming_the_schedule_and_frame(changes, message):
