@@ -69,42 +69,64 @@ class FrameGeometry:
                     f"'{self.view.name}' is {self.view.height} x {self.view.width}",
                     "capture the motion vectors at the view's own size, two channels (x right, y down)")
 
-    def shows(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """N bools: the Z pass at flat pixel indices `pixels` shows a surface point at
-        `depth` (float32) seen within a pixel of their centres: equal within
-        DEPTH_TOLERANCE of the depth plus SLOPE_ALLOWANCE times the surface's slope there.
-        NaN depths match nothing, nor does the background."""
-        low, high = self._depth_bounds
-        return (depth * np.float32(1.0 - DEPTH_TOLERANCE) <= high[pixels]) & \
-            (low[pixels] <= depth * np.float32(1.0 + DEPTH_TOLERANCE))
-
     @functools.cached_property
-    def _depth_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Flat float32 (low, high): the depths each pixel's surface takes within a pixel
-        of its centre (+inf on the background: nothing matches there). Cached: the
-        current frame's geometry is the next warp's previous."""
-        depth = np.where(foreground(self.depth), self.depth, np.inf).astype(np.float32).ravel()
-        reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(self.depth).ravel()
-        return depth - reach, depth + reach
+    def _lookup(self) -> _Lookup:
+        """This frame's data as a previous frame, cached: the current frame's geometry is
+        the next warp's previous."""
+        return _Lookup.of(self)
+
+
+@dataclass(frozen=True, eq=False)
+class _Lookup:
+    """A previous frame's per-pixel data, flat, with a one-pixel border around the image
+    that matches nothing (infinite depth bounds and motion): a sample's four pixel
+    centres need no clipping, and those off the image drop out like hidden ones.
+
+    low, high: the depths each pixel's surface takes within a pixel of its centre
+    (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope; +inf on the
+    background. next_x, next_y: its motion to the next frame, or None.
+    """
+    width: int
+    low: np.ndarray
+    high: np.ndarray
+    next_x: np.ndarray | None
+    next_y: np.ndarray | None
+
+    @classmethod
+    def of(cls, geometry: FrameGeometry) -> _Lookup:
+        depth = np.where(foreground(geometry.depth), geometry.depth, np.inf).astype(np.float32)
+        reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
+        motion = geometry.to_next
+        return cls(width=geometry.view.width + 2, low=_bordered(depth - reach), high=_bordered(depth + reach),
+                   next_x=None if motion is None else _bordered(motion[..., 0]),
+                   next_y=None if motion is None else _bordered(motion[..., 1]))
+
+    def shows(self, taps: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """N bools: the surface at each tap takes a depth within [low, high] near it."""
+        return (low <= np.take(self.high, taps)) & (np.take(self.low, taps) <= high)
+
+
+def _bordered(values: np.ndarray) -> np.ndarray:
+    """HxW -> flat float32 (H+2)x(W+2), +inf around."""
+    return np.pad(np.asarray(values, np.float32), 1, constant_values=np.inf).ravel()
 
 
 def _depth_slope(depth: np.ndarray) -> np.ndarray:
-    """HxW float32: how much a Z pass's surface changes in depth one pixel right plus one
-    pixel down. Each direction takes the smaller of its two one-sided differences, so a
-    pixel at a depth edge gets its own surface's slope; 0 where neither neighbour is
-    geometry (a one-pixel sliver: only the relative tolerance applies)."""
-    depth = np.where(foreground(depth), depth, np.inf).astype(np.float32)
+    """HxW float32: how much a Z pass's surface (+inf on the background) changes in depth
+    one pixel right plus one pixel down. Each direction takes the smaller of its two
+    one-sided differences, so a pixel at a depth edge gets its own surface's slope; 0
+    where neither neighbour is geometry (a one-pixel sliver: only the relative tolerance
+    applies)."""
     slope = np.zeros(depth.shape, np.float32)
     with np.errstate(invalid="ignore"):
         for axis in (0, 1):
-            step = np.abs(np.diff(depth, axis=axis))
-            pad = [(0, 0), (0, 0)]
-            pad[axis] = (1, 0)
-            before = np.pad(step, pad, constant_values=np.inf)
-            pad[axis] = (0, 1)
-            after = np.pad(step, pad, constant_values=np.inf)
-            smaller = np.minimum(before, after)
-            slope += np.where(np.isfinite(smaller), smaller, np.float32(0.0))
+            step = np.moveaxis(np.abs(np.diff(depth, axis=axis)), axis, 0)  # NaN between background pixels
+            smaller = np.full(slope.shape, np.inf, np.float32)
+            view = np.moveaxis(smaller, axis, 0)
+            view[0], view[-1] = step[0], step[-1]
+            np.fmin(step[:-1], step[1:], out=view[1:-1])
+            smaller[~np.isfinite(smaller)] = 0.0
+            slope += smaller
     return slope
 
 
@@ -152,51 +174,48 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     if use_motion:
         columns = np.arange(width, dtype=np.float32) + np.float32(0.5)
         rows = np.arange(height, dtype=np.float32) + np.float32(0.5)
-        source_x = columns[None, :] + current.to_previous[..., 0]
-        source_y = rows[:, None] + current.to_previous[..., 1]
+        motion_x, motion_y = current.to_previous[..., 0], current.to_previous[..., 1]
+        source_x, source_y = columns[None, :] + motion_x, rows[:, None] + motion_y
         seen = surface & _inside(view, source_x, source_y)
-    else:
-        source_x, source_y, source_depth = _reprojected(current.view, current.depth, surface, view)
-        with np.errstate(invalid="ignore"):
-            seen = surface & _inside(view, source_x, source_y) & (source_depth > 0)
-
-    index = np.flatnonzero(seen)
-    at_x = source_x.ravel()[index].astype(np.float32)
-    at_y = source_y.ravel()[index].astype(np.float32)
-    taps, weights = _taps(view, at_x, at_y)
-    if use_motion:
-        if previous.to_next is not None:
-            # Where the surface at each tap went next: back to this pixel, if it is this surface.
-            back_x = at_x - (index % width + np.float32(0.5))
-            back_y = at_y - (index // width + np.float32(0.5))
-            to_next = previous.to_next.reshape(-1, 2)
-            for tap, weight in zip(taps, weights):
-                motion = to_next[tap]
-                gap_x, gap_y = back_x + motion[:, 0], back_y + motion[:, 1]
-                weight *= gap_x * gap_x + gap_y * gap_y <= np.float32(CONSISTENCY_PIXELS ** 2)
         # Surfaces that did not move have a known depth in the previous view: test it too.
-        still_x, still_y, still_depth = _reprojected(current.view, current.depth, surface, view)
-        still = ((np.abs(still_x.ravel()[index] - at_x) <= STILL_PIXELS)
-                 & (np.abs(still_y.ravel()[index] - at_y) <= STILL_PIXELS))
-        depth = np.where(still, still_depth.ravel()[index], np.nan).astype(np.float32)
-        for tap, weight in zip(taps, weights):
-            weight *= ~still | previous.shows(tap, depth)
+        still_x, still_y, depth = _reprojected(current.view, current.depth, surface, view)
+        with np.errstate(invalid="ignore"):
+            still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
     else:
-        depth = source_depth.ravel()[index].astype(np.float32)
+        source_x, source_y, depth = _reprojected(current.view, current.depth, surface, view)
+        with np.errstate(invalid="ignore"):
+            seen = surface & _inside(view, source_x, source_y) & (depth > 0)
+
+    lookup = previous._lookup
+    # Points not seen sample the border, which matches nothing.
+    taps, weights = _taps(lookup.width, np.where(seen, source_x, -1.0).ravel(), np.where(seen, source_y, -1.0).ravel())
+    depth = depth.ravel()
+    low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
+    if use_motion:
+        still, motion_x, motion_y = still.ravel(), motion_x.ravel(), motion_y.ravel()
         for tap, weight in zip(taps, weights):
-            weight *= previous.shows(tap, depth)
+            matches = np.take(lookup.low, tap) < np.inf  # a surface there, and on the image
+            if lookup.next_x is not None:
+                # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
+                gap_x = motion_x + np.take(lookup.next_x, tap)
+                gap_y = motion_y + np.take(lookup.next_y, tap)
+                matches &= gap_x * gap_x + gap_y * gap_y <= np.float32(CONSISTENCY_PIXELS ** 2)
+            matches &= ~still | lookup.shows(tap, low, high)
+            weight *= matches
+    else:
+        for tap, weight in zip(taps, weights):
+            weight *= lookup.shows(tap, low, high)
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
-    keep = total > 0
-    index, total = index[keep], total[keep]
-    flat = previous_image.reshape(-1, previous_image.shape[2])
-    colour = np.zeros((len(index), flat.shape[1]), np.float32)
-    for tap, weight in zip(taps, weights):
-        colour += weight[keep, None] * flat[tap[keep]]
-    valid = np.zeros(height * width, dtype=bool)
-    valid[index] = True
-    image = np.zeros((height * width, flat.shape[1]), dtype=np.float32)
-    image[index] = colour / total[:, None]
+    valid = (total > 0) & seen.ravel()
+    planes = np.pad(np.moveaxis(previous_image, 2, 0), ((0, 0), (1, 1), (1, 1))).reshape(previous_image.shape[2], -1)
+    channels = []
+    for plane in planes:  # one channel at a time: gathers of one float each are the fastest
+        colour = weights[0] * np.take(plane, taps[0])
+        for tap, weight in zip(taps[1:], weights[1:]):
+            colour += weight * np.take(plane, tap)
+        channels.append(np.divide(colour, total, out=np.zeros_like(colour), where=valid))
+    image = np.stack(channels, axis=-1)
     source = np.stack([source_x, source_y], axis=-1).astype(np.float32)
     source[~surface] = np.nan
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width), source=source)
@@ -207,35 +226,27 @@ def _inside(view: CameraView, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
 
 
-def _taps(view: CameraView, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The four pixel centres around each of N points inside the view: their flat indices
-    and bilinear weights (float32), weight 0 for a tap off the image (a point within half
-    a pixel of the border)."""
-    x, y = x - np.float32(0.5), y - np.float32(0.5)  # float32: exact at pixel centres
+def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The four pixel centres around each of N points (float32 pixel coordinates, -0.5 or
+    more): their flat indices in a `_Lookup`'s bordered layout and their bilinear weights."""
+    x, y = x - np.float32(0.5), y - np.float32(0.5)  # exact in float32: integers at pixel centres
     left, top = np.floor(x), np.floor(y)
     fx, fy = x - left, y - top
-    left, top = left.astype(np.int64), top.astype(np.int64)
-    taps, weights = [], []
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        row = top + dy
-        inside_row = (row >= 0) & (row < view.height)
-        row = np.clip(row, 0, view.height - 1) * view.width
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            column = left + dx
-            taps.append(row + np.clip(column, 0, view.width - 1))
-            weights.append(wx * wy * (inside_row & (column >= 0) & (column < view.width)))
-    return taps, weights
+    # Integers below 2^24 are exact in float32: one conversion instead of integer arithmetic.
+    base = (top * np.float32(bordered_width) + (left + np.float32(bordered_width + 1))).astype(np.intp)
+    gx, gy = 1 - fx, 1 - fy
+    return ([base, base + 1, base + bordered_width, base + bordered_width + 1],
+            [gx * gy, fx * gy, gx * fy, fx * fy])
 
 
 def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray,
                  target: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, depth) HxW: where each pixel's point (at its depth in `view`) lands in
+    """(x, y, depth) HxW float32: where each pixel's point (at its depth in `view`) lands in
     `target`, and its depth there; NaN off `surface` and behind a perspective target.
 
     float64: a point seen from the same view comes back to its pixel centre to ~1e-13 px,
     far inside float32's rounding, so a warp between equal views samples exact centres.
     """
-    height, width = view.height, view.width
     if view.type == 'PANO' or target.type == 'PANO':
         return _reprojected_points(view, depth, surface, target)
     # A pixel's point is start(p) + d * step(p), both affine in p (engine.visibility.Rays),
@@ -250,24 +261,29 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray,
         clip[3],                                     # w
         -camera_from_world[2],                       # planar depth in the target
     ])
-    xs = np.arange(width, dtype=np.float64) + 0.5
-    ys = np.arange(height, dtype=np.float64) + 0.5
-    d = np.where(surface, depth, np.nan).astype(np.float64)
-    out = []
-    for row in rows:
-        a = rays.start @ row[:3] + np.array([row[3], 0.0, 0.0])
-        b = rays.step @ row[:3]
-        value = ((b[0] + b[1] * xs)[None, :] + (b[2] * ys)[:, None]) * d
-        if a[1] or a[2]:  # rays start at different points (orthographic)
-            value += (a[0] + a[1] * xs)[None, :] + (a[2] * ys)[:, None]
-        else:
-            value += a[0]
-        out.append(value)
-    x, y, w, target_depth = out
+    d = np.where(surface, depth, np.nan)
+    # The depth there only meets a tolerance: float32 is enough for it.
+    x, y, w = (_affine_times_depth(rays, row, d.astype(np.float64)) for row in rows[:3])
+    target_depth = _affine_times_depth(rays, rows[3], d.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
         if target.type == 'PERSP':
             w[w <= 0] = np.nan  # behind the camera
-        return x / w, y / w, target_depth
+        return (x / w).astype(np.float32), (y / w).astype(np.float32), target_depth
+
+
+def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """HxW: row . (start(p) + d * step(p), 1) at every pixel centre, in depth's dtype."""
+    height, width = depth.shape
+    xs = np.arange(width, dtype=depth.dtype) + depth.dtype.type(0.5)
+    ys = np.arange(height, dtype=depth.dtype) + depth.dtype.type(0.5)
+    a = (rays.start @ row[:3] + np.array([row[3], 0.0, 0.0])).astype(depth.dtype)
+    b = (rays.step @ row[:3]).astype(depth.dtype)
+    value = ((b[0] + b[1] * xs)[None, :] + (b[2] * ys)[:, None]) * depth
+    if a[1] or a[2]:  # rays start at different points (orthographic)
+        value += (a[0] + a[1] * xs)[None, :] + (a[2] * ys)[:, None]
+    else:
+        value += a[0]
+    return value
 
 
 def _reprojected_points(view: CameraView, depth: np.ndarray, surface: np.ndarray,
@@ -279,4 +295,4 @@ def _reprojected_points(view: CameraView, depth: np.ndarray, surface: np.ndarray
     points = view.unproject(np.stack([columns + 0.5, rows + 0.5], axis=1), depth[rows, columns])
     pixels, distance = target.project(points)
     x[rows, columns], y[rows, columns], target_depth[rows, columns] = pixels[:, 0], pixels[:, 1], distance
-    return x, y, target_depth
+    return x.astype(np.float32), y.astype(np.float32), target_depth.astype(np.float32)
