@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The previous animation frame warped into the current frame's view, with the scene's
+exact geometry: Z passes and camera matrices, and Cycles' motion vectors for moving
+objects (scene/motion.py captures them as a FrameGeometry).
+
+A backward warp: every pixel of frame N looks up where its surface point was seen in
+frame N-1 and samples the previous image there (bilinear). Where the point was not seen
+(outside N-1's image, hidden behind something in N-1, or no geometry at all in N) the
+pixel is not valid, and nothing is put there: the caller lets diffusion fill it rather
+than stretching border pixels or smearing foreground over what it uncovered.
+
+Conventions (engine.views, and checked by tests/engine/test_warp.py against analytic
+cameras): pixel (i, j) covers [j, j+1) x [i, i+1) in continuous coordinates, its centre
+at (j + 0.5, i + 0.5); x grows to the right, y downwards (rows top-down). Depth is the
+planar camera depth (the distance along the ray for panoramas), +inf (or Cycles' 1e10)
+where no geometry was hit. Motion vectors are pixels in the same x-right, y-down frame:
+`to_previous[i, j]` added to pixel (i, j)'s centre gives where its surface point was in
+frame N-1; `to_next` likewise to frame N+1.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DiffusionError
+from .views import CameraView
+from .visibility import DEPTH_TOLERANCE, SLOPE_PIXELS, Rays, check_depth, foreground
+
+__all__ = ["CONSISTENCY_PIXELS", "STILL_PIXELS", "FrameGeometry", "Warped", "warp"]
+
+# Forward-backward check: following a pixel's motion to the previous frame and that
+# frame's motion back to the next must land within this distance (pixels) of where it
+# started; farther, the previous frame showed something else there (a disocclusion).
+CONSISTENCY_PIXELS = 1.0
+# A pixel whose motion vector agrees with the camera-only reprojection this closely (pixels)
+# is on a surface that did not move: its depth in the previous view is known and tested.
+# Cycles' vectors of a still surface agree with the reprojection to ~1e-5 px.
+STILL_PIXELS = 0.05
+# A sample's four pixel centres lie within a pixel of the point in x and in y: their
+# surface's depth there may differ from the point's by its slope one pixel right plus one
+# down (engine.visibility's SLOPE_PIXELS), given a margin for the slope's estimate.
+SLOPE_ALLOWANCE = 1.5 * SLOPE_PIXELS
+
+
+@dataclass(frozen=True, eq=False)
+class FrameGeometry:
+    """What the warp needs to know of one frame.
+
+    view: the frame's camera view (its `frame` says which frame the geometry is of).
+    depth: HxW float32, the Z pass in the view's convention; +inf (or >= 1e9) on background.
+    to_previous, to_next: HxWx2 float32 or None, the screen motion (pixels, x right, y down)
+        of each pixel's surface point to the previous and to the next frame; zero on the
+        background. None: a still scene (the camera's own motion follows from the views).
+    """
+    view: CameraView
+    depth: np.ndarray
+    to_previous: np.ndarray | None = None
+    to_next: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        check_depth(self.view, self.depth)
+        for name in ("to_previous", "to_next"):
+            motion = getattr(self, name)
+            if motion is not None and np.shape(motion) != (self.view.height, self.view.width, 2):
+                raise DiffusionError(
+                    f"The {name.replace('_', ' ')} motion is {np.shape(motion)}, the view "
+                    f"'{self.view.name}' is {self.view.height} x {self.view.width}",
+                    "capture the motion vectors at the view's own size, two channels (x right, y down)")
+
+    @functools.cached_property
+    def _lookup(self) -> _Lookup:
+        """This frame's data as a previous frame, cached: the current frame's geometry is
+        the next warp's previous."""
+        return _Lookup.of(self)
+
+
+@dataclass(frozen=True, eq=False)
+class _Lookup:
+    """A previous frame's per-pixel data, flat, with a one-pixel border around the image
+    that matches nothing (infinite depth bounds and motion): a sample's four pixel
+    centres need no clipping, and those off the image drop out like hidden ones.
+
+    low, high: the depths each pixel's surface takes within a pixel of its centre
+    (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope; +inf on the
+    background. next_x, next_y: its motion to the next frame, or None.
+    """
+    width: int
+    low: np.ndarray
+    high: np.ndarray
+    next_x: np.ndarray | None
+    next_y: np.ndarray | None
+
+    @classmethod
+    def of(cls, geometry: FrameGeometry) -> _Lookup:
+        depth = np.where(foreground(geometry.depth), geometry.depth, np.inf).astype(np.float32)
+        reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
+        motion = geometry.to_next
+        return cls(width=geometry.view.width + 2, low=_bordered(depth - reach), high=_bordered(depth + reach),
+                   next_x=None if motion is None else _bordered(motion[..., 0]),
+                   next_y=None if motion is None else _bordered(motion[..., 1]))
+
+    def shows(self, taps: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """N bools: the surface at each tap takes a depth within [low, high] near it."""
+        return (low <= np.take(self.high, taps)) & (np.take(self.low, taps) <= high)
+
+
+def _bordered(values: np.ndarray) -> np.ndarray:
+    """HxW -> flat float32 (H+2)x(W+2), +inf around."""
+    return np.pad(np.asarray(values, np.float32), 1, constant_values=np.inf).ravel()
+
+
+def _depth_slope(depth: np.ndarray) -> np.ndarray:
+    """HxW float32: how much a Z pass's surface (+inf on the background) changes in depth
+    one pixel right plus one pixel down. Each direction takes the smaller of its two
+    one-sided differences, so a pixel at a depth edge gets its own surface's slope; 0
+    where neither neighbour is geometry (a one-pixel sliver: only the relative tolerance
+    applies)."""
+    slope = np.zeros(depth.shape, np.float32)
+    with np.errstate(invalid="ignore"):
+        for axis in (0, 1):
+            step = np.moveaxis(np.abs(np.diff(depth, axis=axis)), axis, 0)  # NaN between background pixels
+            smaller = np.full(slope.shape, np.inf, np.float32)
+            view = np.moveaxis(smaller, axis, 0)
+            view[0], view[-1] = step[0], step[-1]
+            np.fmin(step[:-1], step[1:], out=view[1:-1])
+            smaller[~np.isfinite(smaller)] = 0.0
+            slope += smaller
+    return slope
+
+
+@dataclass(frozen=True, eq=False)
+class Warped:
+    """The previous frame seen from the current one.
+
+    image: HxWx3 float32, the previous image sampled where `valid`, 0 elsewhere.
+    valid: HxW bool, the pixels whose surface point the previous frame showed.
+    source: HxWx2 float32, where each pixel's point was in the previous image (continuous
+        pixel coordinates, x right, y down; outside the image where it entered at the
+        border), NaN where the current frame shows no geometry or the point was behind
+        the previous camera.
+    """
+    image: np.ndarray
+    valid: np.ndarray
+    source: np.ndarray
+
+
+def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeometry) -> Warped:
+    """`previous_image` (HxWxC of the previous frame's view) warped into `current`'s view.
+
+    With motion vectors (`current.to_previous`, and the frames one apart, as Cycles'
+    Vector pass is), each pixel's point was at p + to_previous(p); without them, each
+    pixel is unprojected with its depth and projected into the previous view. There the
+    image is sampled bilinearly from the four pixel centres around the point, but only
+    from those that show the same surface: with motion vectors, those whose `to_next`
+    leads back to p (within CONSISTENCY_PIXELS) and, for surfaces that did not move,
+    whose depth is the point's; without, those whose depth is the point's (engine.
+    visibility's relative tolerance plus the Z pass's own slope). A pixel none of whose
+    four show its surface is not valid: the point was hidden, or the previous view did
+    not reach it. The other pixels' weights are shared out among the ones that do, so no
+    colour bleeds across a silhouette and the border pixels reach half a pixel outward.
+    """
+    previous_image = np.asarray(previous_image, dtype=np.float32)
+    view = previous.view
+    if previous_image.ndim != 3 or previous_image.shape[:2] != (view.height, view.width):
+        raise DiffusionError(f"The previous image is {previous_image.shape}, its view '{view.name}' is "
+                             f"{view.height} x {view.width}", "warp the image the previous frame's view produced")
+    height, width = current.view.height, current.view.width
+    surface = foreground(current.depth)
+    # Motion vectors reach one frame either way: between frames further apart (or the
+    # same frame) only the camera's motion is known.
+    use_motion = current.to_previous is not None and current.view.frame - view.frame == 1
+    if use_motion:
+        columns = np.arange(width, dtype=np.float32) + np.float32(0.5)
+        rows = np.arange(height, dtype=np.float32) + np.float32(0.5)
+        motion_x, motion_y = current.to_previous[..., 0], current.to_previous[..., 1]
+        source_x, source_y = columns[None, :] + motion_x, rows[:, None] + motion_y
+        seen = surface & _inside(view, source_x, source_y)
+        # Surfaces that did not move have a known depth in the previous view: test it too.
+        still_x, still_y, depth = _reprojected(current.view, current.depth, surface, view)
+        with np.errstate(invalid="ignore"):
+            still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
+    else:
+        source_x, source_y, depth = _reprojected(current.view, current.depth, surface, view)
+        with np.errstate(invalid="ignore"):
+            seen = surface & _inside(view, source_x, source_y) & (depth > 0)
+
+    lookup = previous._lookup
+    # Points not seen sample the border, which matches nothing.
+    taps, weights = _taps(lookup.width, np.where(seen, source_x, -1.0).ravel(), np.where(seen, source_y, -1.0).ravel())
+    depth = depth.ravel()
+    low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
+    if use_motion:
+        still, motion_x, motion_y = still.ravel(), motion_x.ravel(), motion_y.ravel()
+        for tap, weight in zip(taps, weights):
+            matches = np.take(lookup.low, tap) < np.inf  # a surface there, and on the image
+            if lookup.next_x is not None:
+                # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
+                gap_x = motion_x + np.take(lookup.next_x, tap)
+                gap_y = motion_y + np.take(lookup.next_y, tap)
+                matches &= gap_x * gap_x + gap_y * gap_y <= np.float32(CONSISTENCY_PIXELS ** 2)
+            matches &= ~still | lookup.shows(tap, low, high)
+            weight *= matches
+    else:
+        for tap, weight in zip(taps, weights):
+            weight *= lookup.shows(tap, low, high)
+
+    total = weights[0] + weights[1] + weights[2] + weights[3]
+    valid = (total > 0) & seen.ravel()
+    planes = np.pad(np.moveaxis(previous_image, 2, 0), ((0, 0), (1, 1), (1, 1))).reshape(previous_image.shape[2], -1)
+    channels = []
+    for plane in planes:  # one channel at a time: gathers of one float each are the fastest
+        colour = weights[0] * np.take(plane, taps[0])
+        for tap, weight in zip(taps[1:], weights[1:]):
+            colour += weight * np.take(plane, tap)
+        channels.append(np.divide(colour, total, out=np.zeros_like(colour), where=valid))
+    image = np.stack(channels, axis=-1)
+    source = np.stack([source_x, source_y], axis=-1).astype(np.float32)
+    source[~surface] = np.nan
+    return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width), source=source)
+
+
+def _inside(view: CameraView, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # NaN (behind the camera, background) is outside
+        return (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
+
+
+def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The four pixel centres around each of N points (float32 pixel coordinates, -0.5 or
+    more): their flat indices in a `_Lookup`'s bordered layout and their bilinear weights."""
+    x, y = x - np.float32(0.5), y - np.float32(0.5)  # exact in float32: integers at pixel centres
+    left, top = np.floor(x), np.floor(y)
+    fx, fy = x - left, y - top
+    # Integers below 2^24 are exact in float32: one conversion instead of integer arithmetic.
+    base = (top * np.float32(bordered_width) + (left + np.float32(bordered_width + 1))).astype(np.intp)
+    gx, gy = 1 - fx, 1 - fy
+    return ([base, base + 1, base + bordered_width, base + bordered_width + 1],
+            [gx * gy, fx * gy, gx * fy, fx * fy])
+
+
+def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray,
+                 target: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, depth) HxW float32: where each pixel's point (at its depth in `view`) lands in
+    `target`, and its depth there; NaN off `surface` and behind a perspective target.
+
+    float64: a point seen from the same view comes back to its pixel centre to ~1e-13 px,
+    far inside float32's rounding, so a warp between equal views samples exact centres.
+    """
+    if view.type == 'PANO' or target.type == 'PANO':
+        return _reprojected_points(view, depth, surface, target)
+    # A pixel's point is start(p) + d * step(p), both affine in p (engine.visibility.Rays),
+    # so each of the target's homogeneous pixel coordinates and its depth is
+    # A(p) + d * B(p) with A and B affine in p: no per-pixel matrix product.
+    rays = Rays.of(view)
+    camera_from_world = np.linalg.inv(target.world_from_camera)
+    clip = target.projection @ camera_from_world
+    rows = np.stack([
+        0.5 * target.width * (clip[0] + clip[3]),    # x = (ndc_x + 1) * width / 2, times w
+        0.5 * target.height * (clip[3] - clip[1]),   # y = (1 - ndc_y) * height / 2, times w
+        clip[3],                                     # w
+        -camera_from_world[2],                       # planar depth in the target
+    ])
+    d = np.where(surface, depth, np.nan)
+    # The depth there only meets a tolerance: float32 is enough for it.
+    x, y, w = (_affine_times_depth(rays, row, d.astype(np.float64)) for row in rows[:3])
+    target_depth = _affine_times_depth(rays, rows[3], d.astype(np.float32))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if target.type == 'PERSP':
+            w[w <= 0] = np.nan  # behind the camera
+        return (x / w).astype(np.float32), (y / w).astype(np.float32), target_depth
+
+
+def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """HxW: row . (start(p) + d * step(p), 1) at every pixel centre, in depth's dtype."""
+    height, width = depth.shape
+    xs = np.arange(width, dtype=depth.dtype) + depth.dtype.type(0.5)
+    ys = np.arange(height, dtype=depth.dtype) + depth.dtype.type(0.5)
+    a = (rays.start @ row[:3] + np.array([row[3], 0.0, 0.0])).astype(depth.dtype)
+    b = (rays.step @ row[:3]).astype(depth.dtype)
+    value = ((b[0] + b[1] * xs)[None, :] + (b[2] * ys)[:, None]) * depth
+    if a[1] or a[2]:  # rays start at different points (orthographic)
+        value += (a[0] + a[1] * xs)[None, :] + (a[2] * ys)[:, None]
+    else:
+        value += a[0]
+    return value
+
+
+def _reprojected_points(view: CameraView, depth: np.ndarray, surface: np.ndarray,
+                        target: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_reprojected through CameraView's own unproject and project (panoramas)."""
+    x = np.full(surface.shape, np.nan)
+    y, target_depth = x.copy(), x.copy()
+    rows, columns = np.nonzero(surface)
+    points = view.unproject(np.stack([columns + 0.5, rows + 0.5], axis=1), depth[rows, columns])
+    pixels, distance = target.project(points)
+    x[rows, columns], y[rows, columns], target_depth[rows, columns] = pixels[:, 0], pixels[:, 1], distance
+    return x.astype(np.float32), y.astype(np.float32), target_depth.astype(np.float32)

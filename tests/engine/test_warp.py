@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The frame warp against analytic scenes: textured rectangles and boxes seen by pinhole
+cameras (tests/engine/texture_scenes.py), their images, Z passes, motion vectors and
+visibility all computed here by ray-rectangle intersection, never through the warp's own
+reprojection (engine.views / engine.visibility)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from texture_scenes import BACKGROUND, Panorama, Pinhole, Rectangle, cube_faces
+
+from engine.errors import DiffusionError
+from engine.warp import FrameGeometry, warp
+
+W, H = 96, 64
+
+
+def _wave(s: np.ndarray, t: np.ndarray, phase: float = 0.0) -> np.ndarray:
+    """A smooth colour pattern over a rectangle's (s, t), about a period across."""
+    return np.stack([0.5 + 0.35 * np.sin(2 * np.pi * s + phase), 0.5 + 0.35 * np.cos(2 * np.pi * 0.7 * t),
+                     0.5 + 0.3 * np.sin(np.pi * (s + t) + phase)], axis=1)
+
+
+def _shot(camera, rectangles: list[Rectangle], phases: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx3 float32 image, HxW float32 Z pass) of textured rectangles, each with its own
+    pattern; black and BACKGROUND where no rectangle is hit."""
+    origins, directions = camera.rays(camera.centres())
+    depth = np.full(len(origins), np.inf)
+    image = np.zeros((len(origins), 3))
+    for rectangle, phase in zip(rectangles, phases):
+        d, s, t = rectangle.hit(origins, directions)
+        closer = d < depth
+        image[closer] = _wave(s, t, phase)[closer]
+        depth = np.minimum(depth, d)
+    z = np.where(np.isfinite(depth), depth, BACKGROUND)
+    return (image.reshape(camera.height, camera.width, 3).astype(np.float32),
+            z.reshape(camera.height, camera.width).astype(np.float32))
+
+
+def _points(camera, z: np.ndarray) -> np.ndarray:
+    """HWx3: the point each pixel sees (NaN on background), from its analytic ray."""
+    origins, directions = camera.rays(camera.centres())
+    depth = np.where(z < BACKGROUND, z, np.nan).astype(np.float64).ravel()
+    return origins + depth[:, None] * directions
+
+
+def _seen_by(camera, rectangles: list[Rectangle], points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N bools, Nx2 pixels): which points the camera's image shows (inside it, nothing
+    in front), and where."""
+    pixels, depth = camera.pixel(points)
+    with np.errstate(invalid="ignore"):
+        inside = ((pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width) & (pixels[:, 1] >= 0)
+                  & (pixels[:, 1] < camera.height) & (depth > 0))
+    origins, directions = camera.rays(np.nan_to_num(pixels))
+    nearest = np.full(len(points), np.inf)
+    for rectangle in rectangles:
+        nearest = np.minimum(nearest, rectangle.hit(origins, directions)[0])
+    # The points come from float32 Z passes: a few 1e-8 of their depth off their surface.
+    return inside & (nearest >= depth * (1.0 - 1e-5)), pixels
+
+
+def _near_edge(mask: np.ndarray) -> np.ndarray:
+    """Pixels with a neighbour (8-connected) on the other side of the mask's boundary."""
+    padded = np.pad(mask, 1, mode="edge")
+    edge = np.zeros_like(mask)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            edge |= padded[1 + dy:1 + dy + mask.shape[0], 1 + dx:1 + dx + mask.shape[1]] != mask
+    return edge
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10.0 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def _moved(rectangles: list[Rectangle], offset) -> list[Rectangle]:
+    return [dataclasses.replace(r, origin=tuple(np.add(r.origin, offset))) for r in rectangles]
+
+
+def _geometry(camera, z: np.ndarray, frame: int = 1, **motion) -> FrameGeometry:
+    return FrameGeometry(dataclasses.replace(camera.view(), frame=frame), z, **motion)
+
+
+# A 14 x 3 textured panel standing in the y = 1 plane (the cameras stand at -Y): wider
+# than the views (a pan brings new parts in), not as tall (background above and below).
+PANEL = Rectangle(origin=(-7.0, 1.0, -1.5), side_u=(14.0, 0.0, 0.0), side_v=(0.0, 0.0, 3.0))
+# The boxes below stand at y = -1.8 .. -0.2 before a wall at y = 3, cameras at y = -8:
+# nearer than this is box.
+BOX_DEPTH = 9.0
+
+CAMERAS = {
+    "perspective": (Pinhole(eye=(0.3, -7.0, 0.8), target=(0.0, 0.0, 0.0), width=W, height=H, lens=40.0),
+                    Pinhole(eye=(1.1, -6.2, 1.3), target=(0.6, 0.5, 0.2), width=W, height=H, lens=40.0)),
+    "orthographic": (Pinhole(eye=(0.3, -7.0, 0.8), target=(0.0, 0.0, 0.0), width=W, height=H, ortho_scale=7.0),
+                     Pinhole(eye=(1.0, -6.5, 1.2), target=(0.8, 0.3, 0.1), width=W, height=H, ortho_scale=7.0)),
+    "panorama": (Panorama(eye=(0.2, -5.0, 0.3), width=W, height=H, longitude=(-1.2, 1.2), latitude=(-0.8, 0.8)),
+                 Panorama(eye=(0.9, -4.6, 0.5), width=W, height=H, longitude=(-1.2, 1.2), latitude=(-0.8, 0.8))),
+}
+
+
+@pytest.mark.parametrize("kind", list(CAMERAS))
+def test_a_moving_camera_sees_the_panel_where_analytic_reprojection_puts_it(kind):
+    before, after = CAMERAS[kind]
+    # Panoramas look down -Z (unrotated): the same panel turned to face them.
+    panel = (Rectangle(origin=(-20.0, -4.0, -1.0), side_u=(40.0, 0.0, 0.0), side_v=(0.0, 8.0, 0.0))
+             if kind == "panorama" else PANEL)
+    if kind == "panorama":
+        before = dataclasses.replace(before, eye=(0.2, 0.3, 5.0))
+        after = dataclasses.replace(after, eye=(0.9, 0.5, 5.4), longitude=(-0.9, 1.5))  # turned too
+    image_before, z_before = _shot(before, [panel], [0.0])
+    image_after, z_after = _shot(after, [panel], [0.0])
+    warped = warp(image_before, _geometry(before, z_before), _geometry(after, z_after))
+
+    points = _points(after, z_after)
+    expected_valid, expected_source = _seen_by(before, [panel], points)
+    expected_valid = expected_valid.reshape(H, W)
+    surface = z_after < BACKGROUND
+    # The scene is set up so that all three reasons to be invalid occur.
+    assert (~surface).sum() > 50 and (surface & ~expected_valid).sum() > 50 and expected_valid.sum() > 1500
+
+    # Where each pixel's point was, to a thousandth of a pixel.
+    assert np.abs(warped.source.reshape(-1, 2)[surface.ravel()] - expected_source[surface.ravel()]).max() < 1e-3
+    assert np.isnan(warped.source[~surface]).all()
+    mismatch = warped.valid != expected_valid
+    assert not (mismatch & ~_near_edge(expected_valid)).any()
+    assert mismatch.sum() < 0.02 * W * H
+    both = warped.valid & expected_valid
+    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    assert (warped.image[~warped.valid] == 0).all()
+
+
+def test_the_strip_a_box_uncovers_is_invalid_exactly():
+    wall = Rectangle(origin=(-20.0, 3.0, -20.0), side_u=(40.0, 0.0, 0.0), side_v=(0.0, 0.0, 40.0))
+    box = _moved(cube_faces(0.8), (0.0, -1.0, 0.0))
+    scene = [wall, *box]
+    phases = [0.0, *np.linspace(1.0, 3.0, len(box))]
+    before = Pinhole(eye=(0.0, -8.0, 0.3), target=(0.0, 0.0, 0.3), width=W, height=H, lens=35.0)
+    after = dataclasses.replace(before, eye=(0.7, -8.0, 0.3), target=(0.7, 0.0, 0.3))  # sideways, no turn
+    image_before, z_before = _shot(before, scene, phases)
+    image_after, z_after = _shot(after, scene, phases)
+    warped = warp(image_before, _geometry(before, z_before), _geometry(after, z_after))
+
+    expected_valid, _ = _seen_by(before, scene, _points(after, z_after))
+    expected_valid = expected_valid.reshape(H, W)
+    # The camera moved right: behind the box's left edge, a strip of wall appears.
+    inside = _seen_by(before, [], _points(after, z_after))[0].reshape(H, W)
+    uncovered = inside & ~expected_valid
+    assert 3 <= uncovered.any(axis=0).sum() <= 12 and uncovered.sum() > 60
+    mismatch = warped.valid != expected_valid
+    assert not (mismatch & ~_near_edge(expected_valid)).any()
+    assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
+    both = warped.valid & expected_valid & ~_near_edge(z_after < BOX_DEPTH)
+    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+
+
+@pytest.mark.parametrize("back", ["forward-backward", "depth only"])
+def test_an_object_moving_before_a_still_camera_takes_its_pixels_along(back):
+    """Motion vectors (as Cycles gives them), computed here from the box's known motion.
+
+    With the previous frame's vectors to the next, a still post in front of the box shows
+    the forward-backward check: the parts of the box that come out from behind it moved,
+    so no depth tells they were hidden. Without them only surfaces that did not move can
+    be tested (a moving point's depth in the previous frame is unknown): no post there.
+    """
+    wall = Rectangle(origin=(-20.0, 3.0, -20.0), side_u=(40.0, 0.0, 0.0), side_v=(0.0, 0.0, 40.0))
+    post = Rectangle(origin=(-0.35, -3.0, -3.0), side_u=(0.5, 0.0, 0.0), side_v=(0.0, 0.0, 6.0))
+    still = [wall, post] if back == "forward-backward" else [wall]
+    step = np.array([0.6, 0.0, 0.25])  # the box's motion per frame
+    camera = Pinhole(eye=(0.4, -8.0, 1.5), target=(0.0, 0.0, 0.0), width=W, height=H, lens=35.0)
+    box_before = _moved(cube_faces(0.8), (-0.3, -1.0, 0.0))
+    box_after = _moved(box_before, step)
+    phases = [0.0, 0.5, *np.linspace(1.0, 3.0, 6)][-len(still) - 6:]
+
+    def frame(box, towards: dict[str, int]):
+        image, z = _shot(camera, [*still, *box], phases)
+        points = _points(camera, z)
+        origins, directions = camera.rays(camera.centres())
+        on_box = np.zeros(len(points), bool)
+        for face in box:
+            on_box |= np.isclose(face.hit(origins, directions)[0], z.ravel(), rtol=1e-6)
+        motion = {}
+        for name, sign in towards.items():
+            there = points + sign * on_box[:, None] * step
+            motion[name] = (camera.pixel(there)[0] - camera.centres()).reshape(H, W, 2).astype(np.float32)
+            motion[name][z >= BACKGROUND] = 0.0
+        return image, z, points, on_box.reshape(H, W), motion
+
+    image_before, z_before, _, box_seen_before, motion_before = frame(box_before, {"to_next": 1})
+    image_after, z_after, points_after, box_seen_after, motion_after = frame(box_after, {"to_previous": -1})
+    if back == "depth only":
+        motion_before = {}
+    warped = warp(image_before, _geometry(camera, z_before, 1, **motion_before),
+                  _geometry(camera, z_after, 2, **motion_after))
+
+    where_before = points_after - box_seen_after.ravel()[:, None] * step
+    expected_valid = _seen_by(camera, [*still, *box_before], where_before)[0].reshape(H, W)
+    uncovered = box_seen_before & ~box_seen_after & (z_after > BOX_DEPTH)  # wall the box moved off
+    assert uncovered.sum() > 40 and not expected_valid[uncovered].any()
+    if back == "forward-backward":
+        assert (box_seen_after & ~expected_valid & ~_near_edge(box_seen_after)).sum() > 20  # from behind the post
+    mismatch = warped.valid != expected_valid
+    assert not (mismatch & ~_near_edge(expected_valid)).any()
+    assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
+    # The box's pixels moved with it.
+    both = warped.valid & expected_valid & ~_near_edge(box_seen_after) & ~_near_edge(box_seen_before)
+    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    assert (both & box_seen_after).sum() > 100
+
+
+@pytest.mark.parametrize("kind", ["perspective", "orthographic", "vectors"])
+def test_zero_motion_gives_the_image_back_bit_for_bit(kind):
+    camera = CAMERAS["orthographic" if kind == "orthographic" else "perspective"][1]
+    _, z = _shot(camera, [PANEL], [0.0])
+    image = np.random.default_rng(7).random((H, W, 3), dtype=np.float32)
+    if kind == "vectors":
+        still = np.zeros((H, W, 2), np.float32)
+        warped = warp(image, _geometry(camera, z, 1, to_next=still), _geometry(camera, z, 2, to_previous=still))
+    else:
+        warped = warp(image, _geometry(camera, z), _geometry(camera, z))
+    surface = z < BACKGROUND
+    assert (warped.valid == surface).all() and (~surface).sum() > 100
+    assert np.array_equal(warped.image[surface], image[surface])
+
+
+def test_what_enters_at_the_border_is_invalid_not_stretched():
+    wall = Rectangle(origin=(-30.0, 2.0, -30.0), side_u=(60.0, 0.0, 0.0), side_v=(0.0, 0.0, 60.0))
+    before = Pinhole(eye=(0.0, -6.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, lens=35.0)
+    after = dataclasses.replace(before, target=(0.5, 0.0, -0.2))  # a pan right and down
+    image_before, z_before = _shot(before, [wall], [0.0])
+    warped = warp(image_before, _geometry(before, z_before), _geometry(after, _shot(after, [wall], [0.0])[1]))
+    expected_valid = _seen_by(before, [wall], _points(after, _shot(after, [wall], [0.0])[1]))[0].reshape(H, W)
+    entered = ~expected_valid
+    # A strip at the right and one at the bottom came into view.
+    assert entered[:, -1].all() and entered[-1].all() and not entered[:H // 2, :W // 2].any()
+    assert not (warped.valid & entered & ~_near_edge(entered)).any()
+    assert (warped.image[entered & ~warped.valid] == 0).all()
+    assert (warped.valid == expected_valid)[:, :W - 12].mean() > 0.98
+
+
+def test_mismatched_inputs_are_refused_with_what_to_pass():
+    camera = CAMERAS["perspective"][0]
+    _, z = _shot(camera, [PANEL], [0.0])
+    with pytest.raises(DiffusionError, match="Z pass"):
+        FrameGeometry(camera.view(), z[:, :10])
+    with pytest.raises(DiffusionError, match="motion"):
+        FrameGeometry(camera.view(), z, to_previous=np.zeros((H, W, 3), np.float32))
+    with pytest.raises(DiffusionError, match="previous image"):
+        warp(np.zeros((H, W - 1, 3), np.float32), _geometry(camera, z), _geometry(camera, z))
