@@ -127,7 +127,7 @@ def test_a_moving_camera_sees_the_panel_where_analytic_reprojection_puts_it(kind
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert mismatch.sum() < 0.02 * W * H
     both = warped.valid & expected_valid
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    assert _psnr(warped.image[both], image_after[both]) >= 50.0  # 55 to 62 dB measured
     assert (warped.image[~warped.valid] == 0).all()
 
 
@@ -151,8 +151,9 @@ def test_the_strip_a_box_uncovers_is_invalid_exactly():
     mismatch = warped.valid != expected_valid
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
-    both = warped.valid & expected_valid & ~_near_edge(z_after < BOX_DEPTH)
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    # No colour bleeds across the box's silhouette: its edges are as sharp as the rest.
+    both = warped.valid & expected_valid
+    assert _psnr(warped.image[both], image_after[both]) >= 48.0  # 55 dB measured
 
 
 @pytest.mark.parametrize("back", ["forward-backward", "depth only"])
@@ -203,10 +204,61 @@ def test_an_object_moving_before_a_still_camera_takes_its_pixels_along(back):
     mismatch = warped.valid != expected_valid
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
-    # The box's pixels moved with it.
-    both = warped.valid & expected_valid & ~_near_edge(box_seen_after) & ~_near_edge(box_seen_before)
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    # The box's pixels moved with it. Without the check, its edges take in some wall.
+    both = warped.valid & expected_valid
+    least = 45.0 if back == "forward-backward" else 35.0  # 52 and 39 dB measured
+    assert _psnr(warped.image[both], image_after[both]) >= least
     assert (both & box_seen_after).sum() > 100
+
+
+def test_slow_motion_over_empty_background_takes_in_no_background():
+    """Under a pixel of motion the forward-backward check cannot tell a card's edge from
+    the background around it: the background's own emptiness must keep it out. (The card's
+    left edge is placed where the column inside it samples a background pixel.)"""
+    card = Rectangle(origin=(-1.02, 0.0, -1.0), side_u=(2.0, 0.0, 0.0), side_v=(0.0, 0.0, 2.0))
+    camera = Pinhole(eye=(0.0, -8.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, lens=35.0)
+    step = np.array([0.03, 0.0, 0.02])  # about 0.4 px right and 0.3 px up
+    before, after = card, _moved([card], step)[0]
+    image_before, z_before = _shot(camera, [before], [0.0])
+    image_after, z_after = _shot(camera, [after], [0.0])
+    pixels = {}
+    for name, z, sign in (("to_next", z_before, 1), ("to_previous", z_after, -1)):
+        moved = camera.pixel(_points(camera, z) + sign * step)[0] - camera.centres()
+        pixels[name] = np.where((z < BACKGROUND)[..., None], moved.reshape(H, W, 2), 0.0).astype(np.float32)
+    warped = warp(image_before, _geometry(camera, z_before, 1, to_next=pixels["to_next"]),
+                  _geometry(camera, z_after, 2, to_previous=pixels["to_previous"]))
+    expected = _seen_by(camera, [before], _points(camera, z_after) - step)[0].reshape(H, W)
+    assert not ((warped.valid != expected) & ~_near_edge(expected)).any()
+    both = warped.valid & expected
+    assert _psnr(warped.image[both], image_after[both]) >= 38.0  # 41 dB measured (edges extrapolated)
+
+
+def test_the_border_pixels_reach_half_a_pixel_out_and_no_further():
+    """A wall parallel to an orthographic camera that moves a quarter pixel sideways: every
+    pixel's source is a quarter pixel over, so the warp is the bilinear mix of two
+    neighbours, written out here, and the last column samples its own pixel alone."""
+    wall = Rectangle(origin=(-30.0, 2.0, -30.0), side_u=(60.0, 0.0, 0.0), side_v=(0.0, 0.0, 60.0))
+    before = Pinhole(eye=(0.0, -6.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, ortho_scale=6.0)
+    image = np.random.default_rng(3).random((H, W, 3), dtype=np.float32)
+    for shift in (0.25, -0.25, 0.75):
+        offset = shift * before.ortho_scale / W  # world units for `shift` pixels
+        after = dataclasses.replace(before, eye=(offset, -6.0, 0.0), target=(offset, 0.0, 0.0))
+        warped = warp(image, _geometry(before, _shot(before, [wall], [0.0])[1]),
+                      _geometry(after, _shot(after, [wall], [0.0])[1]))
+        fraction = shift % 1.0
+        expected = image.copy()
+        if shift > 0:  # sources to the right: the last column has no right neighbour
+            whole = int(shift // 1)
+            expected = np.full_like(image, np.nan)
+            expected[:, :W - whole] = image[:, whole:]
+            expected[:, :W - whole - 1] = ((1 - fraction) * image[:, whole:-1] + fraction * image[:, whole + 1:])
+            valid = np.arange(W) + 0.5 + shift < W
+        else:  # sources to the left: the first column samples its own pixel alone
+            expected[:, 1:] = (1 - fraction) * image[:, :-1] + fraction * image[:, 1:]
+            valid = np.ones(W, bool)
+        assert (warped.valid == valid[None, :]).all(), shift
+        assert np.abs(warped.image[warped.valid] - expected[warped.valid]).max() < 1e-6, shift
+        assert (warped.image[~warped.valid] == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["perspective", "orthographic", "vectors"])
@@ -221,6 +273,18 @@ def test_zero_motion_gives_the_image_back_bit_for_bit(kind):
         warped = warp(image, _geometry(camera, z), _geometry(camera, z))
     surface = z < BACKGROUND
     assert (warped.valid == surface).all() and (~surface).sum() > 100
+    assert np.array_equal(warped.image[surface], image[surface])
+
+
+def test_motion_vectors_of_frames_further_apart_are_not_used():
+    """Vectors reach one frame either way: between frames 1 and 3 only the views count."""
+    camera = CAMERAS["perspective"][1]
+    _, z = _shot(camera, [PANEL], [0.0])
+    image = np.random.default_rng(5).random((H, W, 3), dtype=np.float32)
+    bogus = np.full((H, W, 2), 3.0, np.float32)
+    warped = warp(image, _geometry(camera, z, 1, to_next=bogus), _geometry(camera, z, 3, to_previous=bogus))
+    surface = z < BACKGROUND
+    assert (warped.valid == surface).all()
     assert np.array_equal(warped.image[surface], image[surface])
 
 
