@@ -79,36 +79,45 @@ class FrameGeometry:
 @dataclass(frozen=True, eq=False)
 class _Lookup:
     """A previous frame's per-pixel data, flat, with a one-pixel border around the image
-    that matches nothing (infinite depth bounds and motion): a sample's four pixel
-    centres need no clipping, and those off the image drop out like hidden ones.
+    that matches nothing: a sample's four pixel centres need no clipping, and those off
+    the image drop out like hidden ones. Pairs of floats are kept as complex64, so one
+    gather fetches both (measured: 40% faster than two).
 
-    low, high: the depths each pixel's surface takes within a pixel of its centre
-    (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope; +inf on the
-    background. next_x, next_y: its motion to the next frame, or None.
+    bounds: low + i high, the depths each pixel's surface takes within a pixel of its
+        centre (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope;
+        +inf on the background and the border.
+    next: x + i y, each pixel's motion to the next frame (pixels), +inf where there is no
+        geometry (so nothing leads back from there); None without motion vectors.
     """
     width: int
-    low: np.ndarray
-    high: np.ndarray
-    next_x: np.ndarray | None
-    next_y: np.ndarray | None
+    bounds: np.ndarray
+    next: np.ndarray | None
 
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
-        depth = np.where(foreground(geometry.depth), geometry.depth, np.inf).astype(np.float32)
+        surface = foreground(geometry.depth)
+        depth = np.where(surface, geometry.depth, np.inf).astype(np.float32)
         reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
         motion = geometry.to_next
-        return cls(width=geometry.view.width + 2, low=_bordered(depth - reach), high=_bordered(depth + reach),
-                   next_x=None if motion is None else _bordered(motion[..., 0]),
-                   next_y=None if motion is None else _bordered(motion[..., 1]))
+        if motion is not None:
+            motion = _bordered(_pair(*(np.where(surface, motion[..., axis], np.inf) for axis in (0, 1))))
+        return cls(width=geometry.view.width + 2, bounds=_bordered(_pair(depth - reach, depth + reach)), next=motion)
 
-    def shows(self, taps: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """N bools: the surface at each tap takes a depth within [low, high] near it."""
-        return (low <= np.take(self.high, taps)) & (np.take(self.low, taps) <= high)
+
+def _pair(real: np.ndarray, imaginary: np.ndarray) -> np.ndarray:
+    pair = np.empty(np.shape(real), np.complex64)
+    pair.real, pair.imag = real, imaginary
+    return pair
 
 
 def _bordered(values: np.ndarray) -> np.ndarray:
-    """HxW -> flat float32 (H+2)x(W+2), +inf around."""
-    return np.pad(np.asarray(values, np.float32), 1, constant_values=np.inf).ravel()
+    """HxW -> flat (H+2)x(W+2), +inf around."""
+    return np.pad(values, 1, constant_values=np.inf).ravel()
+
+
+def _within(bounds: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """N bools: [low, high] meets each of the gathered `_Lookup.bounds`."""
+    return (low <= bounds.imag) & (bounds.real <= high)
 
 
 def _depth_slope(depth: np.ndarray) -> np.ndarray:
@@ -134,7 +143,7 @@ def _depth_slope(depth: np.ndarray) -> np.ndarray:
 class Warped:
     """The previous frame seen from the current one.
 
-    image: HxWx3 float32, the previous image sampled where `valid`, 0 elsewhere.
+    image: HxWxC float32 (the previous image's channels), sampled where `valid`, 0 elsewhere.
     valid: HxW bool, the pixels whose surface point the previous frame showed.
     source: HxWx2 float32, where each pixel's point was in the previous image (continuous
         pixel coordinates, x right, y down; outside the image where it entered at the
@@ -187,24 +196,25 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
             seen = surface & _inside(view, source_x, source_y) & (depth > 0)
 
     lookup = previous._lookup
-    # Points not seen sample the border, which matches nothing.
-    taps, weights = _taps(lookup.width, np.where(seen, source_x, -1.0).ravel(), np.where(seen, source_y, -1.0).ravel())
+    # Points not seen sample the border's corner (weight 1 there), which matches nothing.
+    taps, weights = _taps(lookup.width, np.where(seen, source_x, -0.5).ravel(), np.where(seen, source_y, -0.5).ravel())
     depth = depth.ravel()
     low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
     if use_motion:
-        still, motion_x, motion_y = still.ravel(), motion_x.ravel(), motion_y.ravel()
+        still = still.ravel()
+        motion = _pair(motion_x, motion_y).ravel()
         for tap, weight in zip(taps, weights):
-            matches = np.take(lookup.low, tap) < np.inf  # a surface there, and on the image
-            if lookup.next_x is not None:
+            bounds = np.take(lookup.bounds, tap)
+            if lookup.next is not None:
                 # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
-                gap_x = motion_x + np.take(lookup.next_x, tap)
-                gap_y = motion_y + np.take(lookup.next_y, tap)
-                matches &= gap_x * gap_x + gap_y * gap_y <= np.float32(CONSISTENCY_PIXELS ** 2)
-            matches &= ~still | lookup.shows(tap, low, high)
+                matches = np.abs(motion + np.take(lookup.next, tap)) <= np.float32(CONSISTENCY_PIXELS)
+            else:
+                matches = bounds.real < np.inf  # a surface there, and on the image
+            matches &= ~still | _within(bounds, low, high)
             weight *= matches
     else:
         for tap, weight in zip(taps, weights):
-            weight *= lookup.shows(tap, low, high)
+            weight *= _within(np.take(lookup.bounds, tap), low, high)
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
     valid = (total > 0) & seen.ravel()

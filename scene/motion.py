@@ -42,7 +42,12 @@ def frame_geometry(scene: bpy.types.Scene, frame: int, width: int, height: int,
                    camera: bpy.types.Object | None = None, motion: bool = True) -> FrameGeometry:
     """The view, Z pass and (with `motion`) motion vectors of `scene` at `frame` seen by
     `camera` (default: the scene camera at that frame, following camera markers), at
-    width x height, changing nothing in the file."""
+    width x height, changing nothing in the file.
+
+    The depth is +inf on the background; the vectors are in engine.warp's convention
+    (pixels, x right, y down; see above). An orthographic camera that moves next to
+    `frame` gets none: Cycles' are wrong for it.
+    """
     frame = int(frame)
     camera = resolve_camera(scene, camera, frame)
     view = camera_view(scene, camera, width, height, frame)

@@ -95,20 +95,17 @@ CAMERAS = {
                     Pinhole(eye=(1.1, -6.2, 1.3), target=(0.6, 0.5, 0.2), width=W, height=H, lens=40.0)),
     "orthographic": (Pinhole(eye=(0.3, -7.0, 0.8), target=(0.0, 0.0, 0.0), width=W, height=H, ortho_scale=7.0),
                      Pinhole(eye=(1.0, -6.5, 1.2), target=(0.8, 0.3, 0.1), width=W, height=H, ortho_scale=7.0)),
-    "panorama": (Panorama(eye=(0.2, -5.0, 0.3), width=W, height=H, longitude=(-1.2, 1.2), latitude=(-0.8, 0.8)),
-                 Panorama(eye=(0.9, -4.6, 0.5), width=W, height=H, longitude=(-1.2, 1.2), latitude=(-0.8, 0.8))),
+    # Unrotated panoramas look down -Z: they stand above PANEL_BELOW; the second one turned too.
+    "panorama": (Panorama(eye=(0.2, 0.3, 5.0), width=W, height=H, longitude=(-1.2, 1.2), latitude=(-0.8, 0.8)),
+                 Panorama(eye=(0.9, 0.5, 5.4), width=W, height=H, longitude=(-0.9, 1.5), latitude=(-0.8, 0.8))),
 }
+PANEL_BELOW = Rectangle(origin=(-20.0, -4.0, -1.0), side_u=(40.0, 0.0, 0.0), side_v=(0.0, 8.0, 0.0))
 
 
 @pytest.mark.parametrize("kind", list(CAMERAS))
 def test_a_moving_camera_sees_the_panel_where_analytic_reprojection_puts_it(kind):
     before, after = CAMERAS[kind]
-    # Panoramas look down -Z (unrotated): the same panel turned to face them.
-    panel = (Rectangle(origin=(-20.0, -4.0, -1.0), side_u=(40.0, 0.0, 0.0), side_v=(0.0, 8.0, 0.0))
-             if kind == "panorama" else PANEL)
-    if kind == "panorama":
-        before = dataclasses.replace(before, eye=(0.2, 0.3, 5.0))
-        after = dataclasses.replace(after, eye=(0.9, 0.5, 5.4), longitude=(-0.9, 1.5))  # turned too
+    panel = PANEL_BELOW if kind == "panorama" else PANEL
     image_before, z_before = _shot(before, [panel], [0.0])
     image_after, z_after = _shot(after, [panel], [0.0])
     warped = warp(image_before, _geometry(before, z_before), _geometry(after, z_after))
@@ -127,7 +124,7 @@ def test_a_moving_camera_sees_the_panel_where_analytic_reprojection_puts_it(kind
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert mismatch.sum() < 0.02 * W * H
     both = warped.valid & expected_valid
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    assert _psnr(warped.image[both], image_after[both]) >= 50.0  # 55 to 62 dB measured
     assert (warped.image[~warped.valid] == 0).all()
 
 
@@ -151,8 +148,9 @@ def test_the_strip_a_box_uncovers_is_invalid_exactly():
     mismatch = warped.valid != expected_valid
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
-    both = warped.valid & expected_valid & ~_near_edge(z_after < BOX_DEPTH)
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    # No colour bleeds across the box's silhouette: its edges are as sharp as the rest.
+    both = warped.valid & expected_valid
+    assert _psnr(warped.image[both], image_after[both]) >= 48.0  # 55 dB measured
 
 
 @pytest.mark.parametrize("back", ["forward-backward", "depth only"])
@@ -203,10 +201,62 @@ def test_an_object_moving_before_a_still_camera_takes_its_pixels_along(back):
     mismatch = warped.valid != expected_valid
     assert not (mismatch & ~_near_edge(expected_valid)).any()
     assert not (warped.valid & uncovered & ~_near_edge(uncovered)).any()
-    # The box's pixels moved with it.
-    both = warped.valid & expected_valid & ~_near_edge(box_seen_after) & ~_near_edge(box_seen_before)
-    assert _psnr(warped.image[both], image_after[both]) >= 35.0
+    # The box's pixels moved with it. Without the check, its edges take in some wall.
+    both = warped.valid & expected_valid
+    least = 45.0 if back == "forward-backward" else 35.0  # 52 and 39 dB measured
+    assert _psnr(warped.image[both], image_after[both]) >= least
     assert (both & box_seen_after).sum() > 100
+
+
+@pytest.mark.parametrize("back", ["forward-backward", "none"])
+def test_slow_motion_over_empty_background_takes_in_no_background(back):
+    """Under a pixel of motion the forward-backward check cannot tell a card's edge from
+    the background around it, and without the previous frame's vectors nothing can: the
+    background's own emptiness must keep it out. (The card's left edge is placed where the
+    column inside it samples a background pixel.)"""
+    card = Rectangle(origin=(-1.02, 0.0, -1.0), side_u=(2.0, 0.0, 0.0), side_v=(0.0, 0.0, 2.0))
+    camera = Pinhole(eye=(0.0, -8.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, lens=35.0)
+    step = np.array([0.03, 0.0, 0.02])  # about 0.4 px right and 0.3 px up
+    before, after = card, _moved([card], step)[0]
+    image_before, z_before = _shot(camera, [before], [0.0])
+    image_after, z_after = _shot(camera, [after], [0.0])
+    pixels = {}
+    for name, z, sign in (("to_next", z_before, 1), ("to_previous", z_after, -1)):
+        moved = camera.pixel(_points(camera, z) + sign * step)[0] - camera.centres()
+        pixels[name] = np.where((z < BACKGROUND)[..., None], moved.reshape(H, W, 2), 0.0).astype(np.float32)
+    to_next = {"to_next": pixels["to_next"]} if back == "forward-backward" else {}
+    warped = warp(image_before, _geometry(camera, z_before, 1, **to_next),
+                  _geometry(camera, z_after, 2, to_previous=pixels["to_previous"]))
+    expected = _seen_by(camera, [before], _points(camera, z_after) - step)[0].reshape(H, W)
+    assert not ((warped.valid != expected) & ~_near_edge(expected)).any()
+    both = warped.valid & expected
+    assert _psnr(warped.image[both], image_after[both]) >= 38.0  # 41 dB measured (edges extrapolated)
+
+
+def test_the_border_pixels_reach_half_a_pixel_out_and_no_further():
+    """A wall parallel to an orthographic camera that moves a quarter pixel sideways: every
+    pixel's source is a quarter (or three quarters) of a pixel over, so the warp is the
+    bilinear mix of two neighbours, written out here; at the border, within half a pixel
+    of the image, a pixel samples its own column alone, and farther out nothing."""
+    wall = Rectangle(origin=(-30.0, 2.0, -30.0), side_u=(60.0, 0.0, 0.0), side_v=(0.0, 0.0, 60.0))
+    before = Pinhole(eye=(0.0, -6.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, ortho_scale=6.0)
+    image = np.random.default_rng(3).random((H, W, 3), dtype=np.float32)
+    for shift in (0.25, -0.25, 0.75):
+        offset = shift * before.ortho_scale / W  # world units for `shift` pixels
+        after = dataclasses.replace(before, eye=(offset, -6.0, 0.0), target=(offset, 0.0, 0.0))
+        warped = warp(image, _geometry(before, _shot(before, [wall], [0.0])[1]),
+                      _geometry(after, _shot(after, [wall], [0.0])[1]))
+        fraction = shift % 1.0
+        expected = image.copy()
+        if shift > 0:  # sources to the right: the last column is alone, or off the image
+            expected[:, :-1] = (1 - fraction) * image[:, :-1] + fraction * image[:, 1:]
+            valid = np.arange(W) + 0.5 + shift < W
+        else:  # sources to the left: the first column samples its own pixel alone
+            expected[:, 1:] = (1 - fraction) * image[:, :-1] + fraction * image[:, 1:]
+            valid = np.ones(W, bool)
+        assert (warped.valid == valid[None, :]).all(), shift
+        assert np.abs(warped.image[warped.valid] - expected[warped.valid]).max() < 1e-6, shift
+        assert (warped.image[~warped.valid] == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["perspective", "orthographic", "vectors"])
@@ -224,19 +274,31 @@ def test_zero_motion_gives_the_image_back_bit_for_bit(kind):
     assert np.array_equal(warped.image[surface], image[surface])
 
 
+def test_motion_vectors_of_frames_further_apart_are_not_used():
+    """Vectors reach one frame either way: between frames 1 and 3 only the views count."""
+    camera = CAMERAS["perspective"][1]
+    _, z = _shot(camera, [PANEL], [0.0])
+    image = np.random.default_rng(5).random((H, W, 3), dtype=np.float32)
+    bogus = np.full((H, W, 2), 3.0, np.float32)
+    warped = warp(image, _geometry(camera, z, 1, to_next=bogus), _geometry(camera, z, 3, to_previous=bogus))
+    surface = z < BACKGROUND
+    assert (warped.valid == surface).all()
+    assert np.array_equal(warped.image[surface], image[surface])
+
+
 def test_what_enters_at_the_border_is_invalid_not_stretched():
     wall = Rectangle(origin=(-30.0, 2.0, -30.0), side_u=(60.0, 0.0, 0.0), side_v=(0.0, 0.0, 60.0))
     before = Pinhole(eye=(0.0, -6.0, 0.0), target=(0.0, 0.0, 0.0), width=W, height=H, lens=35.0)
     after = dataclasses.replace(before, target=(0.5, 0.0, -0.2))  # a pan right and down
     image_before, z_before = _shot(before, [wall], [0.0])
-    warped = warp(image_before, _geometry(before, z_before), _geometry(after, _shot(after, [wall], [0.0])[1]))
-    expected_valid = _seen_by(before, [wall], _points(after, _shot(after, [wall], [0.0])[1]))[0].reshape(H, W)
+    z_after = _shot(after, [wall], [0.0])[1]
+    warped = warp(image_before, _geometry(before, z_before), _geometry(after, z_after))
+    expected_valid = _seen_by(before, [wall], _points(after, z_after))[0].reshape(H, W)
     entered = ~expected_valid
     # A strip at the right and one at the bottom came into view.
     assert entered[:, -1].all() and entered[-1].all() and not entered[:H // 2, :W // 2].any()
-    assert not (warped.valid & entered & ~_near_edge(entered)).any()
-    assert (warped.image[entered & ~warped.valid] == 0).all()
-    assert (warped.valid == expected_valid)[:, :W - 12].mean() > 0.98
+    assert not ((warped.valid != expected_valid) & ~_near_edge(expected_valid)).any()
+    assert (warped.image[~warped.valid] == 0).all()
 
 
 def test_mismatched_inputs_are_refused_with_what_to_pass():
