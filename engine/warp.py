@@ -92,6 +92,7 @@ class _Lookup:
     width: int
     bounds: np.ndarray
     next: np.ndarray | None
+    background: np.ndarray  # bool: the pixel shows the background (False on the border)
 
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
@@ -101,7 +102,8 @@ class _Lookup:
         motion = geometry.to_next
         if motion is not None:
             motion = _bordered(_pair(*(np.where(surface, motion[..., axis], np.inf) for axis in (0, 1))))
-        return cls(width=geometry.view.width + 2, bounds=_bordered(_pair(depth - reach, depth + reach)), next=motion)
+        return cls(width=geometry.view.width + 2, bounds=_bordered(_pair(depth - reach, depth + reach)), next=motion,
+                   background=np.pad(~surface, 1, constant_values=False).ravel())
 
 
 def _pair(real: np.ndarray, imaginary: np.ndarray) -> np.ndarray:
@@ -155,8 +157,12 @@ class Warped:
     source: np.ndarray
 
 
-def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeometry) -> Warped:
+def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeometry,
+         background: bool = False) -> Warped:
     """`previous_image` (HxWxC of the previous frame's view) warped into `current`'s view.
+
+    background: also warp what shows no geometry (the World) as seen at infinity: valid
+    where the previous frame showed background in that direction. Off, it is not valid.
 
     With motion vectors (`current.to_previous`, and the frames one apart, as Cycles'
     Vector pass is), each pixel's point was at p + to_previous(p); without them, each
@@ -195,9 +201,22 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
         with np.errstate(invalid="ignore"):
             seen = surface & _inside(view, source_x, source_y) & (depth > 0)
 
+    # The background (the World) lies at infinity: a pixel that shows it came from the
+    # direction its ray points in, wherever the camera moved, if the previous frame showed
+    # the background there too (not an object that has moved away since).
+    sky = ~surface
+    sky_seen = np.zeros_like(surface)
+    if background and sky.any():
+        sky_x, sky_y = _at_infinity(current.view, sky, view)
+        sky_seen = sky & _inside(view, sky_x, sky_y)
+        source_x, source_y = np.where(sky_seen, sky_x, source_x), np.where(sky_seen, sky_y, source_y)
+        seen = seen | sky_seen
+
     lookup = previous._lookup
     # Points not seen sample the border's corner (weight 1 there), which matches nothing.
     taps, weights = _taps(lookup.width, np.where(seen, source_x, -0.5).ravel(), np.where(seen, source_y, -0.5).ravel())
+    flat_sky = sky_seen.ravel()
+    sky_weights = [weight[flat_sky] for weight in weights] if sky_seen.any() else []
     depth = depth.ravel()
     low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
     if use_motion:
@@ -215,6 +234,11 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     else:
         for tap, weight in zip(taps, weights):
             weight *= _within(np.take(lookup.bounds, tap), low, high)
+    if sky_seen.any():
+        # Background pixels keep their bilinear weights where the previous frame showed
+        # background (the matching above, for surfaces, dropped them all).
+        for tap, weight, bilinear in zip(taps, weights, sky_weights):
+            weight[flat_sky] = bilinear * np.take(lookup.background, tap[flat_sky])
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
     valid = (total > 0) & seen.ravel()
@@ -227,8 +251,32 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
         channels.append(np.divide(colour, total, out=np.zeros_like(colour), where=valid))
     image = np.stack(channels, axis=-1)
     source = np.stack([source_x, source_y], axis=-1).astype(np.float32)
-    source[~surface] = np.nan
+    source[~surface & ~sky_seen] = np.nan
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width), source=source)
+
+
+def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) HxW float32: where the direction of each `mask` pixel's ray lands in `target`
+    (a point at infinity: only the cameras' turning matters); NaN elsewhere and where it
+    falls behind a perspective target. Orthographic views see no infinity: NaN."""
+    x = np.full(mask.shape, np.nan, np.float32)
+    y = x.copy()
+    if view.type == 'ORTHO' or target.type == 'ORTHO':
+        return x, y
+    rows, columns = np.nonzero(mask)
+    pixels = np.stack([columns + 0.5, rows + 0.5], axis=1).astype(np.float64)
+    _, step = Rays.of(view).at(pixels)
+    direction = step / np.linalg.norm(step, axis=1, keepdims=True)
+    if target.type == 'PANO':
+        at, _ = target.project(target.origin + direction * 1e6)
+    else:
+        camera_from_world = np.linalg.inv(target.world_from_camera)
+        clip = target.projection[:, :3] @ camera_from_world[:3, :3] @ direction.T  # w = 0: a direction
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(clip[3] > 0, clip[3], np.nan)
+            at = np.stack([(clip[0] / w + 1.0) * 0.5 * target.width, (1.0 - clip[1] / w) * 0.5 * target.height], 1)
+    x[rows, columns], y[rows, columns] = at[:, 0], at[:, 1]
+    return x, y
 
 
 def _inside(view: CameraView, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -257,7 +257,7 @@ class Painter:
             self.reference = colour.colour_reference(made.astype(np.float32) / 255.0)
             return made
         pixels, before = self.previous
-        warped = warp(pixels.astype(np.float32) / 255.0, before, geometry)
+        warped = warp(pixels.astype(np.float32) / 255.0, before, geometry, background=True)
         adjustments = colour.FrameAdjustments(
             colour_mode=self.mode, contrast=plan.contrast, kernel=plan.kernel, sigma=plan.sigma, amount=plan.amount,
             threshold=plan.threshold, noise=plan.noise, seed=plan.seed)
@@ -280,11 +280,11 @@ class Painter:
         """A frame that is not diffused: the diffused frames around it warped to it and
         cross-faded by where it lies between them (the one before alone after the last)."""
         pixels, before = self.previous
-        behind = warp(pixels.astype(np.float32) / 255.0, before, geometry)
+        behind = warp(pixels.astype(np.float32) / 255.0, before, geometry, background=True)
         if ahead is None:
             return to_bytes(np.where(behind.valid[..., None], behind.image, 0.0))
         next_pixels, after = ahead
-        front = warp(next_pixels.astype(np.float32) / 255.0, after, geometry)
+        front = warp(next_pixels.astype(np.float32) / 255.0, after, geometry, background=True)
         span = after.view.frame - before.view.frame
         weight = np.float32((geometry.view.frame - before.view.frame) / span)
         w_front = np.where(front.valid, weight, 0.0)

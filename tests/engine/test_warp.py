@@ -310,3 +310,48 @@ def test_mismatched_inputs_are_refused_with_what_to_pass():
         FrameGeometry(camera.view(), z, to_previous=np.zeros((H, W, 3), np.float32))
     with pytest.raises(DiffusionError, match="previous image"):
         warp(np.zeros((H, W - 1, 3), np.float32), _geometry(camera, z), _geometry(camera, z))
+
+
+def _sky(directions: np.ndarray) -> np.ndarray:
+    """A smooth colour of the World by direction alone (what lies at infinity)."""
+    d = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    return np.stack([0.5 + 0.4 * d[:, 0], 0.5 + 0.4 * d[:, 2], 0.5 + 0.3 * d[:, 0] * d[:, 2]], axis=1)
+
+
+@pytest.mark.parametrize("kind", ["perspective", "panorama"])
+def test_the_background_is_warped_as_seen_at_infinity(kind):
+    """Opt-in (`background=True`, what animations use): a pixel showing the World takes the
+    previous frame's colour in its ray's direction, wherever the camera moved; where the
+    previous frame showed an object in that direction instead, it is not valid."""
+    before, after = CAMERAS[kind]
+    blocker = [PANEL] if kind == "perspective" else [PANEL_BELOW]
+    image, z = _shot(before, blocker, [0.0])
+    origins, directions = before.rays(before.centres())
+    sky = ~np.isfinite(np.where(z < BACKGROUND, z, np.inf)).ravel()
+    flat = image.reshape(-1, 3)
+    flat[sky] = _sky(directions[sky])  # the World behind the panel, by direction
+    _, z_after = _shot(after, [], [])  # nothing in the scene at the second frame: all World
+    warped = warp(image, _geometry(before, z, frame=1), _geometry(after, z_after, frame=3), background=True)
+    _, after_directions = after.rays(after.centres())
+    expected = _sky(after_directions).reshape(after.height, after.width, 3)
+    # Where the previous frame showed the World in the pixel's direction: its colour there.
+    pixels, _ = before.pixel(after.eye + after_directions * 1e6)
+    with np.errstate(invalid="ignore"):
+        inside = ((pixels[:, 0] >= 1) & (pixels[:, 0] < before.width - 1) & (pixels[:, 1] >= 1)
+                  & (pixels[:, 1] < before.height - 1))
+    sky_before = sky.reshape(before.height, before.width)
+    near_blocker = _near_edge(sky_before).ravel()
+    taps = np.clip(np.nan_to_num(pixels).astype(int), 0, [before.width - 1, before.height - 1])
+    clear = inside & sky_before[taps[:, 1], taps[:, 0]] & ~near_blocker[taps[:, 1] * before.width + taps[:, 0]]
+    clear = clear.reshape(after.height, after.width)
+    assert clear.mean() > 0.15
+    assert warped.valid[clear].all()
+    assert _psnr(warped.image[clear], expected[clear]) > 40
+    # Where the panel was in that direction, nothing is made up.
+    blocked = (inside & ~sky_before[taps[:, 1], taps[:, 0]] & ~near_blocker[taps[:, 1] * before.width + taps[:, 0]])
+    blocked = blocked.reshape(after.height, after.width)
+    if kind == "perspective":
+        assert blocked.any()
+    assert not warped.valid[blocked].any()
+    # And without the option the World is never warped.
+    assert not warp(image, _geometry(before, z, frame=1), _geometry(after, z_after, frame=3)).valid.any()
