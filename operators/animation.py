@@ -389,5 +389,68 @@ class SCENE_DIFFUSION_OT_render_animation(JobOperator, bpy.types.Operator):
         return animation_steps(job, preferences.model_cache_dir(context), preferences.engine_placement(prefs))
 
 
-classes = (SCENE_DIFFUSION_OT_render_animation,)
+class SCENE_DIFFUSION_OT_key_deforum_motion(bpy.types.Operator):
+    bl_idname = "scene_diffusion.key_deforum_motion"
+    bl_label = "Key Deforum Motion"
+    bl_description = ("Make a copy of the scene camera that moves by Deforum's translation, rotation and FOV "
+                      "schedules over the frame range (keyed, so you can edit it), and make it the scene camera")
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        from ..engine.deforum_motion import MOTION_SCHEDULES, camera_path
+
+        scene = context.scene
+        anim = scene.scene_diffusion.animation
+        try:
+            camera = resolve_camera(scene, None, scene.frame_current)
+            if camera.data.type != 'PERSP':
+                raise DiffusionError(f"'{camera.name}' is not a perspective camera",
+                                     "Deforum's motion moves a perspective camera")
+            start, end = (scene.frame_start, scene.frame_end) if anim.use_scene_range else (anim.frame_start,
+                                                                                            anim.frame_end)
+            if end < start:
+                raise DiffusionError(f"The frame range {start}–{end} has no frames", "set End at or after Start")
+            schedules = {name: getattr(anim, name) for name in MOTION_SCHEDULES}
+            path = camera_path(schedules, start, end - start + 1, np.array(camera.matrix_world),
+                               seed=scene.scene_diffusion.seed, scale=anim.motion_scale,
+                               sensor=camera.data.sensor_width)
+        except DiffusionError as error:
+            return jobs.report_error(self, error)
+        moving = key_camera(scene, camera, path)
+        return jobs.report_outcome(self, jobs.Outcome(
+            'INFO', f"Keyed '{moving.name}' over frames {start}–{end} from Deforum's motion; it is the scene "
+                    f"camera now ('{camera.name}' is unchanged)"))
+
+
+def key_camera(scene: bpy.types.Scene, camera: bpy.types.Object, path) -> bpy.types.Object:
+    """A copy of `camera` (its own camera data, no animation) keyed along `path`, linked
+    beside it and made the scene camera; `camera` itself is not touched."""
+    from mathutils import Matrix
+
+    moving = camera.copy()
+    moving.data = camera.data.copy()
+    moving.animation_data_clear()
+    moving.data.animation_data_clear()
+    moving.name = f"{camera.name} Deforum"
+    for collection in camera.users_collection:
+        collection.objects.link(moving)
+    moving.rotation_mode = 'XYZ'
+    moving.parent = None
+    previous = None
+    for placement in path:
+        matrix = Matrix(placement.world_from_camera.tolist())
+        location, rotation, _scale = matrix.decompose()
+        moving.location = location
+        # Compatible with the frame before: no 360° jumps in the keyed curves.
+        moving.rotation_euler = rotation.to_euler('XYZ', previous) if previous is not None else rotation.to_euler('XYZ')
+        previous = moving.rotation_euler.copy()
+        moving.data.lens = placement.lens
+        moving.keyframe_insert("location", frame=placement.frame)
+        moving.keyframe_insert("rotation_euler", frame=placement.frame)
+        moving.data.keyframe_insert("lens", frame=placement.frame)
+    scene.camera = moving
+    return moving
+
+
+classes = (SCENE_DIFFUSION_OT_render_animation, SCENE_DIFFUSION_OT_key_deforum_motion)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -43,6 +43,13 @@ class SCENE_DIFFUSION_PT_animation(_Sidebar, bpy.types.Panel):
         sub.active = anim.use_init
         sub.prop(anim, "init_image", text="")
         layout.prop(anim, "prompts")
+        box = layout.box()
+        box.label(text="Deforum camera motion:")
+        col = box.column(align=True)
+        for name in ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+                     "rotation_3d_z", "fov_schedule", "motion_scale"):
+            col.prop(anim, name)
+        box.operator("scene_diffusion.key_deforum_motion", icon='CAMERA_DATA')
         layout.prop(anim, "output_dir")
         row = layout.row(align=True)
         row.prop(anim, "resume", toggle=True)

@@ -30,6 +30,17 @@ class SceneDiffusionAnimation(bpy.types.PropertyGroup):
     sigma_schedule: _schedule("Anti-blur Sigma", "0:(1.0)", "Unsharp mask sigma")
     threshold_schedule: _schedule("Anti-blur Threshold", "0:(0.0)", "Unsharp mask threshold")
 
+    translation_x: _schedule("Translation X", "0:(0)", "Deforum camera motion: right, per frame")
+    translation_y: _schedule("Translation Y", "0:(0)", "Deforum camera motion: up, per frame")
+    translation_z: _schedule("Translation Z", "0:(1.75)", "Deforum camera motion: forward, per frame")
+    rotation_3d_x: _schedule("Rotation X", "0:(0)", "Deforum camera motion: tilt up, degrees per frame")
+    rotation_3d_y: _schedule("Rotation Y", "0:(0)", "Deforum camera motion: turn left, degrees per frame")
+    rotation_3d_z: _schedule("Rotation Z", "0:(0)", "Deforum camera motion: roll counter-clockwise, degrees per frame")
+    fov_schedule: _schedule("FOV", "0:(70)", "Deforum camera motion: horizontal field of view, degrees")
+    motion_scale: bpy.props.FloatProperty(
+        name="Motion Scale", default=0.005, min=0.0, soft_max=1.0, precision=4,
+        description="Blender units per Deforum translation unit (Deforum's own 3D scale is 1/200)")
+
     seed_behavior: EnumProperty(
         name="Seed Behavior", default='ITER',
         items=(('ITER', "Iter", "The seed grows by one every Seed Iter N frames"),

@@ -184,3 +184,28 @@ def test_bad_settings_are_refused_before_anything_is_written(shot, case, expecte
     assert expected in message()
     assert datablocks() == before
     assert not os.path.exists(os.path.join(anim.output_dir, shot.name))
+
+
+def test_deforum_motion_keys_a_copy_of_the_camera_that_the_scene_then_follows(shot):
+    import bpy
+    from mathutils import Vector
+    original = shot.camera
+    before = (tuple(original.matrix_world.translation), original.animation_data.action.name)
+    anim = shot.scene_diffusion.animation
+    anim.translation_z, anim.rotation_3d_y, anim.fov_schedule = "0:(200)", "0:(0), 2:(10)", "0:(40)"
+    shot.frame_set(1)
+    assert bpy.ops.scene_diffusion.key_deforum_motion() == {'FINISHED'}
+    moving = shot.camera
+    assert moving != original and moving.name == "Camera Deforum"
+    assert (tuple(original.matrix_world.translation), original.animation_data.action.name) == before
+    start = original.matrix_world.copy()
+    forward = -(start.to_3x3() @ Vector((0.0, 0.0, 1.0)))
+    shot.frame_set(2)
+    # One Blender unit forward by frame 2 (200 Deforum units x 0.005), no turn yet.
+    assert (moving.matrix_world.translation - (start.translation + forward)).length < 1e-4
+    shot.frame_set(4)
+    turned = -(moving.matrix_world.to_3x3() @ Vector((0.0, 0.0, 1.0)))
+    assert math.degrees(forward.angle(turned)) == pytest.approx(5 + 10, abs=1e-3)  # frames 2 and 3's turns
+    assert moving.data.lens == pytest.approx(18.0 / math.tan(math.radians(20)), rel=1e-4)
+    shot.frame_set(1)
+    assert run("render_animation") == {'FINISHED'}, message()
