@@ -28,15 +28,15 @@ COLOUR_COHERENCE = {"none": "NONE", "match frame 0 lab": "LAB", "match frame 0 h
 # Fields that describe Deforum's own run or UI rather than the frames, read silently.
 IGNORED = {"batch_name", "outdir", "timestring", "filename_format", "save_settings", "save_sample",
            "display_samples", "save_sample_per_step", "show_sample_per_step", "sd_model_name", "sd_model_hash",
-           "deforum_git_commit_id", "n_batch", "restore_faces", "tiling", "sampler", "W", "H", "seed",
+           "deforum_git_commit_id", "n_batch", "restore_faces", "tiling", "W", "H", "seed",
            "prompts", "positive_prompts", "negative_prompts", "animation_prompts", "animation_prompts_positive",
            "animation_prompts_negative", "max_frames", "steps", "scale", "prompt", "negative_prompt"}
 
 
 @dataclass
 class DeforumSettings:
-    """values: our animation setting -> value; main: the main settings (prompt, seed, size,
-    steps, guidance); prompts: Deforum's prompts JSON (for a Text datablock) or "";
+    """values: our animation setting -> value; main: the main settings (seed, size, steps,
+    guidance, scheduler); prompts: Deforum's prompts JSON (for a Text datablock) or "";
     unsupported: Deforum fields we do not use (sorted)."""
     values: dict = field(default_factory=dict)
     main: dict = field(default_factory=dict)
@@ -86,6 +86,14 @@ def read_deforum_settings(text: str) -> DeforumSettings:
                          ("height", "H")):
         if theirs in data and data[theirs] not in (None, ""):
             result.main[ours] = data[theirs]
+    if "sampler" in data:
+        # A1111's sampler names are our schedulers' labels ("Euler a", "DPM++ 2M Karras", ...).
+        from .schedulers import SCHEDULERS
+        wanted = str(data["sampler"]).strip().lower().replace("euler a", "euler ancestral")
+        found = [name for name, choice in SCHEDULERS.items() if choice.label.lower() == wanted]
+        if found:
+            result.main["scheduler"] = found[0]
+            used.add("sampler")
     prompts = data.get("prompts", data.get("animation_prompts"))
     if isinstance(prompts, dict):
         result.prompts = json.dumps(prompts, indent=1)

@@ -16,6 +16,7 @@ class SCENE_DIFFUSION_PT_animation(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         anim = context.scene.scene_diffusion.animation
+        layout.operator("scene_diffusion.import_deforum_settings", icon='IMPORT')
         layout.prop(anim, "use_scene_range")
         if not anim.use_scene_range:
             row = layout.row(align=True)

@@ -30,7 +30,8 @@ def test_supported_fields_are_mapped_and_the_rest_listed():
     assert read.values["seed_behavior"] == "ITER" and read.values["color_coherence"] == "LAB"
     assert read.values["diffusion_cadence"] == 2 and read.values["use_init"] is False
     assert (read.values["frame_start"], read.values["frame_end"]) == (1, 120)
-    assert read.main == {"seed": 1234, "steps": 25, "guidance": 7, "width": 512, "height": 512}
+    assert read.main == {"seed": 1234, "steps": 25, "guidance": 7, "width": 512, "height": 512,
+                         "scheduler": "euler_a"}
     assert json.loads(read.prompts) == {"0": "a forest", "60": "a desert --neg snow"}
     assert read.unsupported == ["animation_mode", "border", "midas_weight", "use_depth_warping"]
 
