@@ -57,6 +57,7 @@ class AnimationSettings:
     color_coherence: str = "LAB"
     cadence: int = 1
     use_init: bool = False
+    blend_prompts: bool = False  # blend the text embeddings from each prompt key to the next
 
     @property
     def count(self) -> int:
@@ -84,6 +85,8 @@ class FramePlan:
     threshold: float
     prompt: str
     negative_prompt: str
+    # (the next key's prompt, its negative, how far towards it) when prompts are blended
+    prompt_blend: tuple[str, str, float] | None = None
 
     @property
     def denoise(self) -> float:
@@ -119,9 +122,15 @@ def plan_frames(settings: AnimationSettings) -> list[FramePlan]:
     last_seed = settings.seed
     for t in range(count):
         last_seed = seed_of.get(t, last_seed)
+        blend = None
         if prompts is not None:
             prompt, negative = prompts[t].prompt, prompts[t].negative
             negative = ", ".join(filter(None, [negative, settings.negative_prompt]))
+            following = prompts[t].next_key
+            if settings.blend_prompts and following is not None and prompts[t].blend > 0:
+                ahead = prompts[following]
+                blend = (ahead.prompt, ", ".join(filter(None, [ahead.negative, settings.negative_prompt])),
+                         prompts[t].blend)
         else:
             prompt, negative = settings.prompt, settings.negative_prompt
         plans.append(FramePlan(
@@ -130,7 +139,7 @@ def plan_frames(settings: AnimationSettings) -> list[FramePlan]:
             contrast=values["contrast_schedule"][t], cfg=values["cfg_scale_schedule"][t],
             steps=int(values["steps_schedule"][t]), seed=last_seed, amount=values["amount_schedule"][t],
             kernel=int(values["kernel_schedule"][t]), sigma=values["sigma_schedule"][t],
-            threshold=values["threshold_schedule"][t], prompt=prompt, negative_prompt=negative))
+            threshold=values["threshold_schedule"][t], prompt=prompt, negative_prompt=negative, prompt_blend=blend))
     return plans
 
 

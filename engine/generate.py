@@ -159,10 +159,15 @@ def call_arguments(request: GenerationRequest, plan: Plan, pipe) -> dict:
     import torch
     from PIL import Image
 
-    from .text_encoding import text_arguments
+    from .text_encoding import blended_arguments, text_arguments
 
+    if request.prompt_blend is not None and request.prompt_blend[2] > 0:
+        other, other_negative, weight = request.prompt_blend
+        text = blended_arguments(pipe, request.prompt, request.negative_prompt, other, other_negative, weight)
+    else:
+        text = text_arguments(pipe, request.prompt, request.negative_prompt)
     arguments = dict(
-        **text_arguments(pipe, request.prompt, request.negative_prompt),
+        **text,
         width=request.width,
         height=request.height,
         num_inference_steps=request.steps,

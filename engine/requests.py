@@ -65,6 +65,8 @@ class GenerationRequest:
     strength_map: HxW float32 0..1 the size of the init image: each pixel's own strength in
         image to image (engine/differential.py), at most `strength`, where the pipeline starts;
         e.g. 1 where an animation frame's warp shows nothing, the frame's strength elsewhere.
+    prompt_blend: (another prompt, its negative prompt, weight 0..1): the text embeddings
+        taken that far from this prompt's towards the other's (animations between prompt keys).
     tiling: "" (none), "x", "y" or "xy": seamless along those axes (the image wraps around:
         "x" for 360° panoramas, "xy" for tileable textures).
     model: "smoke", "smoke-sdxl", a hub id, a local diffusers folder or a single .safetensors file.
@@ -92,6 +94,7 @@ class GenerationRequest:
     strength: float = 0.75
     mask: np.ndarray | None = None
     strength_map: np.ndarray | None = None
+    prompt_blend: tuple[str, str, float] | None = None
     tiling: str = ""
     loras: tuple[LoraSpec, ...] = ()
     num_images: int = 1

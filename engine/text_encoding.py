@@ -49,6 +49,26 @@ def text_arguments(pipe, prompt: str, negative_prompt: str) -> dict:
     return prompt_embeddings(pipe, prompt, negative_prompt)
 
 
+def blended_arguments(pipe, prompt: str, negative_prompt: str, other: str, other_negative: str,
+                      weight: float) -> dict:
+    """Embedding arguments between two prompts: (1 - weight) x the first's + weight x the
+    other's, every embedding (and SDXL's pooled ones) alike. Prompts of different lengths
+    in 77-token chunks have embeddings of different lengths: the shorter is padded with its
+    own last chunk, which holds its end-of-text padding."""
+    import torch
+
+    first = prompt_embeddings(pipe, prompt, negative_prompt)
+    second = prompt_embeddings(pipe, other, other_negative)
+    blended = {}
+    for key, a in first.items():
+        b = second[key]
+        if a.dim() == 3 and a.shape[1] != b.shape[1]:
+            longer = max(a.shape[1], b.shape[1])
+            a, b = (torch.cat([t] + [t[:, -77:]] * ((longer - t.shape[1]) // 77), dim=1) for t in (a, b))
+        blended[key] = torch.lerp(a, b, float(weight))
+    return blended
+
+
 def text_encoders(pipe) -> list[tuple[object, object]]:
     """(tokenizer, text encoder) pairs of `pipe`, in the order their embeddings are joined."""
     pairs = [(pipe.tokenizer, pipe.text_encoder)]

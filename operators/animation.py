@@ -111,7 +111,7 @@ def animation_settings(context: bpy.types.Context) -> AnimationSettings:
         kernel_schedule=anim.kernel_schedule, sigma_schedule=anim.sigma_schedule,
         threshold_schedule=anim.threshold_schedule, seed_behavior=anim.seed_behavior,
         seed_iter_n=anim.seed_iter_N, seed_schedule=anim.seed_schedule, color_coherence=anim.color_coherence,
-        cadence=anim.diffusion_cadence, use_init=anim.use_init)
+        cadence=anim.diffusion_cadence, use_init=anim.use_init, blend_prompts=anim.blend_prompts)
 
 
 def output_folder(scene: bpy.types.Scene) -> str:
@@ -246,7 +246,7 @@ class Painter:
     def diffuse(self, plan: FramePlan, geometry: FrameGeometry, controls, report, cancel) -> np.ndarray:
         request = dataclasses.replace(
             self.job.base, prompt=plan.prompt, negative_prompt=plan.negative_prompt, guidance=plan.cfg,
-            steps=plan.steps, seed=plan.seed, controls=controls)
+            steps=plan.steps, seed=plan.seed, controls=controls, prompt_blend=plan.prompt_blend)
         if self.previous is None:  # the first frame
             if self.job.init is not None:
                 if plan.keeps_warp:

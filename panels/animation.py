@@ -43,7 +43,9 @@ class SCENE_DIFFUSION_PT_animation(_Sidebar, bpy.types.Panel):
         sub = row.row(align=True)
         sub.active = anim.use_init
         sub.prop(anim, "init_image", text="")
-        layout.prop(anim, "prompts")
+        row = layout.row(align=True)
+        row.prop(anim, "prompts")
+        row.prop(anim, "blend_prompts", text="Blend", toggle=True)
         box = layout.box()
         box.label(text="Deforum camera motion:")
         col = box.column(align=True)

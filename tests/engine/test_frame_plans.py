@@ -35,6 +35,13 @@ def test_prompts_per_frame_with_their_negative_parts():
     assert plans[0].negative_prompt == "blurry" and plans[3].negative_prompt == "snow, blurry"
 
 
+def test_blended_prompts_carry_the_next_key_and_how_far_towards_it():
+    plans = plan_frames(settings(prompts_json='{"0": "a forest", "4": "a desert --neg snow"}', blend_prompts=True))
+    assert [p.prompt_blend[2] if p.prompt_blend else None for p in plans] == [None, 0.25, 0.5, 0.75, None, None]
+    assert plans[1].prompt_blend[:2] == ("a desert", "snow, blurry")
+    assert all(p.prompt_blend is None for p in plan_frames(settings(prompts_json='{"0": "a", "4": "b"}')))
+
+
 def test_a_frame_with_no_denoising_step_keeps_the_warp():
     plans = plan_frames(settings(strength_schedule="0:(1.0), 2:(0.9)", steps_schedule="0:(5)"))
     assert [p.keeps_warp for p in plans] == [True, True, True, True, True, True]  # 5 x 0.1 < 1 step
