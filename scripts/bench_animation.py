@@ -72,9 +72,12 @@ def frame(cache: str) -> dict:
     runs = []
     for index in range(20):
         started = time.perf_counter()
-        warped = warp.warp(previous.astype(np.float32) / 255.0, geometry[index], geometry[index + 1])
-        adjusted = colour.adjust(warped.image, reference, adjustments)
-        pixels = files.to_bytes(adjusted)
+        warped = warp.warp(previous.astype(np.float32) / 255.0, geometry[index], geometry[index + 1],
+                           background=True)
+        colour.adjust(warped.image, reference, adjustments)  # the init image the diffusion would start from
+        # The frame written is the diffusion's output; the warped frame stands in for it
+        # (the noised init would cost the PNG coder what no real frame does).
+        pixels = files.to_bytes(warped.image)
         files.write_frame(folder, index + 1, pixels, {"frame": index + 1})
         runs.append(time.perf_counter() - started)
         previous = pixels
