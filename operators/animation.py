@@ -39,7 +39,7 @@ from ..engine.requests import ControlUnit, GenerationRequest
 from ..engine.warp import FrameGeometry, warp
 from ..scene import camera as scene_camera
 from ..scene import images, sequence
-from ..scene.motion import frame_geometry
+from ..scene.motion import frame_geometry, geometry_of
 from ..scene.render import resolve_camera
 from . import capture, jobs
 from .base import JobOperator
@@ -193,15 +193,22 @@ def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int) -> Group
     """Main thread, worker idle: the item's frames' geometry, its diffused frame's conditions,
     and on the first item of a resumed run what the worker would have carried over."""
     plans = tuple(job.plans[index] for index in job.groups[item])
-    geometry = tuple(frame_geometry(scene, plan.frame, job.width, job.height) for plan in plans)
+    geometry = [frame_geometry(scene, plan.frame, job.width, job.height) for plan in plans[:-1]]
     controls: tuple[ControlUnit, ...] = ()
     diffused = plans[-1]
+    last = None
     if diffused.diffused and job.kinds:
+        # The conditions and the geometry of the diffused frame from one render.
         size = scene_camera.output_size(scene)
         try:
-            controls = capture.capture(scene, set(job.kinds), size, diffused.frame).units
+            captured = capture.capture(scene, set(job.kinds), size, diffused.frame, motion=True)
+            controls = captured.units
+            view = captured.geometry
+            last = geometry_of(scene, resolve_camera(scene, None, diffused.frame), view.view, view.z, view.vector)
         except NothingInView:
             controls = ()
+    geometry.append(last if last is not None else frame_geometry(scene, diffused.frame, job.width, job.height))
+    geometry = tuple(geometry)
     previous = reference = None
     first_frame = job.plans[job.groups[item][0]]
     if first_frame.index > 0 and item == first_item(job):

@@ -18,7 +18,7 @@ from ..engine.kinds import KIND_LABELS, SCENE_KINDS
 from ..properties.scene import KIND_ITEMS
 from ..scene import images
 from ..scene.camera import OutputSize, output_size
-from ..scene.conditions import CaptureOptions, ConditionImage, capture_conditions
+from ..scene.conditions import CaptureOptions, ConditionImage, ViewCapture, capture_view
 from . import jobs
 from .base import JobOperator
 
@@ -33,6 +33,7 @@ class Captured:
     units: tuple[ControlUnit, ...]
     conditions: tuple[ConditionImage, ...]
     frame: int
+    geometry: ViewCapture | None = None  # with `motion`: the view, Z and Vector passes of the same render
 
 
 def capture_options(conditions) -> CaptureOptions:
@@ -52,10 +53,12 @@ def capture_options(conditions) -> CaptureOptions:
 
 
 def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
-            camera: bpy.types.Object | None = None, from_images: bool = True) -> Captured:
+            camera: bpy.types.Object | None = None, from_images: bool = True, motion: bool = False) -> Captured:
     """Capture `kinds` (lower-case) at `frame`; writes nothing (see `store_captured`).
 
     from_images: kinds whose source is an image the person picked use that image instead.
+    motion: the frame's geometry too (Z and Vector passes, `Captured.geometry`), from the
+    same render as the conditions.
     """
     conditions = scene.scene_diffusion.conditions
     picked = {kind for kind in kinds if from_images and conditions.control(kind).source == 'IMAGE'}
@@ -63,8 +66,9 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
         if conditions.control(kind).image is None:
             raise DiffusionError(f"The {KIND_LABELS[kind]} condition's source is an image, but none is picked",
                                  "pick one in its row of the Conditions panel, or set its source to Scene")
-    from_scene = capture_conditions(scene, kinds - picked, camera, size.width, size.height, frame,
-                                    capture_options(conditions)) if kinds - picked else {}
+    viewed = capture_view(scene, kinds - picked, camera, size.width, size.height, frame,
+                          capture_options(conditions), motion=motion) if kinds - picked or motion else None
+    from_scene = viewed.conditions if viewed is not None else {}
     units = []
     for kind in SCENE_KINDS:
         if kind not in kinds:
@@ -73,7 +77,7 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
         pixels = images.condition_pixels(control.image) if kind in picked else from_scene[kind].image
         units.append(ControlUnit(kind, pixels, scale=control.scale, guidance_start=control.guidance_start,
                                  guidance_end=control.guidance_end))
-    return Captured(tuple(units), tuple(from_scene.values()), frame)
+    return Captured(tuple(units), tuple(from_scene.values()), frame, viewed if motion else None)
 
 
 def store_captured(captured: Captured) -> tuple[list[bpy.types.Image], list[bpy.types.Text]]:

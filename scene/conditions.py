@@ -145,10 +145,13 @@ class ViewCapture:
     view: the camera's view at the frame and size (engine.views.CameraView).
     z: HxW float32, the Z pass in the view's depth convention, +inf on background; None
         unless asked for (or rendered anyway for the pass-based kinds).
+    vector: HxWx4 float32, Cycles' Vector pass from the same render (scene/motion.py reads
+        it), with `motion`; else None.
     """
     conditions: dict[str, ConditionImage]
     view: CameraView
     z: np.ndarray | None
+    vector: np.ndarray | None = None
 
 
 def capture_view(
@@ -161,6 +164,7 @@ def capture_view(
     options: CaptureOptions = CaptureOptions(),
     depth: bool = False,
     session: CaptureSession | None = None,
+    motion: bool = False,
 ) -> ViewCapture:
     """`capture_conditions` with the view's geometry: its CameraView and, with `depth` (or
     when a pass-based kind renders anyway), its Z pass, from the same render.
@@ -168,6 +172,7 @@ def capture_view(
     session: render through this CaptureSession (several views of one scene, see
     `capture_session` and `session_passes`); its size, frame and passes must be this
     capture's.
+    motion: the Vector pass too, from the same render (animations: one render a frame).
     """
     kinds = set(kinds)
     unknown = kinds - set(SCENE_KINDS)
@@ -182,12 +187,15 @@ def capture_view(
     z = None
 
     pass_kinds = [kind for kind in SCENE_KINDS if kind in kinds and kind in _PASSES]
-    if pass_kinds or depth:
+    vector = None
+    if pass_kinds or depth or motion:
         if session is not None:
             rendered = session.render(camera)
         else:
-            rendered = render_passes(scene, session_passes(kinds), camera=camera, width=width, height=height,
+            passes = session_passes(kinds) + (("vector",) if motion else ())
+            rendered = render_passes(scene, passes, camera=camera, width=width, height=height,
                                      frame=frame, line_thickness=_line_thickness(options, width, height))
+        vector = rendered.images.get("vector")
         z = rendered.images["z"]
         mask = geometry_mask(z, camera.name)
         if mask.mean() >= _COVERED_SHARE:
@@ -213,7 +221,7 @@ def capture_view(
         results["openpose"] = ConditionImage(
             kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
             extra={"json": pose.json, "armatures": list(pose.armatures)})
-    return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z)
+    return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z, vector)
 
 
 def session_passes(kinds: Iterable[str]) -> tuple[str, ...]:

@@ -53,15 +53,22 @@ def frame_geometry(scene: bpy.types.Scene, frame: int, width: int, height: int,
     view = camera_view(scene, camera, width, height, frame)
     rendered = render_passes(scene, ("z", "vector") if motion else ("z",), camera=camera, width=width,
                              height=height, frame=frame)
-    z = rendered.images["z"]
+    return geometry_of(scene, camera, view, rendered.images["z"], rendered.images.get("vector"))
+
+
+def geometry_of(scene: bpy.types.Scene, camera: bpy.types.Object, view: CameraView, z: np.ndarray,
+                vector: np.ndarray | None) -> FrameGeometry:
+    """A FrameGeometry from a capture's own Z pass and Vector pass (None: no motion), e.g.
+    scene.conditions.capture_view(..., motion=True): conditions and geometry of a frame
+    from one render."""
     depth = np.where(z < BACKGROUND_DEPTH, z, np.inf).astype(np.float32)
-    if not motion:
+    if vector is None:
         return FrameGeometry(view, depth)
-    vector = rendered.images["vector"]
     to_previous = np.stack([vector[..., 0], -vector[..., 1]], axis=-1).astype(np.float32)
     to_next = np.stack([-vector[..., 2], vector[..., 3]], axis=-1).astype(np.float32)
-    if view.type == 'ORTHO' and not all(_same_view(view, camera_view(scene, camera, width, height, neighbour))
-                                        for neighbour in (frame - 1, frame + 1)):
+    if view.type == 'ORTHO' and not all(_same_view(view, camera_view(scene, camera, view.width, view.height,
+                                                                     neighbour))
+                                        for neighbour in (view.frame - 1, view.frame + 1)):
         return FrameGeometry(view, depth)
     return FrameGeometry(view, depth, to_previous, to_next)
 
