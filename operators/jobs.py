@@ -95,7 +95,17 @@ class JobStatus:
         steps = f"step {self.step}/{self.total}"
         if self.items > 1:
             steps = f"{self.noun} {self.item}/{self.items} · {steps}"
+            pace = self.pace()
+            if pace:
+                steps += f" · {pace:.1f} s/{self.noun}"
         return f"{self.label}: {steps}, {format_seconds(self.remaining())} left"
+
+    def pace(self) -> float:
+        """Seconds per item so far (0 until a first item is done)."""
+        if self.items <= 1 or self.item <= 1:
+            return 0.0
+        done = self.fraction * self.items
+        return (time.monotonic() - self.started) / done if done > 0 else 0.0
 
     def remaining(self) -> float:
         """Seconds left: this item's estimate, plus the items after it at the pace so far."""

@@ -2,6 +2,7 @@
 """Jobs that make many results (frames, views, tiles): prepared ahead on the main thread,
 made on the worker, written one by one; a cancel or a failure keeps what was written."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -108,8 +109,10 @@ def test_progress_shows_the_item_and_the_step(jobs, ext_module):
     assert shown.wait(DEADLINE)
     jobs.drain()
     status = jobs.status()
-    assert "frame 2/3 · step 2/5" in status.text()
+    assert "frame 2/3 · step 2/5 · " in status.text() and " s/frame, " in status.text()
     assert status.fraction == pytest.approx((1 + 2 / 5) / 3)
+    # The pace: the time so far over the frames done (1.4 of them).
+    assert status.pace() == pytest.approx((time.monotonic() - status.started) / 1.4, rel=0.05)
     release.set()
     assert jobs.wait(DEADLINE)
     while (outcome := jobs.drain()) is None:
