@@ -38,11 +38,23 @@ class DifferentialStrength:
         import torch
 
         vae = pipe.vae
-        pixels = torch.from_numpy(np.ascontiguousarray(init_image.transpose(2, 0, 1)[None]) * 2.0 - 1.0)
-        pixels = pixels.to(device=vae.device, dtype=vae.dtype)
-        with torch.no_grad():
-            # The distribution's mode: the same latents every time for the same init image.
-            self.init_latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+        # A float16 VAE that overflows (SDXL's: `force_upcast`) encodes in float32, as
+        # diffusers' own pipelines do.
+        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            pixels = torch.from_numpy(np.ascontiguousarray(init_image.transpose(2, 0, 1)[None]) * 2.0 - 1.0)
+            pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+            with torch.no_grad():
+                # The distribution's mode: the same latents every time for the same init image.
+                latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+        # The pipeline starts from these very latents too (`image` given as latents: no
+        # second VAE encode), so what is held back and what starts agree exactly.
+        self.init_latents = latents.to(pipe.unet.dtype)
         height, width = self.init_latents.shape[-2:]
         self.noise = torch.randn(self.init_latents.shape, generator=torch.Generator("cpu").manual_seed(seed + 1),
                                  dtype=torch.float32).to(self.init_latents.device, self.init_latents.dtype)
@@ -58,6 +70,11 @@ class DifferentialStrength:
         never = (steps * np.minimum(cells, strength)).astype(np.int64) == 0
         self.start = torch.from_numpy(np.where(never, np.iinfo(np.int64).max, own))
         self.device = self.init_latents.device
+
+    @staticmethod
+    def needed(strength_map: np.ndarray, strength: float) -> bool:
+        """Whether any pixel's strength differs from the request's (else: plain image to image)."""
+        return bool(float(np.min(strength_map)) < strength - 1e-6)
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
         import torch

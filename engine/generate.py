@@ -18,6 +18,7 @@ import numpy as np
 
 from . import memory, models, previews, tiling
 from .devices import Placement, choose_placement
+from .differential import DifferentialStrength
 from .errors import Cancelled
 from .inputs import check_request, fit_to_size
 from .loras import few_step_of, resolve_loras
@@ -106,18 +107,19 @@ class Engine:
               choice: memory.MemoryChoice):
         """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
         callback = reporter
-        if request.strength_map is not None and plan.mode == "img2img":
-            from .differential import DifferentialStrength
-
+        arguments = call_arguments(request, plan, pipe)
+        if request.strength_map is not None and plan.mode == "img2img" and DifferentialStrength.needed(
+                request.strength_map, request.strength):
             held = DifferentialStrength(pipe, request.init_image, request.strength_map, request.strength,
                                         request.steps, request.seed)
+            arguments["image"] = held.init_latents
 
             def callback(pipe, step, timestep, callback_kwargs):
                 return {**reporter(pipe, step, timestep, callback_kwargs),
                         **held(pipe, step, timestep, callback_kwargs)}
         try:
             with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
-                return pipe(**call_arguments(request, plan, pipe), callback_on_step_end=callback)
+                return pipe(**arguments, callback_on_step_end=callback)
         except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
             if not memory.is_out_of_memory(error):
                 raise
