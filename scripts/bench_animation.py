@@ -85,7 +85,7 @@ def frame(cache: str) -> dict:
 
 
 def pipeline(cache: str) -> dict:
-    """An 8-frame Render Animation against 8 x one Engine.generate of the same request."""
+    """An 8-frame Render Animation against its 8 generations replayed alone, right after."""
     import bpy
     modules = enable(cache)
     shot(256, 8)
@@ -110,12 +110,10 @@ def pipeline(cache: str) -> dict:
     total = time.perf_counter() - started
     jobs.engine = original
     real = original(*jobs_placement(modules))
-    one = []
-    for request in requests[1:4]:
-        began = time.perf_counter()
+    began = time.perf_counter()
+    for request in requests:  # every frame's own request, replayed alone
         real.generate(request)
-        one.append(time.perf_counter() - began)
-    return {"total": total, "frames": 8, "generate": sorted(one)[len(one) // 2]}
+    return {"total": total, "frames": len(requests), "generate": (time.perf_counter() - began) / len(requests)}
 
 
 def jobs_placement(modules) -> tuple:
