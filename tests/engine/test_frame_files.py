@@ -20,11 +20,12 @@ def image(seed):
 
 def test_a_frame_round_trips_its_pixels_and_recipe_through_its_png(tmp_path):
     pixels = image(1)
-    path = write_frame(str(tmp_path), 7, pixels, {"prompt": "a fox", "seed": 3, "settings_hash": "abc"})
+    path = write_frame(str(tmp_path), 7, pixels, {"prompt": "a fox — Füchsin, 狐", "seed": 3, "settings_hash": "abc"})
     assert os.path.basename(path) == "0007.png"
     assert np.array_equal(read_frame(path), pixels)
     assert np.array_equal(np.asarray(Image.open(path)), pixels)  # PIL's own reading
-    assert read_recipe(path) == {"prompt": "a fox", "seed": 3, "settings_hash": "abc"}
+    assert read_recipe(path) == {"prompt": "a fox — Füchsin, 狐", "seed": 3, "settings_hash": "abc"}
+    assert Image.open(path).info["scene_diffusion"].startswith("{")  # a text chunk any PNG reader sees
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
 
 
