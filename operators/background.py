@@ -54,15 +54,6 @@ class WorldJob:
     origin: tuple[float, float, float] | None
 
 
-def units_of(scene: bpy.types.Scene, conditions: dict[str, ConditionImage]) -> tuple[ControlUnit, ...]:
-    """ControlUnits of captured conditions, with each kind's settings from the Conditions panel."""
-    panel = scene.scene_diffusion.conditions
-    return tuple(ControlUnit(kind, condition.image, scale=panel.control(kind).scale,
-                             guidance_start=panel.control(kind).guidance_start,
-                             guidance_end=panel.control(kind).guidance_end)
-                 for kind, condition in conditions.items())
-
-
 def base_width(model: str, width: int) -> int:
     """The width the panorama is generated at: 2:1 at the model's own square, at most `width`."""
     native = NATIVE.get(models.peek_family(model) or "sd15", 512)
@@ -118,7 +109,7 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
         if captured is None:
             notes.append("nothing is around the camera: the panorama is text to image")
         else:
-            controls, conditions = units_of(scene, captured.conditions), tuple(captured.conditions.values())
+            controls, conditions = capture.units_of(scene, captured.conditions), tuple(captured.conditions.values())
             origin = tuple(float(v) for v in captured.view.origin)
     request = dataclasses.replace(request, seed=settings.draw_seed())
     return WorldJob(paint, request, controls, conditions, start, extend, keep, tuple(notes), scene.name, origin)

@@ -73,11 +73,21 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
     for kind in SCENE_KINDS:
         if kind not in kinds:
             continue
-        control = conditions.control(kind)
-        pixels = images.condition_pixels(control.image) if kind in picked else from_scene[kind].image
-        units.append(ControlUnit(kind, pixels, scale=control.scale, guidance_start=control.guidance_start,
-                                 guidance_end=control.guidance_end))
+        pixels = images.condition_pixels(conditions.control(kind).image) if kind in picked else from_scene[kind].image
+        units.append(unit(conditions, kind, pixels))
     return Captured(tuple(units), tuple(from_scene.values()), frame, viewed if motion else None)
+
+
+def unit(conditions, kind: str, pixels) -> ControlUnit:
+    """A ControlUnit of `kind` with its settings from the Conditions panel (`conditions`)."""
+    control = conditions.control(kind)
+    return ControlUnit(kind, pixels, scale=control.scale, guidance_start=control.guidance_start,
+                       guidance_end=control.guidance_end)
+
+
+def units_of(scene: bpy.types.Scene, captured: dict[str, ConditionImage]) -> tuple[ControlUnit, ...]:
+    """ControlUnits of captured conditions, each kind with its Conditions panel settings."""
+    return tuple(unit(scene.scene_diffusion.conditions, kind, condition.image) for kind, condition in captured.items())
 
 
 def store_captured(captured: Captured) -> tuple[list[bpy.types.Image], list[bpy.types.Text]]:

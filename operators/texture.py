@@ -20,7 +20,7 @@ import numpy as np
 from .. import preferences
 from ..engine.errors import DiffusionError, NothingInView
 from ..engine.painting import Painter, PaintSettings, PaintedTexture, TextureView
-from ..engine.requests import ControlUnit, GenerationRequest
+from ..engine.requests import GenerationRequest
 from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, seen_by
 from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
@@ -112,12 +112,7 @@ def capture_views(context: bpy.types.Context, points: list[Viewpoint], kinds: se
 
 
 def texture_view(scene: bpy.types.Scene, point: Viewpoint, captured) -> TextureView:
-    conditions = scene.scene_diffusion.conditions
-    units = tuple(ControlUnit(kind, condition.image, scale=conditions.control(kind).scale,
-                              guidance_start=conditions.control(kind).guidance_start,
-                              guidance_end=conditions.control(kind).guidance_end)
-                  for kind, condition in captured.conditions.items())
-    return TextureView(point.name, captured.view, captured.z, units)
+    return TextureView(point.name, captured.view, captured.z, capture.units_of(scene, captured.conditions))
 
 
 def current_textures(objects: list[bpy.types.Object]) -> list[np.ndarray | None]:
