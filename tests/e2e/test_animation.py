@@ -209,3 +209,20 @@ def test_deforum_motion_keys_a_copy_of_the_camera_that_the_scene_then_follows(sh
     assert moving.data.lens == pytest.approx(18.0 / math.tan(math.radians(20)), rel=1e-4)
     shot.frame_set(1)
     assert run("render_animation") == {'FINISHED'}, message()
+
+
+def test_one_render_for_conditions_and_geometry_gives_the_geometry_of_its_own_render(shot, ext):
+    """A resumed run recaptures the previous frame's geometry alone (frame_geometry); the
+    uninterrupted run had it from the render that made the conditions: they must agree bit
+    for bit, whatever other passes that render had."""
+    capture = ext("operators.capture")
+    motion = ext("scene.motion")
+    camera_module = ext("scene.camera")
+    size = camera_module.output_size(shot)
+    captured = capture.capture(shot, {"depth", "normal", "segmentation", "lineart"}, size, 3, motion=True)
+    view = captured.geometry
+    combined = motion.geometry_of(shot, shot.camera, view.view, view.z, view.vector)
+    alone = motion.frame_geometry(shot, 3, size.width, size.height)
+    assert np.array_equal(combined.depth, alone.depth)
+    assert np.array_equal(combined.to_previous, alone.to_previous) and np.array_equal(combined.to_next, alone.to_next)
+    assert np.abs(combined.to_previous).max() > 0.5  # the camera moves: there is motion to compare
