@@ -280,6 +280,13 @@ def _show_progress(status: JobStatus, event: Progress) -> None:
     status.step, status.total, status.eta = event.step, event.total, event.eta
     status.item, status.items = event.item, event.items
     status.message = event.message or status.message
+    for listener in list(progress_listeners):
+        listener(status)
+
+
+# Called on the main thread with the job's status at every progress event (the command
+# line prints them; the panels read `status()` instead).
+progress_listeners: list[Callable[[JobStatus], None]] = []
 
 
 def _write(running: _Running, event: ItemDone) -> None:

@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Command-line commands through the function Blender calls for `-c scene_diffusion`:
+options onto the settings, exit codes, progress lines, JSON events, results saved."""
+import io
+import json
+import math
+from importlib import import_module
+
+import pytest
+
+
+@pytest.fixture
+def cli(extension):
+    return import_module(f"{extension.__name__}.operators.cli")
+
+
+@pytest.fixture
+def saved(empty_scene, tmp_path):
+    """A saved .blend: a camera before a cube, 64x64, the smoke model."""
+    import bpy
+    scene = empty_scene
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    bpy.ops.mesh.primitive_cube_add(size=2.0)
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    camera.location, camera.rotation_euler = (0.0, -6.0, 0.0), (math.pi / 2, 0.0, 0.0)
+    scene.camera = camera
+    scene.scene_diffusion.model, scene.scene_diffusion.steps = "smoke", 2
+    path = str(tmp_path / "shot.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    return path
+
+
+def run(cli, argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_image_with_options_is_made_saved_and_reported(cli, saved, capsys):
+    import bpy
+    code, out, err = run(cli, ["image", "--prompt", "a red cube", "--seed", "7", "--set", "guidance=5"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("step 1/") and "Generated" in out and f"saved {saved}" in lines[-1]
+    settings = bpy.context.scene.scene_diffusion
+    assert (settings.prompt, settings.seed, settings.guidance, settings.randomize_seed) == ("a red cube", 7, 5.0,
+                                                                                           False)
+    bpy.ops.wm.open_mainfile(filepath=saved)  # the result is in the saved file
+    made = [image for image in bpy.data.images if image.get("scene_diffusion", {}).get("kind") == "image"]
+    assert len(made) == 1 and made[0].packed_file is not None
+
+
+def test_json_lines_for_farm_logs(cli, saved, capsys):
+    code, out, _ = run(cli, ["image", "--json", "--no-save"], capsys)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0
+    assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["paint"], 2, "invalid choice: 'paint'"),
+    (["image", "--steps", "many"], 2, "invalid int value: 'many'"),
+    (["animation", "--frames", "9-3"], 2, "ends before it starts"),
+    (["image", "--set", "nonsense=1"], 2, "no setting 'nonsense'"),
+    (["texture", "--objects", "Chair"], 1, "No object named 'Chair'"),
+    (["image", "--model", "no/such-model-here"], 1, "no/such-model-here"),
+])
+def test_bad_input_exits_1_or_2_with_one_line_and_writes_nothing(cli, saved, capsys, argv, code, words):
+    import os
+    before = os.path.getmtime(saved)
+    got, out, err = run(cli, argv, capsys)
+    assert got == code
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert os.path.getmtime(saved) == before
+
+
+def test_help_lists_every_command_and_option(cli, capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for word in ("image", "texture", "world", "backdrop", "animation", "capture", "--frames", "--set", "--json"):
+        assert word in out
+
+
+def test_the_command_is_registered_with_blender(cli):
+    import bpy
+    assert cli._registered  # register_cli_command returned a handle
+    assert hasattr(bpy.utils, "register_cli_command")
+
+
+def test_progress_lines_name_the_item_and_step_once_each(cli, extension):
+    jobs = import_module(f"{extension.__name__}.operators.jobs")
+    stream = io.StringIO()
+    output = cli.Output(json_lines=False, stdout=stream)
+    status = jobs.JobStatus("Render Animation", step=12, total=20, item=3, items=48, noun="frame")
+    output.progress(status)
+    output.progress(status)  # the same again: no new line
+    status.step = 13
+    output.progress(status)
+    assert stream.getvalue().splitlines() == ["frame 3/48 step 12/20", "frame 3/48 step 13/20"]
