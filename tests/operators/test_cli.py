@@ -98,3 +98,21 @@ def test_progress_lines_name_the_item_and_step_once_each(cli, extension):
     status.step = 13
     output.progress(status)
     assert stream.getvalue().splitlines() == ["frame 3/48 step 12/20", "frame 3/48 step 13/20"]
+
+
+def test_a_real_process_on_a_saved_file(saved, model_cache, tmp_path):
+    """Once through a separate process: the bpy module as Blender, the extension enabled
+    from this repository, the command run on the saved file (scripts/run_command.py)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "SCENE_DIFFUSION_MODEL_CACHE": model_cache, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, os.path.join(root, "scripts", "run_command.py"), saved, "image",
+                           "--prompt", "a blue cube", "--json"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "done" and "Generated" in events[-1]["message"]
+    refused = subprocess.run([sys.executable, os.path.join(root, "scripts", "run_command.py"), saved, "texture",
+                              "--objects", "Nothing"], capture_output=True, text=True, timeout=600, env=env)
+    assert refused.returncode == 1 and "No object named 'Nothing'" in refused.stderr
