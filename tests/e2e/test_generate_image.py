@@ -45,6 +45,48 @@ def datablocks() -> dict[str, set[str]]:
     return found
 
 
+def cancel_during_generation(operator_class, nth: int):
+    """Start `operator_class`'s job in the background, as its button's invoke does (headless,
+    INVOKE_DEFAULT runs execute), cancel it while its `nth` generation denoises (the real
+    engine, held at its first step until the cancel), and return the job's outcome."""
+    import threading
+    import time
+
+    import bpy
+    jobs = jobs_module()
+    reached = threading.Event()
+    original = jobs.engine
+    calls = []
+
+    def engine(*args):
+        real = original(*args)
+
+        class Watching:
+            def generate(self, request, report, cancel):
+                calls.append(request)
+
+                def on_progress(progress):
+                    report(progress)
+                    if len(calls) == nth:
+                        reached.set()
+                        cancel.wait(30)
+                return real.generate(request, on_progress, cancel)
+        return Watching()
+
+    jobs.engine = engine
+    try:
+        jobs.start_steps(operator_class.prepare(None, bpy.context), blocking=False)
+        deadline = time.monotonic() + 60
+        while not reached.wait(0.02):
+            jobs.drain()
+            assert time.monotonic() < deadline
+        assert jobs.cancel(), jobs.last_outcome()
+        assert jobs.wait(60)
+        return jobs.drain()
+    finally:
+        jobs.engine = original
+
+
 def test_generate_image_writes_a_new_datablock_with_its_recipe(demo_scene, ext_module, tmp_path):
     import bpy
 

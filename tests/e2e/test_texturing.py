@@ -10,7 +10,7 @@ from importlib import import_module
 
 import numpy as np
 import pytest
-from test_generate_image import datablocks, jobs_module
+from test_generate_image import cancel_during_generation, datablocks, jobs_module
 
 
 @pytest.fixture
@@ -250,49 +250,13 @@ def test_the_same_seed_gives_the_same_texture_and_a_rerun_never_overwrites(stage
 
 
 def test_cancel_writes_no_texture_and_says_so(stage, ext):
-    import threading
     import bpy
     bpy.ops.mesh.primitive_cube_add(size=2.0)
     cube = bpy.context.active_object
     select(cube)
     stage.scene_diffusion.texture.view_count = 3
-    jobs = jobs_module()
-    second_view = threading.Event()
-    original = jobs.engine
-    calls = []
-
-    def engine(*args):
-        real = original(*args)
-
-        class Watching:
-            """The real engine; the second view's generation waits for the cancel."""
-            def generate(self, request, report, cancel):
-                calls.append(request)
-
-                def on_progress(progress):
-                    report(progress)
-                    if len(calls) == 2:
-                        second_view.set()
-                        cancel.wait(30)
-                return real.generate(request, on_progress, cancel)
-        return Watching()
-
-    jobs.engine = engine
-    try:
-        before = datablocks()
-        # What the button's invoke does (headless, INVOKE_DEFAULT runs execute): start in the background.
-        operator = ext("operators.texture").SCENE_DIFFUSION_OT_generate_texture
-        jobs.start_steps(operator.prepare(None, bpy.context), blocking=False)
-        import time
-        deadline = time.monotonic() + 60
-        while not second_view.wait(0.02):
-            jobs.drain()
-            assert time.monotonic() < deadline
-        assert jobs.cancel(), jobs.last_outcome()
-        assert jobs.wait(60)
-        outcome = jobs.drain()
-    finally:
-        jobs.engine = original
+    before = datablocks()
+    outcome = cancel_during_generation(ext("operators.texture").SCENE_DIFFUSION_OT_generate_texture, 2)
     assert outcome.level == 'WARNING'
     assert "nothing was written: a texture is written once its last view is blended" in outcome.message
     after = datablocks()
