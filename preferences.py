@@ -9,6 +9,7 @@ from . import dependencies
 from .engine.models import DEFAULT_BASE, DEFAULT_CONTROLNETS, FAMILIES, FAMILY_NAMES
 
 INSTALL_OPERATOR = "scene_diffusion.install_dependencies"
+MODEL_CACHE_VARIABLE = "SCENE_DIFFUSION_MODEL_CACHE"
 
 
 class SceneDiffusionPreferences(bpy.types.AddonPreferences):
@@ -125,8 +126,9 @@ def addon_preferences(context) -> SceneDiffusionPreferences:
 
 
 def model_cache_dir(context) -> str:
-    """The folder models are kept in: the preference, or the extension's user folder."""
-    path = addon_preferences(context).model_cache_dir
+    """The folder models are kept in: the preference, else $SCENE_DIFFUSION_MODEL_CACHE (a farm's
+    shared folder, set by the job), else the extension's user folder."""
+    path = addon_preferences(context).model_cache_dir or os.environ.get(MODEL_CACHE_VARIABLE, "")
     if path:
         return os.path.normpath(bpy.path.abspath(path))
     return bpy.utils.extension_path_user(__package__, path="models", create=True)

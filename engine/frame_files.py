@@ -126,8 +126,11 @@ def read_recipe(path: str) -> dict:
 def write_settings(folder: str, settings: dict, digest: str) -> str:
     """The settings file beside the frames: what made them, and its hash."""
     path = os.path.join(folder, SETTINGS_FILE)
-    with open(path, "w", encoding="utf-8") as f:
+    # Written whole then renamed: shots rendered at once on a farm share the folder.
+    partial = f"{path}.{os.getpid()}.partial"
+    with open(partial, "w", encoding="utf-8") as f:
         json.dump({"hash": digest, "settings": settings}, f, indent=1, sort_keys=True, default=str)
+    os.replace(partial, path)
     return path
 
 

@@ -124,13 +124,13 @@ def output_folder(scene: bpy.types.Scene) -> str:
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not _can_write(existing):
+    if not os.path.isdir(existing) or not can_write(existing):
         raise DiffusionError(f"The output folder {folder} cannot be written ({existing} is not a writable folder)",
                              "pick a folder you can write to in the Animation panel")
     return folder
 
 
-def _can_write(folder: str) -> bool:
+def can_write(folder: str) -> bool:
     """Whether a file can be made in `folder`: tried for real (permissions alone say yes to
     root everywhere, /proc included), and removed again."""
     import tempfile
@@ -390,9 +390,9 @@ class SCENE_DIFFUSION_OT_render_animation(JobOperator, bpy.types.Operator):
     def prepare(self, context) -> jobs.Steps:
         prefs = preferences.addon_preferences(context)
         job = prepare_animation(context)
-        if first_item(job) >= len(job.groups):
-            raise DiffusionError(f"Every frame of {job.settings.frame_start}–{job.settings.frame_end} is already in "
-                                 f"{job.folder}", "pick another output folder, or another frame range")
+        if first_item(job) >= len(job.groups):  # only when resuming: otherwise frames on disk are refused
+            raise jobs.NothingToDo(f"Every frame of {job.settings.frame_start}–{job.settings.frame_end} is already "
+                                   f"in {job.folder}: nothing to do")
         return animation_steps(job, preferences.model_cache_dir(context), preferences.engine_placement(prefs))
 
 

@@ -36,6 +36,8 @@ class JobOperator:
             outcome = jobs.start_steps(self.prepare(context), blocking=blocking)
         except DiffusionError as error:
             return jobs.report_error(self, error)
+        except jobs.NothingToDo as done:
+            return jobs.report_outcome(self, jobs.Outcome('INFO', str(done)))
         if outcome is not None:
             return jobs.report_outcome(self, outcome)
         return {'FINISHED'}

@@ -7,18 +7,27 @@ then saves what it made: images and textures packed into the .blend (in place, o
 `--output-blend`), frames to the output folder. Exit codes: 0 done, 1 refused (one line on
 stderr saying what to do), 2 bad arguments. Progress goes to stdout as plain lines, or one
 JSON object per line with `--json` (farm logs).
+
+Two commands serve farms (farm/*.openjd.yaml): `plan` prints how the work splits (the
+objects to texture, the shots between camera markers) as the templates' parameter values, and
+`gather` brings what the tasks saved in their own copies of the .blend into one file.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
+import shlex
 import sys
 from collections.abc import Callable
 
 import bpy
 
 from ..engine.errors import DiffusionError
+from ..engine.shots import shots_between
 from . import jobs
+from .animation import can_write
 
 COMMAND_ID = "scene_diffusion"
 # Command -> (operator, what it does).
@@ -29,8 +38,11 @@ COMMANDS = {
     "world": ("generate_world", "Generate World (a 360° panorama)"),
     "backdrop": ("generate_backdrop", "Generate Backdrop behind --objects"),
     "animation": ("render_animation", "Render Animation over --frames to the output folder"),
+    "plan": ("", "Print how the work splits for a farm (--for texture: the objects; --for animation: the shots "
+                 "between camera markers) as JSON parameter values for farm/*.openjd.yaml"),
+    "gather": ("", "Bring what farm tasks saved in their own .blend files (--from FOLDER) into this one"),
 }
-SAVES_BLEND = {"image", "capture", "texture", "world", "backdrop"}
+SAVES_BLEND = {"image", "capture", "texture", "world", "backdrop", "gather"}
 
 
 class ArgumentError(Exception):
@@ -61,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-save", action="store_true", help="do not save the .blend")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                         help="any other setting under scene.scene_diffusion, e.g. animation.strength_schedule=0:(0.6)")
+    parser.add_argument("--options", metavar="TEXT",
+                        help="more options as one shell-quoted string (what farm templates pass through), "
+                             "e.g. \"--prompt 'old oak' --steps 30\"")
+    parser.add_argument("--for", dest="plan_for", choices=("texture", "animation"),
+                        help="plan: which command's work to split")
+    parser.add_argument("--from", dest="gather_from", metavar="FOLDER",
+                        help="gather: the folder of .blend files the farm tasks saved")
     parser.add_argument("--json", action="store_true", help="progress and the result as one JSON object per line")
     return parser
 
@@ -69,20 +88,30 @@ def main(argv: list[str]) -> int:
     """What Blender calls for `-c scene_diffusion ...`: the exit code."""
     out = Output(json_lines="--json" in argv)
     try:
-        args = build_parser().parse_args(argv)
-    except ArgumentError as error:
-        out.error(str(error), code=2)
-        return 2
-    except SystemExit as exit_:  # --help
-        return int(exit_.code or 0)
-    try:
-        apply_options(bpy.context.scene, args)
+        args = build_parser().parse_args(expand_options(argv))
+        check_outputs(args)
     except ArgumentError as error:
         out.error(str(error), code=2)
         return 2
     except DiffusionError as error:
         out.error(str(error), code=1)
         return 1
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    try:
+        apply_options(bpy.context.scene, args)
+        if args.command == "plan":
+            out.plan(plan(bpy.context.scene, args))
+            return 0
+        gathered = gather(args) if args.command == "gather" else None
+    except ArgumentError as error:
+        out.error(str(error), code=2)
+        return 2
+    except DiffusionError as error:
+        out.error(str(error), code=1)
+        return 1
+    if gathered is not None:
+        return finish(out, args, gathered.describe())
     jobs.progress_listeners.append(out.progress)
     try:
         outcome = run(args)
@@ -91,9 +120,50 @@ def main(argv: list[str]) -> int:
     if outcome.level == 'ERROR':
         out.error(outcome.message, code=1)
         return 1
-    saved = save(args) if args.command in SAVES_BLEND else ""
-    out.done(outcome.message + (f"; saved {saved}" if saved else ""))
+    return finish(out, args, outcome.message)
+
+
+def finish(out: "Output", args: argparse.Namespace, message: str) -> int:
+    """Save what was made (the commands that make datablocks) and report it."""
+    try:
+        saved = save(args) if args.command in SAVES_BLEND else ""
+    except DiffusionError as error:
+        out.error(str(error), code=1)
+        return 1
+    out.done(message + (f"; saved {saved}" if saved else ""))
     return 0
+
+
+def expand_options(argv: list[str]) -> list[str]:
+    """`--options "TEXT"` replaced by the options TEXT holds (shell quoting)."""
+    expanded, rest = [], list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--options" or word.startswith("--options="):
+            text = word.partition("=")[2] if "=" in word else (rest.pop(0) if rest else "")
+            try:
+                expanded += shlex.split(text)
+            except ValueError as error:
+                raise ArgumentError(f"--options {text!r}: {error}") from None
+        else:
+            expanded.append(word)
+    return expanded
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Where results will be written can be written, checked before anything runs."""
+    if args.command == "gather" and not args.gather_from:
+        raise ArgumentError("gather needs --from FOLDER: where the farm tasks saved their .blend files")
+    if args.command == "plan" and not args.plan_for:
+        raise ArgumentError("plan needs --for texture or --for animation")
+    if args.output_blend:
+        folder = os.path.dirname(os.path.abspath(args.output_blend))
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not can_write(existing):
+            raise DiffusionError(f"--output-blend {args.output_blend}: {existing} is not a folder you can write to",
+                                 "give a path in a folder you can write to")
 
 
 def apply_options(scene: bpy.types.Scene, args: argparse.Namespace) -> None:
@@ -107,7 +177,7 @@ def apply_options(scene: bpy.types.Scene, args: argparse.Namespace) -> None:
         settings.seed, settings.randomize_seed = args.seed, False
     if args.frames:
         start, end = parse_frames(args.frames)
-        if args.command == "animation":
+        if args.command == "animation" or args.plan_for == "animation":
             settings.animation.use_scene_range = False
             settings.animation.frame_start, settings.animation.frame_end = start, end
         else:
@@ -175,6 +245,30 @@ def set_path(settings, assignment: str) -> None:
         raise ArgumentError(f"--set {assignment!r}: {error}") from None
 
 
+def plan(scene: bpy.types.Scene, args: argparse.Namespace) -> dict:
+    """The templates' parameter values: the objects to texture (the selection, or --objects),
+    or the shots: the animation range cut at camera markers."""
+    if args.plan_for == "texture":
+        from .texture import selected_meshes
+        return {"Objects": [obj.name for obj in selected_meshes(bpy.context)]}
+    anim = scene.scene_diffusion.animation
+    start, end = ((scene.frame_start, scene.frame_end) if anim.use_scene_range
+                  else (anim.frame_start, anim.frame_end))
+    cuts = [marker.frame for marker in scene.timeline_markers if marker.camera is not None]
+    return {"Shots": [shot.frames for shot in shots_between(start, end, cuts)]}
+
+
+def gather(args: argparse.Namespace):
+    from ..scene.gather import gather as gather_files
+    folder = args.gather_from
+    if not os.path.isdir(folder):
+        raise DiffusionError(f"--from {folder} is not a folder", "give the folder the farm tasks saved into")
+    paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*.blend")))
+    if not paths:
+        raise DiffusionError(f"No .blend files in {folder}", "run the tasks first, with --output-blend in that folder")
+    return gather_files(paths)
+
+
 def run(args: argparse.Namespace) -> jobs.Outcome:
     operator, _ = COMMANDS[args.command]
     try:
@@ -190,12 +284,17 @@ def run(args: argparse.Namespace) -> jobs.Outcome:
 def save(args: argparse.Namespace) -> str:
     if args.no_save:
         return ""
-    if args.output_blend:
-        bpy.ops.wm.save_as_mainfile(filepath=args.output_blend, copy=True)
-        return args.output_blend
-    if not bpy.data.filepath:
-        return ""
-    bpy.ops.wm.save_mainfile()
+    try:
+        if args.output_blend:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output_blend)), exist_ok=True)
+            bpy.ops.wm.save_as_mainfile(filepath=args.output_blend, copy=True)
+            return args.output_blend
+        if not bpy.data.filepath:
+            return ""
+        bpy.ops.wm.save_mainfile()
+    except (OSError, RuntimeError) as error:
+        raise DiffusionError(f"The .blend could not be saved: {str(error).strip()}",
+                             "free some disk space or give --output-blend in a folder you can write to") from None
     return bpy.data.filepath
 
 
@@ -230,6 +329,10 @@ class Output:
             self._json({"event": "error", "message": message, "exit_code": code})
         else:
             print(message.replace("\n", " "), file=self.stderr, flush=True)
+
+    def plan(self, values: dict) -> None:
+        """Always JSON: it is read by a submitter (openjd run -p file://plan.json)."""
+        print(json.dumps(values), file=self.stdout, flush=True)
 
     def _json(self, event: dict) -> None:
         print(json.dumps(event), file=self.stdout, flush=True)

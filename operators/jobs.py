@@ -117,6 +117,11 @@ class JobStatus:
         return self.eta + later
 
 
+class NothingToDo(Exception):
+    """Raised by a job's preparation when everything it would make is made already (a resumed
+    animation whose frames are all on disk): reported as information, not as a failure."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a job ended: `level` is a Blender report type, `message` what to tell the person."""

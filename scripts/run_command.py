@@ -3,6 +3,7 @@
 (as in this repository's environment, and on farm workers that run Python, not Blender):
 
     python scripts/run_command.py FILE.blend COMMAND [options]
+    python scripts/run_command.py -b FILE.blend -c scene_diffusion COMMAND [options]
 
 It enables the extension from this folder (its Blender user folders in a temporary
 sandbox, so nothing of a person's setup is touched), opens the file and runs the same
@@ -17,6 +18,11 @@ MODULE = "bl_ext.command.scene_diffusion"
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["-b"]:  # Blender's own spelling: -b FILE.blend -c scene_diffusion COMMAND ...
+        if len(argv) < 4 or argv[2] not in ("-c", "--command") or argv[3] != "scene_diffusion":
+            print("usage: ... -b FILE.blend -c scene_diffusion COMMAND [options]", file=sys.stderr)
+            return 2
+        argv = [argv[1], *argv[4:]]
     if len(argv) < 2:
         print("usage: python scripts/run_command.py FILE.blend COMMAND [options]", file=sys.stderr)
         return 2
@@ -35,9 +41,6 @@ def main(argv: list[str]) -> int:
     if addon_utils.enable(MODULE, default_set=True) is None:
         print("Scene Diffusion could not be enabled", file=sys.stderr)
         return 1
-    cache = os.environ.get("SCENE_DIFFUSION_MODEL_CACHE")
-    if cache:
-        bpy.context.preferences.addons[MODULE].preferences.model_cache_dir = cache
     if not os.path.isfile(blend):
         print(f"No .blend file at {blend}", file=sys.stderr)
         return 2

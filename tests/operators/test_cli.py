@@ -65,11 +65,16 @@ def test_json_lines_for_farm_logs(cli, saved, capsys):
     (["image", "--set", "nonsense=1"], 2, "no setting 'nonsense'"),
     (["texture", "--objects", "Chair"], 1, "No object named 'Chair'"),
     (["image", "--model", "no/such-model-here"], 1, "no/such-model-here"),
+    (["image", "--options", "--steps 'unclosed"], 2, "No closing quotation"),
+    (["image", "--output-blend", "{saved}/inside-a-file.blend"], 1, "is not a folder you can write to"),
+    (["gather"], 2, "gather needs --from FOLDER"),
+    (["gather", "--from", "{saved}.nowhere"], 1, "is not a folder"),
+    (["plan"], 2, "plan needs --for"),
 ])
 def test_bad_input_exits_1_or_2_with_one_line_and_writes_nothing(cli, saved, capsys, argv, code, words):
     import os
     before = os.path.getmtime(saved)
-    got, out, err = run(cli, argv, capsys)
+    got, out, err = run(cli, [word.format(saved=saved) for word in argv], capsys)
     assert got == code
     assert words in err and len(err.strip().splitlines()) == 1
     assert os.path.getmtime(saved) == before
@@ -116,3 +121,59 @@ def test_a_real_process_on_a_saved_file(saved, model_cache, tmp_path):
     refused = subprocess.run([sys.executable, os.path.join(root, "scripts", "run_command.py"), saved, "texture",
                               "--objects", "Nothing"], capture_output=True, text=True, timeout=600, env=env)
     assert refused.returncode == 1 and "No object named 'Nothing'" in refused.stderr
+
+
+def test_options_in_one_string_as_farm_templates_pass_them(cli, saved, capsys):
+    import bpy
+    code, _, err = run(cli, ["image", "--no-save", "--options", "--prompt 'an old oak' --seed 11", "--steps", "2"],
+                       capsys)
+    assert code == 0, err
+    settings = bpy.context.scene.scene_diffusion
+    assert (settings.prompt, settings.seed) == ("an old oak", 11)
+    assert cli.expand_options(["image", "--options", ""]) == ["image"]  # an empty template parameter
+
+
+def test_plan_lists_the_selected_meshes_and_the_shots(cli, saved, capsys):
+    import bpy
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 48
+    camera = scene.camera
+    scene.timeline_markers.new("cut", frame=30).camera = camera
+    scene.timeline_markers.new("not a cut", frame=10)  # no camera bound: no cut
+    code, out, err = run(cli, ["plan", "--for", "animation"], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"Shots": ["1-29", "30-48"]}
+    code, out, _ = run(cli, ["plan", "--for", "animation", "--frames", "20-40"], capsys)
+    assert json.loads(out) == {"Shots": ["20-29", "30-40"]}
+    code, out, _ = run(cli, ["plan", "--for", "texture", "--objects", "Cube"], capsys)
+    assert json.loads(out) == {"Objects": ["Cube"]}
+
+
+def test_gather_brings_the_images_each_task_saved_into_one_file(cli, saved, capsys, tmp_path):
+    import bpy
+    parts = tmp_path / "parts"
+    for seed in (4, 5):
+        bpy.ops.wm.open_mainfile(filepath=saved)
+        code, _, err = run(cli, ["image", "--seed", str(seed), "--output-blend", str(parts / f"seed_{seed}.blend")],
+                           capsys)
+        assert code == 0, err
+    bpy.ops.wm.open_mainfile(filepath=saved)
+    code, out, err = run(cli, ["gather", "--from", str(parts), "--output-blend", str(tmp_path / "all.blend")], capsys)
+    assert code == 0, err
+    said = out
+    code, out, err = run(cli, ["gather", "--from", str(parts), "--no-save"], capsys)  # again: nothing new
+    assert code == 0 and "Gathered 0 images" in out
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "all.blend"))
+    made = [image for image in bpy.data.images if "scene_diffusion" in image]
+    assert f"Gathered {len(made)} images from 2 files" in said  # each task's image and its depth condition
+    seeds = sorted(image["scene_diffusion"]["seed"] for image in made if image["scene_diffusion"]["kind"] == "image")
+    assert seeds == [4, 5] and all(image.packed_file for image in made)
+
+
+def test_a_finished_animation_resumed_again_has_nothing_to_do(cli, saved, capsys, tmp_path):
+    argv = ["animation", "--frames", "1-2", "--output", str(tmp_path / "frames"), "--resume"]
+    code, _, err = run(cli, argv, capsys)
+    assert code == 0, err
+    code, out, err = run(cli, argv, capsys)
+    assert code == 0, err
+    assert "nothing to do" in out
