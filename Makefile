@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL ?=
 
-.PHONY: setup lint test demo bench build validate clean
+.PHONY: setup lint test test-blender-versions demo bench build validate clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q tests
 
+# The Blender-side tests on bpy 4.2 LTS, 4.5 LTS and 5.0 (each its own small venv beside .venv).
+test-blender-versions: $(STAMP)
+	$(PY) scripts/blender_versions.py $(VERSIONS)
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py --model "$(MODEL)" --out out
 
@@ -35,4 +39,4 @@ build: validate
 	$(PY) scripts/blender_ext.py build --source-dir . --output-dir dist
 
 clean:
-	rm -rf dist out .pytest_cache .ruff_cache
+	rm -rf dist out .pytest_cache .ruff_cache .venv-blender

@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 
 import bpy
@@ -89,6 +90,7 @@ def main(argv: list[str]) -> int:
     out = Output(json_lines="--json" in argv)
     try:
         args = build_parser().parse_args(expand_options(argv))
+        out.start(args.command)
         check_outputs(args)
     except ArgumentError as error:
         out.error(str(error), code=2)
@@ -335,7 +337,13 @@ class Output:
         print(json.dumps(values), file=self.stdout, flush=True)
 
     def _json(self, event: dict) -> None:
-        print(json.dumps(event), file=self.stdout, flush=True)
+        # The wall clock, for farm logs (and the startup bench: when the command began, where
+        # its time went).
+        print(json.dumps({**event, "time": round(time.time(), 3)}), file=self.stdout, flush=True)
+
+    def start(self, command: str) -> None:
+        if self.json_lines:
+            self._json({"event": "start", "command": command})
 
 
 _registered: list[Callable] = []

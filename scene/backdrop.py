@@ -22,10 +22,12 @@ import bpy
 from . import images
 
 __all__ = ["show_in_camera", "composite", "make_shadow_catchers", "leaving_out",
-           "IMAGE_NODE", "SIZE_NODE", "ALPHA_OVER_NODE"]
+           "IMAGE_NODE", "SIZE_NODE", "OPAQUE_NODE", "ALPHA_OVER_NODE"]
 
 IMAGE_NODE = "Scene Diffusion Backdrop"
 SIZE_NODE = "Scene Diffusion Backdrop Size"
+STRAIGHT_NODE = "Scene Diffusion Backdrop Straight"  # 4.2–4.5 only: see _add_nodes
+OPAQUE_NODE = "Scene Diffusion Backdrop Opaque"  # 4.2–4.5 only
 ALPHA_OVER_NODE = "Scene Diffusion Alpha Over"
 _TREE_NAME = "Compositor"
 _KIND = "backdrop"
@@ -69,8 +71,8 @@ def composite(scene: bpy.types.Scene, image: bpy.types.Image) -> str:
         image_node, alpha_over = _add_nodes(tree, image, output)
     background, foreground = _alpha_over_inputs(alpha_over)
     if not background.is_linked:
-        size = tree.nodes.get(SIZE_NODE)
-        tree.links.new((size if size is not None else image_node).outputs["Image"], background)
+        last = next((tree.nodes[name] for name in (OPAQUE_NODE, SIZE_NODE) if name in tree.nodes), image_node)
+        tree.links.new(last.outputs["Image"], background)
     if not _feeds(alpha_over, target):
         # The one link rerouted: what fed the output now goes over the backdrop.
         link = target.links[0] if target.is_linked else None
@@ -201,6 +203,21 @@ def _add_nodes(tree: bpy.types.NodeTree, image: bpy.types.Image,
         size.space = 'RENDER_SIZE'
         size.frame_method = 'STRETCH'
     tree.links.new(image_node.outputs["Image"], size.inputs["Image"])
+    if "Type" not in size.inputs:
+        # 4.2–4.5 have no Extend: the stretched edges blend with transparency outside the image
+        # (premultiplied: alpha and colour down to 0.24 on the border, measured). The backdrop
+        # is opaque by design: un-premultiply the edge back to its colour, then alpha 1.
+        straight = tree.nodes.new("CompositorNodePremulKey")
+        straight.name = straight.label = STRAIGHT_NODE
+        straight.mapping = 'PREMUL_TO_STRAIGHT'
+        straight.location = (x - 460.0, y + 120.0)
+        opaque = tree.nodes.new("CompositorNodeSetAlpha")
+        opaque.name = opaque.label = OPAQUE_NODE
+        opaque.mode = 'REPLACE_ALPHA'
+        opaque.inputs["Alpha"].default_value = 1.0
+        opaque.location = (x - 340.0, y + 120.0)
+        tree.links.new(size.outputs["Image"], straight.inputs["Image"])
+        tree.links.new(straight.outputs["Image"], opaque.inputs["Image"])
     return image_node, alpha_over
 
 

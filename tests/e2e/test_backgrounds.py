@@ -327,7 +327,7 @@ def test_a_backdrop_leaves_the_foreground_out_and_shows_behind_it(stage, set_sta
     assert entries == [made[0]] and stage.camera.data.show_background_images
     assert stage.render.film_transparent
     backdrop = ext("scene.backdrop")
-    tree = stage.compositing_node_group
+    tree = stage.compositing_node_group if hasattr(stage, "compositing_node_group") else stage.node_tree
     assert tree.nodes[backdrop.IMAGE_NODE].image == made[0] and backdrop.ALPHA_OVER_NODE in tree.nodes
     assert bpy.data.objects["Floor"].is_shadow_catcher and bpy.data.objects["Wall"].is_shadow_catcher
     assert not cube.is_shadow_catcher

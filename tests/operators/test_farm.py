@@ -13,7 +13,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OPENJD = os.path.join(os.path.dirname(sys.executable), "openjd")
+OPENJD = [sys.executable, "-m", "openjd"]  # the CLI of this interpreter (also from a version venv)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def openjd(template, params, model_cache, tmp_path):
     """`openjd run` on a template: (exit code, everything it printed)."""
     values = tmp_path / f"{template}.params.json"
     values.write_text(json.dumps({**params, "ModelCache": model_cache}))
-    done = subprocess.run([OPENJD, "run", os.path.join(ROOT, "farm", f"{template}.openjd.yaml"),
+    done = subprocess.run([*OPENJD, "run", os.path.join(ROOT, "farm", f"{template}.openjd.yaml"),
                            "-p", f"file://{values}"], capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return done.returncode, done.stdout + done.stderr
@@ -79,7 +79,7 @@ def plan(blender, blend, what, model_cache):
 
 def test_the_templates_are_valid():
     for name in ("texture", "images", "animation", "command"):
-        done = subprocess.run([OPENJD, "check", os.path.join(ROOT, "farm", f"{name}.openjd.yaml")],
+        done = subprocess.run([*OPENJD, "check", os.path.join(ROOT, "farm", f"{name}.openjd.yaml")],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
 

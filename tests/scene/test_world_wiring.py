@@ -56,6 +56,9 @@ def _person_world(bpy, name="Person's Sky"):
 
 def _snapshot(tree) -> dict:
     """Every node (name, type, location, input/output values), every link."""
+    if tree is None:  # Blender 4.x: a world without nodes
+        return {"nodes": {}, "links": []}
+
     def value(socket):
         raw = getattr(socket, "default_value", None)
         return tuple(raw) if hasattr(raw, "__len__") and not isinstance(raw, str) else raw
@@ -267,7 +270,23 @@ def _emissive_block(colour, location=(0.0, 6.0, 0.0), size=1.0):
 # --- Backdrop: compositor ------------------------------------------------------------------------
 
 def _compositor(scene):
-    return scene.compositing_node_group
+    """The scene's compositor tree: 5.0 a node group, 4.2–4.5 scene.node_tree (with use_nodes)."""
+    if hasattr(scene, "compositing_node_group"):
+        return scene.compositing_node_group
+    return scene.node_tree if scene.use_nodes else None
+
+
+def _result(tree):
+    """The compositor's result node: 5.0 the Group Output, 4.2–4.5 the Composite node."""
+    return next(node for node in tree.nodes if node.bl_idname in ("NodeGroupOutput", "CompositorNodeComposite"))
+
+
+def _layers_under(node):
+    """What feeds the backdrop input of our Alpha Over: the Scale node (4.x: through Alpha
+    Convert and Set Alpha)."""
+    while node.bl_idname in ("CompositorNodeSetAlpha", "CompositorNodePremulKey"):
+        node = node.inputs[0].links[0].from_node
+    return node
 
 
 def test_composite_on_a_scene_without_a_compositor(empty_scene, ext, backdrop):
@@ -277,40 +296,51 @@ def test_composite_on_a_scene_without_a_compositor(empty_scene, ext, backdrop):
     tree = _compositor(empty_scene)
     assert empty_scene.render.film_transparent and empty_scene.render.use_compositing
     assert note.startswith("turned on Film > Transparent; made the compositor node tree")
-    assert note.endswith("added the backdrop to the compositor before 'Group Output'")
-    output = next(node for node in tree.nodes if node.bl_idname == "NodeGroupOutput")
+    output = _result(tree)
+    assert note.endswith(f"added the backdrop to the compositor before '{output.name}'")
     over = tree.nodes[backdrop.ALPHA_OVER_NODE]
+    background, foreground = backdrop._alpha_over_inputs(over)
     assert output.inputs[0].links[0].from_node == over
-    assert over.inputs["Background"].links[0].from_node.name == backdrop.SIZE_NODE
+    assert _layers_under(background.links[0].from_node).name == backdrop.SIZE_NODE
     assert tree.nodes[backdrop.SIZE_NODE].inputs["Image"].links[0].from_node.name == backdrop.IMAGE_NODE
     assert tree.nodes[backdrop.IMAGE_NODE].image == image
-    assert over.inputs["Foreground"].links[0].from_node.bl_idname == "CompositorNodeRLayers"
+    source = foreground.links[0].from_node
+    while source.bl_idname == "NodeReroute":  # 4.5's default tree routes the render through one
+        source = source.inputs[0].links[0].from_node
+    assert source.bl_idname == "CompositorNodeRLayers"
 
 
 def test_composite_inserts_before_the_output_of_the_persons_tree(empty_scene, ext, backdrop):
     import bpy
-    tree = bpy.data.node_groups.new("Person's Compositor", "CompositorNodeTree")
-    tree.interface.new_socket("Image", in_out='OUTPUT', socket_type='NodeSocketColor')
+    if hasattr(empty_scene, "compositing_node_group"):  # 5.0: a node group with a Group Output
+        tree = bpy.data.node_groups.new("Person's Compositor", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out='OUTPUT', socket_type='NodeSocketColor')
+        output = tree.nodes.new("NodeGroupOutput")
+    else:  # 4.2–4.5: the scene's own tree, with a Composite node
+        empty_scene.use_nodes = True
+        tree = empty_scene.node_tree
+        tree.nodes.clear()
+        output = tree.nodes.new("CompositorNodeComposite")
     layers = tree.nodes.new("CompositorNodeRLayers")
     glare = tree.nodes.new("CompositorNodeGlare")
     blur = tree.nodes.new("CompositorNodeBlur")  # a side branch, not on the way to the output
-    output = tree.nodes.new("NodeGroupOutput")
     tree.links.new(layers.outputs["Image"], glare.inputs["Image"])
     tree.links.new(layers.outputs["Image"], blur.inputs["Image"])
     tree.links.new(glare.outputs["Image"], output.inputs["Image"])
-    empty_scene.compositing_node_group = tree
+    if hasattr(empty_scene, "compositing_node_group"):
+        empty_scene.compositing_node_group = tree
     before = _snapshot(tree)
     first, second = _flat(ext, BLUE), _flat(ext, RED, name="Second")
     note = backdrop.composite(empty_scene, first)
-    assert note == "turned on Film > Transparent; added the backdrop to the compositor before 'Group Output'"
+    assert note == f"turned on Film > Transparent; added the backdrop to the compositor before '{output.name}'"
     after = _snapshot(tree)
-    assert empty_scene.compositing_node_group == tree
+    assert _compositor(empty_scene) == tree
     # Every node of the person's kept as it was; only the Glare → output link rerouted.
     assert {name: after["nodes"][name] for name in before["nodes"]} == before["nodes"]
     rerouted = (glare.name, "Image", output.name, output.inputs["Image"].identifier)
     assert set(before["links"]) - set(after["links"]) == {rerouted}
     over = tree.nodes[backdrop.ALPHA_OVER_NODE]
-    assert over.inputs["Foreground"].links[0].from_node == glare
+    assert backdrop._alpha_over_inputs(over)[1].links[0].from_node == glare
     assert output.inputs["Image"].links[0].from_node == over
     # Again, with a new backdrop: the image is swapped in our node, nothing is stacked.
     again = _snapshot(tree)
