@@ -179,6 +179,10 @@ def apply_options(scene: bpy.types.Scene, args: argparse.Namespace) -> None:
         settings.seed, settings.randomize_seed = args.seed, False
     if args.frames:
         start, end = parse_frames(args.frames)
+        if start < scene.frame_start or end > scene.frame_end:
+            raise DiffusionError(f"--frames {args.frames} is outside the scene's frames "
+                                 f"{scene.frame_start}–{scene.frame_end}",
+                                 "give frames inside the scene's range, or change its Frame Start and End")
         if args.command == "animation" or args.plan_for == "animation":
             settings.animation.use_scene_range = False
             settings.animation.frame_start, settings.animation.frame_end = start, end

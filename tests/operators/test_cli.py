@@ -55,13 +55,16 @@ def test_json_lines_for_farm_logs(cli, saved, capsys):
     code, out, _ = run(cli, ["image", "--json", "--no-save"], capsys)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert code == 0
-    assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
+    assert [events[0]["event"], events[1]["event"], events[-1]["event"]] == ["start", "progress", "done"]
+    times = [event["time"] for event in events]
+    assert times == sorted(times)  # wall-clock seconds, in order, for farm logs
 
 
 @pytest.mark.parametrize("argv, code, words", [
     (["paint"], 2, "invalid choice: 'paint'"),
     (["image", "--steps", "many"], 2, "invalid int value: 'many'"),
     (["animation", "--frames", "9-3"], 2, "ends before it starts"),
+    (["animation", "--frames", "200-300"], 1, "outside the scene's frames 1–250"),
     (["image", "--set", "nonsense=1"], 2, "no setting 'nonsense'"),
     (["texture", "--objects", "Chair"], 1, "No object named 'Chair'"),
     (["image", "--model", "no/such-model-here"], 1, "no/such-model-here"),
