@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The Blender-side tests on every Blender the manifest promises: bpy 4.2 LTS, 4.5 LTS and 5.0.
 
-    python scripts/blender_versions.py [4.2 4.5 5.0]
+    python scripts/blender_versions.py [4.2 4.5 5.0]     (or an exact release: 4.2.0)
 
 Each version gets a small virtual environment of its own under .venv-blender/ holding only its
 `bpy` wheel; everything else (torch, diffusers, pytest, ...) comes from the main .venv through a
@@ -23,8 +23,8 @@ TESTS = ["tests/scene", "tests/operators", "tests/e2e", "tests/test_extension.py
 
 
 def environment(line: str) -> str:
-    """The interpreter of the environment with bpy `line`, made when missing."""
-    version = VERSIONS[line]
+    """The interpreter of the environment with bpy `line` (4.2, or an exact 4.2.0), made when missing."""
+    version = VERSIONS.get(line, line)
     home = os.path.join(ROOT, ".venv-blender", version)
     python = os.path.join(home, "bin", "python")
     marker = os.path.join(home, ".installed")
@@ -41,17 +41,18 @@ def environment(line: str) -> str:
 
 
 def main(lines: list[str]) -> int:
-    unknown = [line for line in lines if line not in VERSIONS]
+    unknown = [line for line in lines if line not in VERSIONS and line.rpartition(".")[0] not in VERSIONS]
     if unknown:
         print(f"Unknown Blender version {unknown[0]}; pick from {', '.join(VERSIONS)}", file=sys.stderr)
         return 2
     failed = []
     for line in lines or list(VERSIONS):
-        python = sys.executable if VERSIONS[line] == _main_bpy() else environment(line)
-        print(f"== Blender {VERSIONS[line]} ==", flush=True)
+        version = VERSIONS.get(line, line)
+        python = sys.executable if version == _main_bpy() else environment(line)
+        print(f"== Blender {version} ==", flush=True)
         done = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS], cwd=ROOT)
         if done.returncode != 0:
-            failed.append(VERSIONS[line])
+            failed.append(version)
     print("All Blender versions passed" if not failed else f"Failed on Blender {', '.join(failed)}", flush=True)
     return 1 if failed else 0
 

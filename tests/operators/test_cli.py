@@ -180,3 +180,31 @@ def test_a_finished_animation_resumed_again_has_nothing_to_do(cli, saved, capsys
     code, out, err = run(cli, argv, capsys)
     assert code == 0, err
     assert "nothing to do" in out
+
+
+def test_gather_a_texture_on_the_persons_own_material(cli, saved, capsys, tmp_path):
+    """Texture Target: the person's material gets its Base Color re-linked in the task's copy;
+    gathered, every user of that material sees it, as when textured here, and nothing is
+    left twice."""
+    import bpy
+    cube = bpy.data.objects["Cube"]
+    wood = bpy.data.materials.new("Wood")
+    if wood.node_tree is None:
+        wood.use_nodes = True
+    cube.data.materials.append(wood)
+    texture = bpy.context.scene.scene_diffusion.texture
+    texture.views, texture.texture_size, texture.target_material = 'CAMERA', 512, wood
+    bpy.ops.wm.save_mainfile()
+    code, _, err = run(cli, ["texture", "--objects", "Cube", "--output-blend", str(tmp_path / "parts" / "Cube.blend")],
+                       capsys)
+    assert code == 0, err
+    bpy.ops.wm.open_mainfile(filepath=saved)
+    assert bpy.data.materials["Wood"].node_tree.nodes["Principled BSDF"].inputs["Base Color"].is_linked is False
+    code, out, err = run(cli, ["gather", "--from", str(tmp_path / "parts"), "--no-save"], capsys)
+    assert code == 0, err
+    assert "textures on Cube" in out
+    assert [material.name for material in bpy.data.materials] == ["Wood"]
+    base_color = bpy.data.materials["Wood"].node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    image = base_color.links[0].from_node.image
+    assert image["scene_diffusion"]["kind"] == "texture" and image["scene_diffusion"]["object"] == "Cube"
+    assert bpy.data.objects["Cube"].material_slots[0].material == bpy.data.materials["Wood"]
