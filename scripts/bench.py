@@ -516,7 +516,8 @@ def bench_command(cache_dir: str, runs: int) -> list[Row]:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     overhead = got["startup"] + got["load"]
     return [Row("command startup: Blender start + enable + open the .blend + model load", overhead, "s", math.inf,
-                f"start, enable, open {got['startup']:.2f} s; capture + model load from the cache {got['load']:.2f} s; "
+                f"start, enable, open {got['startup']:.2f} s; capture + model load from the cache {got['load']:.2f} s "
+                f"(of which importing torch and diffusers {got['imports']:.2f} s); "
                 f"the work itself ({got['steps']} smoke steps at 512², write) {got['work']:.2f} s; "
                 f"median of {got['runs']} processes")]
 

@@ -8,7 +8,9 @@ Builds a small .blend (a cube before a camera, 512x512, the smoke model), runs
 fresh process (scripts/run_command.py: the bpy module as Blender), and splits each run's time
 by the JSON events' wall clock: spawn to "start" (Blender start, extension enabled, .blend
 opened), "start" to the first step less one step (capture and model load from the cache), the
-rest (the steps, writing and saving). Prints the medians as one JSON line.
+rest (the steps, writing and saving). Also how long importing torch and diffusers takes in a
+fresh process (the extension imports them on first use: part of "model load"). Prints the
+medians as one JSON line.
 """
 import json
 import math
@@ -58,8 +60,12 @@ def main(cache: str) -> None:
     subprocess.run([sys.executable, __file__, "--build", blend], check=True, capture_output=True, timeout=300)
     run(blend, cache)  # fills the model cache: the runs below load from it, as a farm worker does
     runs = [run(blend, cache) for _ in range(RUNS)]
+    imports = statistics.median(float(subprocess.run(
+        [sys.executable, "-c", "import time; t = time.time(); import torch, diffusers; print(time.time() - t)"],
+        capture_output=True, text=True, check=True, timeout=300).stdout) for _ in range(3))
     print(json.dumps({key: statistics.median(r[key] for r in runs) for key in runs[0]} | {"runs": RUNS,
-                                                                                          "steps": STEPS}))
+                                                                                          "steps": STEPS,
+                                                                                          "imports": imports}))
 
 
 if __name__ == "__main__":
