@@ -7,12 +7,12 @@ It uses only relative imports, so `sys.path.insert(0, repo_root); import engine`
 from .errors import Cancelled, DiffusionError
 from .memory import MemoryOptions
 from .requests import (
-    CONTROL_KINDS, MODES, CancelToken, ControlUnit, GenerationRequest, GenerationResult,
+    CONTROL_KINDS, MODES, CancelToken, ControlUnit, EmbeddingSpec, GenerationRequest, GenerationResult,
     LoraSpec, Progress,
 )
 
 __all__ = [
-    "CONTROL_KINDS", "CancelToken", "Cancelled", "ControlUnit", "DiffusionError", "Engine",
+    "CONTROL_KINDS", "CancelToken", "Cancelled", "ControlUnit", "DiffusionError", "EmbeddingSpec", "Engine",
     "GenerationRequest", "GenerationResult", "LoraSpec", "MODES", "MemoryOptions", "Progress",
 ]
 

@@ -21,6 +21,7 @@ from .devices import Placement, choose_placement
 from .differential import DifferentialStrength
 from .errors import Cancelled
 from .inputs import check_request, fit_to_size
+from .embeddings import resolve_embeddings
 from .loras import few_step_of, resolve_loras
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
@@ -63,7 +64,8 @@ class Engine:
                                       request.controlnet_overrides, request.allow_pickle, on_progress, cancel)
             for unit in request.controls
         )
-        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls), loras)
+        return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls), loras,
+                    resolve_embeddings(request.embeddings, request.allow_pickle))
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:

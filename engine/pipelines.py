@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .devices import Placement, torch_dtype
 from .errors import DiffusionError
+from .embeddings import Embeddings, EmbeddingSource
 from .loras import LoraAdapters, LoraSource
 from .models import ModelSource, check_controlnets, union_mode
 from .requests import MODES
@@ -58,6 +59,7 @@ class Plan:
     controlnets: tuple[ModelSource, ...] = ()
     kinds: tuple[str, ...] = ()
     loras: tuple[LoraSource, ...] = ()
+    embeddings: tuple[EmbeddingSource, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -97,6 +99,7 @@ class PipelineCache:
         self._controlnets: dict[str, object] = {}
         self._variants: dict[tuple, object] = {}
         self._loras: LoraAdapters | None = None
+        self._embeddings: Embeddings | None = None
         self._default_scheduler = None
 
     @property
@@ -120,6 +123,7 @@ class PipelineCache:
         self._controlnets.clear()
         self._variants.clear()
         self._loras = None
+        self._embeddings = None
         self._default_scheduler = None
 
     def pipeline(self, plan: Plan):
@@ -127,6 +131,7 @@ class PipelineCache:
         LoRAs active (and no others)."""
         pipe = self._load_base(plan.base)
         self._loras.apply(plan.loras, self.loads)
+        self._embeddings.apply(plan.embeddings, self.loads)  # the variants share its text encoders
         key = (plan.mode, tuple(c.path for c in plan.controlnets))
         if key == ("txt2img", ()):
             return pipe
@@ -168,6 +173,7 @@ class PipelineCache:
             self._base, self._base_source = pipe, source
             self._default_scheduler = pipe.scheduler
             self._loras = LoraAdapters(pipe, source.label, source.family)
+            self._embeddings = Embeddings(pipe, source.label, source.family)
         return self._base
 
     def _load_controlnet(self, source: ModelSource):

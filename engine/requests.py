@@ -53,6 +53,14 @@ class LoraSpec:
     few_step: str = "auto"
 
 
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """A textual inversion embedding file (`.safetensors`; pickle only when allowed) and the
+    token a prompt uses it by (empty: `<file name>`, as A1111 names them)."""
+    path: str
+    token: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class GenerationRequest:
     """Everything one generation needs.
@@ -97,6 +105,7 @@ class GenerationRequest:
     prompt_blend: tuple[str, str, float] | None = None
     tiling: str = ""
     loras: tuple[LoraSpec, ...] = ()
+    embeddings: tuple[EmbeddingSpec, ...] = ()
     num_images: int = 1
     allow_online: bool = False
     # Pickle weights (.ckpt, .bin, .pt, .pth) can run code when loaded: refused unless True.

@@ -44,7 +44,8 @@ def text_arguments(pipe, prompt: str, negative_prompt: str) -> dict:
     `prompt_embeds`/`negative_prompt_embeds` (and for SDXL the pooled ones)."""
     positive, negative = parse_prompt(prompt), parse_prompt(negative_prompt)
     if positive.plain and negative.plain and all(
-            _fits(tokenizer, parsed.text) for tokenizer, _ in text_encoders(pipe) for parsed in (positive, negative)):
+            _fits(tokenizer, _expanded(pipe, parsed.text, tokenizer))
+            for tokenizer, _ in text_encoders(pipe) for parsed in (positive, negative)):
         return {"prompt": positive.text, "negative_prompt": negative.text or None}
     return prompt_embeddings(pipe, prompt, negative_prompt)
 
@@ -93,7 +94,8 @@ def prompt_embeddings(pipe, prompt: str, negative_prompt: str) -> dict:
     with torch.no_grad():
         for tokenizer, encoder in text_encoders(pipe):
             device = get_module_execution_device(encoder)  # where the inputs go, even when offloaded
-            chunked = {side: token_chunks(parsed, tokenizer) for side, parsed in sides.items()}
+            chunked = {side: token_chunks(parsed, tokenizer, lambda text, t=tokenizer: _expanded(pipe, text, t))
+                       for side, parsed in sides.items()}
             count = max(len(chunks) for chunks in chunked.values())
             for side, chunks in chunked.items():
                 chunks += [TokenChunk()] * (count - len(chunks))
@@ -111,14 +113,16 @@ def prompt_embeddings(pipe, prompt: str, negative_prompt: str) -> dict:
     return arguments
 
 
-def token_chunks(parsed: ParsedPrompt, tokenizer) -> list[TokenChunk]:
+def token_chunks(parsed: ParsedPrompt, tokenizer, expand=None) -> list[TokenChunk]:
     """The chunks of `parsed` in `tokenizer`'s vocabulary: each BREAK-separated section cut
-    into runs of 75 tokens (a section without tokens is one empty chunk)."""
+    into runs of 75 tokens (a section without tokens is one empty chunk). `expand(text)`:
+    the text with each multi-vector embedding token spelled out (see _expanded)."""
     size = _chunk_size(tokenizer)
     chunks = []
     for section in parsed.sections:
         # Each span is tokenized on its own (its weight is its tokens'), as A1111 does.
-        ids = tokenizer([span.text for span in section], add_special_tokens=False, verbose=False).input_ids
+        texts = [expand(span.text) if expand else span.text for span in section]
+        ids = tokenizer(texts, add_special_tokens=False, verbose=False).input_ids
         tokens = [token for span_ids in ids for token in span_ids]
         weights = [span.weight for span_ids, span in zip(ids, section) for _ in span_ids]
         for start in range(0, max(len(tokens), 1), size):
@@ -171,6 +175,13 @@ def weighted(hidden, weights: tuple[float, ...]):
     if scaled.mean().abs() > 1e-6 * scaled.abs().mean():
         scaled = scaled * (plain.mean() / scaled.mean())
     return scaled.to(hidden.dtype)
+
+
+def _expanded(pipe, text: str, tokenizer) -> str:
+    """`text` with each multi-vector textual inversion token written out as its vectors'
+    tokens (`<t>` -> `<t> <t>_1 <t>_2`), as diffusers' own encoding does before tokenizing."""
+    convert = getattr(pipe, "maybe_convert_prompt", None)
+    return convert(text, tokenizer) if convert is not None else text
 
 
 def _fits(tokenizer, text: str) -> bool:

@@ -12,7 +12,7 @@ from ..engine import inputs, models
 from ..engine.errors import DiffusionError
 from ..engine.memory import MemoryOptions
 from ..engine.prompts import build_prompt, parts_from_mapping
-from ..engine.requests import ControlUnit, GenerationRequest, LoraSpec
+from ..engine.requests import ControlUnit, EmbeddingSpec, GenerationRequest, LoraSpec
 from ..scene import images
 
 TILING = {'NONE': "", 'X': "x", 'Y': "y", 'XY': "xy"}
@@ -35,6 +35,17 @@ def lora_specs(settings) -> tuple[LoraSpec, ...]:
         if not item.path:
             raise DiffusionError("A LoRA row has no file", "pick its .safetensors file, or remove the row")
         specs.append(LoraSpec(bpy.path.abspath(item.path), item.weight, item.few_step.lower()))
+    return tuple(specs)
+
+
+def embedding_specs(settings) -> tuple[EmbeddingSpec, ...]:
+    specs = []
+    for item in settings.embeddings:
+        if not item.enabled:
+            continue
+        if not item.path:
+            raise DiffusionError("An embedding row has no file", "pick its .safetensors file, or remove the row")
+        specs.append(EmbeddingSpec(bpy.path.abspath(item.path), item.token.strip()))
     return tuple(specs)
 
 
@@ -80,7 +91,7 @@ def build_request(context: bpy.types.Context, width: int, height: int, controls:
         model=settings.model.strip(), scheduler=settings.scheduler, controls=controls,
         controlnet_overrides=preferences.controlnet_overrides(prefs),
         init_image=init_image, strength=settings.strength, mask=mask,
-        tiling=TILING[settings.tiling], loras=lora_specs(settings),
+        tiling=TILING[settings.tiling], loras=lora_specs(settings), embeddings=embedding_specs(settings),
         allow_online=bpy.app.online_access, allow_pickle=prefs.allow_pickle,
         single_file_configs=preferences.single_file_configs(prefs),
         preview_every=1 if settings.show_previews else 0,
@@ -129,6 +140,7 @@ def describe(request: GenerationRequest) -> dict:
         "strength": request.strength if request.init_image is not None else 1.0,
         "tiling": request.tiling,
         "loras": [{"path": lora.path, "weight": lora.weight, "few_step": lora.few_step} for lora in request.loras],
+        "embeddings": [{"path": item.path, "token": item.token} for item in request.embeddings],
         "controls": [{"kind": u.kind, "scale": u.scale, "guidance_start": u.guidance_start,
                       "guidance_end": u.guidance_end, "model": u.model or "default"} for u in request.controls],
     }

@@ -76,6 +76,45 @@ class SCENE_DIFFUSION_OT_lora_remove(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class SCENE_DIFFUSION_OT_embedding_add(bpy.types.Operator):
+    bl_idname = "scene_diffusion.embedding_add"
+    bl_label = "Add Embedding"
+    bl_description = "Add a textual inversion embedding (.safetensors) to the list; prompts use it by its token"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    filepath: bpy.props.StringProperty(subtype='FILE_PATH')
+    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={'HIDDEN'})
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        item = settings.embeddings.add()
+        item.path = self.filepath
+        settings.active_embedding = len(settings.embeddings) - 1
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+
+class SCENE_DIFFUSION_OT_embedding_remove(bpy.types.Operator):
+    bl_idname = "scene_diffusion.embedding_remove"
+    bl_label = "Remove Embedding"
+    bl_description = "Remove the selected embedding from the list (the file stays on disk)"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.scene_diffusion
+        return 0 <= settings.active_embedding < len(settings.embeddings)
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        settings.embeddings.remove(settings.active_embedding)
+        settings.active_embedding = max(0, min(settings.active_embedding, len(settings.embeddings) - 1))
+        return {'FINISHED'}
+
+
 class _PoseOverrideOperator:
     @classmethod
     def poll(cls, context):
@@ -111,5 +150,6 @@ class SCENE_DIFFUSION_OT_pose_override_remove(_PoseOverrideOperator, bpy.types.O
 
 
 classes = (SCENE_DIFFUSION_OT_apply_prompt_preset, SCENE_DIFFUSION_OT_lora_add, SCENE_DIFFUSION_OT_lora_remove,
+           SCENE_DIFFUSION_OT_embedding_add, SCENE_DIFFUSION_OT_embedding_remove,
            SCENE_DIFFUSION_OT_pose_override_add, SCENE_DIFFUSION_OT_pose_override_remove)
 register, unregister = bpy.utils.register_classes_factory(classes)

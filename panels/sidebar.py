@@ -2,6 +2,8 @@
 """3D Viewport sidebar, tab "Diffusion", and the status-bar progress. Drawing only."""
 from __future__ import annotations
 
+import os
+
 import bpy
 
 from .. import dependencies
@@ -174,6 +176,43 @@ class SCENE_DIFFUSION_PT_loras(_Sidebar, bpy.types.Panel):
             layout.prop(item, "few_step")
 
 
+class SCENE_DIFFUSION_UL_embeddings(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        row.label(text=embedding_token(item))
+        row.prop(item, "path", text="", emboss=False)
+
+
+def embedding_token(item) -> str:
+    """The word a prompt uses the embedding by (as the engine names it when Token is empty)."""
+    if item.token.strip():
+        return item.token.strip()
+    stem = os.path.splitext(os.path.basename(bpy.path.abspath(item.path)))[0]
+    return f"<{stem}>" if stem else "(no file)"
+
+
+class SCENE_DIFFUSION_PT_embeddings(_Sidebar, bpy.types.Panel):
+    bl_label = "Embeddings"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        settings = context.scene.scene_diffusion
+        layout = self.layout
+        row = layout.row()
+        row.template_list("SCENE_DIFFUSION_UL_embeddings", "", settings, "embeddings", settings, "active_embedding",
+                          rows=3)
+        col = row.column(align=True)
+        col.operator("scene_diffusion.embedding_add", text="", icon='ADD')
+        col.operator("scene_diffusion.embedding_remove", text="", icon='REMOVE')
+        if 0 <= settings.active_embedding < len(settings.embeddings):
+            item = settings.embeddings[settings.active_embedding]
+            layout.prop(item, "path")
+            layout.prop(item, "token")
+            layout.label(text=f"Write {embedding_token(item)} in a prompt or the negative prompt")
+
+
 class SCENE_DIFFUSION_PT_advanced(_Sidebar, bpy.types.Panel):
     bl_label = "Advanced"
     bl_parent_id = "SCENE_DIFFUSION_PT_generate"
@@ -197,7 +236,8 @@ def draw_status_bar(self, context) -> None:
 
 classes = (
     SCENE_DIFFUSION_PT_generate, SCENE_DIFFUSION_PT_prompt_builder, SCENE_DIFFUSION_PT_mode,
-    SCENE_DIFFUSION_UL_loras, SCENE_DIFFUSION_PT_loras, SCENE_DIFFUSION_PT_advanced,
+    SCENE_DIFFUSION_UL_loras, SCENE_DIFFUSION_PT_loras, SCENE_DIFFUSION_UL_embeddings, SCENE_DIFFUSION_PT_embeddings,
+    SCENE_DIFFUSION_PT_advanced,
 )
 
 

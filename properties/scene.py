@@ -50,6 +50,15 @@ class SceneDiffusionLora(bpy.types.PropertyGroup):
     )
 
 
+class SceneDiffusionEmbedding(bpy.types.PropertyGroup):
+    """One textual inversion embedding in the list: a file, and the word prompts use it by."""
+    enabled: BoolProperty(name="Enabled", default=True, description="Load this embedding")
+    path: StringProperty(name="File", subtype='FILE_PATH', description="The embedding's .safetensors file")
+    token: StringProperty(name="Token", default="",
+                          description="The word that uses it in a prompt or negative prompt "
+                                      "(empty: <file name>, as A1111 names them)")
+
+
 def _prompt_parts_annotations() -> dict:
     # One StringProperty per field of the seed's "anatomy of a good prompt" (engine/prompts.py).
     return {name: StringProperty(name=FIELD_LABELS[name][0], description=FIELD_LABELS[name][1])
@@ -210,6 +219,8 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
 
     loras: CollectionProperty(type=SceneDiffusionLora, name="LoRAs")
     active_lora: IntProperty(name="Active LoRA", default=0, min=0)
+    embeddings: CollectionProperty(type=SceneDiffusionEmbedding, name="Embeddings")
+    active_embedding: IntProperty(name="Active Embedding", default=0, min=0)
 
     tiling: EnumProperty(
         name="Seamless", default='NONE',
@@ -242,8 +253,8 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
 
 
 classes = (
-    SceneDiffusionLora, SceneDiffusionPromptParts, SceneDiffusionControl, SceneDiffusionConditions,
-    SceneDiffusionSettings,
+    SceneDiffusionLora, SceneDiffusionEmbedding, SceneDiffusionPromptParts, SceneDiffusionControl,
+    SceneDiffusionConditions, SceneDiffusionSettings,
 )
 
 

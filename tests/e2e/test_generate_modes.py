@@ -161,3 +161,29 @@ def test_step_previews_go_to_one_preview_image_not_the_persons(empty_scene, ext_
     gate.set()
     assert jobs.wait(10)
     assert jobs.drain() is not None
+
+
+def test_an_embedding_from_the_list_changes_the_image_and_is_recorded(demo_scene, ext_module, model_cache, tmp_path):
+    """A token in the prompt is the embedding's learned vector once the embedding is listed;
+    unticked, the same prompt reads the token as plain text again."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig
+
+    from engine.smoke_model import ensure_smoke_pipeline
+
+    settings = demo_scene.scene_diffusion
+    settings.prompt = "a <kettle-style> crate"
+    _, plain = generate(demo_scene)
+    config = CLIPTextConfig.from_pretrained(ensure_smoke_pipeline(model_cache, "sd15"), subfolder="text_encoder")
+    path = str(tmp_path / "kettle-style.safetensors")
+    save_file({"<kettle-style>": 3 * torch.randn(1, config.hidden_size, generator=torch.Generator().manual_seed(1))},
+              path)
+    item = settings.embeddings.add()
+    item.path = path
+    _, with_embedding = generate(demo_scene)
+    assert not np.array_equal(pixels(ext_module, plain[0]), pixels(ext_module, with_embedding[0]))
+    assert with_embedding[0]["scene_diffusion"]["embeddings"][0]["path"] == path
+    item.enabled = False
+    _, off = generate(demo_scene)
+    assert np.array_equal(pixels(ext_module, plain[0]), pixels(ext_module, off[0]))

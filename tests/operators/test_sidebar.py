@@ -89,6 +89,18 @@ def test_lora_list_and_its_active_row(settings, ext_module):
     assert ("prop", "few_step") in calls
 
 
+def test_embedding_list_shows_the_token_prompts_use(settings, ext_module):
+    import bpy
+    item = settings.embeddings.add()
+    item.path = "/tmp/kettle-style.safetensors"
+    sidebar = ext_module("panels.sidebar")
+    assert sidebar.embedding_token(item) == "<kettle-style>"  # A1111's naming, as the engine's
+    item.token = "kettle-ti"
+    assert sidebar.embedding_token(item) == "kettle-ti"
+    calls = draw_all(ext_module, bpy.context)
+    assert ("template_list", "embeddings") in calls and ("prop", "token") in calls
+
+
 def test_a_running_job_shows_progress_and_cancel_instead_of_generate(settings, ext_module):
     import bpy
     jobs = ext_module("operators.jobs")
