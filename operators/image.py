@@ -11,6 +11,7 @@ from .. import preferences
 from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import camera as scene_camera
 from ..scene import images
+from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
 from .request import checked_request, describe
@@ -26,6 +27,7 @@ class ImageJob:
     scene_name: str
     frame: int
     size_note: str
+    settings: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
 
 
 def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
@@ -41,9 +43,10 @@ def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
     size = scene_camera.output_size(scene)
     request = checked_request(context, size.width, size.height)  # before anything is captured
     captured = capture.capture(scene, capture.enabled_kinds(scene), size, frame)
+    snapshot = settings_json(settings)  # before the seed is drawn: the recipe's seed is the drawn one
     request = dataclasses.replace(request, controls=captured.units, seed=settings.draw_seed())
     return ImageJob(request, captured, preferences.model_cache_dir(context), preferences.engine_placement(prefs),
-                    scene.name, frame, size.describe() if size.rounded else "")
+                    scene.name, frame, size.describe() if size.rounded else "", snapshot)
 
 
 def recipe(job: ImageJob, result: GenerationResult) -> dict:
@@ -56,6 +59,7 @@ def recipe(job: ImageJob, result: GenerationResult) -> dict:
         "frame": job.frame,
         "scene": job.scene_name,
         "notes": list(result.notes),
+        "settings": job.settings,
     }
 
 

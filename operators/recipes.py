@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Use These Settings: every setting that made a result put back from its recipe.
+
+A result made by this version carries the panel's settings whole (`recipe["settings"]`,
+scene/settings.py), so restoring them and generating again gives the same pixels. An older
+recipe (or one made by a button that keeps no snapshot) gives back what it names: prompts,
+model, steps, guidance, scheduler, LoRAs, embeddings. Either way the seed is the one used, with
+Random Seed off. What cannot be restored (a field this version does not know, a datablock or a
+file that is not here) is listed, and the rest is still restored.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import bpy
+
+from ..scene import images
+from ..scene.settings import restore
+
+# The fields an older recipe names, and the setting each goes to.
+_BASIC = ("prompt", "negative_prompt", "model", "steps", "guidance", "scheduler")
+
+
+def apply_recipe(scene: bpy.types.Scene, recipe: dict) -> list[str]:
+    """Put the recipe's settings on `scene`; what could not be put back, one note each."""
+    settings = scene.scene_diffusion
+    notes = []
+    if recipe.get("settings"):
+        notes += restore(settings, json.loads(recipe["settings"]))
+    else:
+        notes.append("it is an older recipe, so only its prompts, model, steps, guidance, scheduler, LoRAs and "
+                     "embeddings came back")
+        for name in _BASIC:
+            if name in recipe:
+                setattr(settings, name, recipe[name])
+        settings.loras.clear()
+        for lora in recipe.get("loras", []):
+            item = settings.loras.add()
+            item.path, item.weight = lora["path"], lora["weight"]
+            item.few_step = str(lora.get("few_step", "auto")).upper()
+        settings.embeddings.clear()
+        for embedding in recipe.get("embeddings", []):
+            item = settings.embeddings.add()
+            item.path, item.token = embedding["path"], embedding.get("token", "")
+    if "seed" in recipe:
+        settings.seed, settings.randomize_seed = int(recipe["seed"]), False
+    notes += missing_files(settings)
+    return notes
+
+
+def missing_files(settings) -> list[str]:
+    """The LoRAs, embeddings and local model the settings name that are not on this computer."""
+    notes = []
+    for kind, items in (("LoRA", settings.loras), ("embedding", settings.embeddings)):
+        for item in items:
+            if item.enabled and item.path and not os.path.isfile(bpy.path.abspath(item.path)):
+                notes.append(f"the {kind} {item.path} is not on this computer: copy it there, or pick it again "
+                             f"in the {kind}s list")
+    model = settings.model.strip()
+    if (model.startswith(("/", "~", ".", "//")) or os.sep in model and os.path.splitext(model)[1]) \
+            and not os.path.exists(bpy.path.abspath(os.path.expanduser(model))):
+        notes.append(f"the model {model} is not on this computer: copy it there, or pick another model")
+    return notes
+
+
+class SCENE_DIFFUSION_OT_use_recipe(bpy.types.Operator):
+    bl_idname = "scene_diffusion.use_recipe"
+    bl_label = "Use These Settings"
+    bl_description = ("Put back every setting that made this result, its seed too, so generating again "
+                      "makes it again")
+    bl_options = {'REGISTER', 'UNDO'}
+
+    image: bpy.props.StringProperty(name="Image", description="The result whose settings to use")
+
+    def execute(self, context):
+        image = bpy.data.images.get(self.image)
+        if image is None:
+            self.report({'ERROR'}, f"No image named '{self.image}': pick a result in the History panel")
+            return {'CANCELLED'}
+        recipe = images.get_recipe(image)
+        if not recipe.get("prompt") and not recipe.get("settings"):
+            self.report({'ERROR'}, f"'{image.name}' has no Scene Diffusion recipe: pick an image the extension made")
+            return {'CANCELLED'}
+        notes = apply_recipe(context.scene, recipe)
+        if notes:
+            self.report({'WARNING'}, f"Settings of '{image.name}' restored, except: " + "; ".join(notes))
+        else:
+            self.report({'INFO'}, f"Settings of '{image.name}' restored (seed {recipe.get('seed')})")
+        return {'FINISHED'}
+
+
+classes = (SCENE_DIFFUSION_OT_use_recipe,)
+register, unregister = bpy.utils.register_classes_factory(classes)
