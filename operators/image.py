@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import bpy
@@ -60,6 +61,7 @@ def recipe(job: ImageJob, result: GenerationResult) -> dict:
         "scene": job.scene_name,
         "notes": list(result.notes),
         "settings": job.settings,
+        "made": time.time(),
     }
 
 

@@ -18,8 +18,31 @@ import bpy
 from ..scene import images
 from ..scene.settings import restore
 
+# The kinds of result the History lists (captures, previews and coverage maps are not results).
+RESULT_KINDS = frozenset({"image", "texture", "world", "backdrop", "animation", "material"})
+
 # The fields an older recipe names, and the setting each goes to.
 _BASIC = ("prompt", "negative_prompt", "model", "steps", "guidance", "scheduler")
+
+
+def recipe_of(image: bpy.types.Image) -> dict:
+    """The recipe of `image` ({} for one the extension did not make)."""
+    return images.get_recipe(image)
+
+
+def newest_first(recipes: list[dict]) -> list[int]:
+    """Each recipe's position in a list sorted by when it was made, newest first (what a
+    UIList's filter_items returns as its new order)."""
+    order = sorted(range(len(recipes)), key=lambda i: -float(recipes[i].get("made", 0) or 0))
+    rank = {index: position for position, index in enumerate(order)}
+    return [rank[index] for index in range(len(recipes))]
+
+
+def show_result(wm: bpy.types.WindowManager, _context) -> None:
+    """The History's selection changed: show the picked result in every Image Editor."""
+    index = wm.scene_diffusion_history
+    if 0 <= index < len(bpy.data.images):
+        images.show_in_image_editors(bpy.data.images[index])
 
 
 def apply_recipe(scene: bpy.types.Scene, recipe: dict) -> list[str]:
@@ -91,4 +114,16 @@ class SCENE_DIFFUSION_OT_use_recipe(bpy.types.Operator):
 
 
 classes = (SCENE_DIFFUSION_OT_use_recipe,)
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register()
+    # On the window manager: which row is picked is not a setting of the scene, nor saved.
+    bpy.types.WindowManager.scene_diffusion_history = bpy.props.IntProperty(
+        name="History", default=-1, update=show_result, description="The result shown")
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.scene_diffusion_history
+    _unregister()

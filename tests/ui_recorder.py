@@ -72,6 +72,11 @@ class RecordingLayout:
         assert name in data.bl_rna.properties and active_name in active_data.bl_rna.properties
         self.calls.append(("template_list", name))
 
+    def icon(self, data) -> int:
+        import bpy
+        assert isinstance(data, bpy.types.ID), data
+        return 0
+
     def template_icon(self, *, icon_value: int = 0, scale: float = 1.0) -> None:
         self.calls.append(("template_icon", icon_value))
 

@@ -78,3 +78,29 @@ def test_an_image_without_a_recipe_is_refused_and_nothing_changes(demo_scene):
     with pytest.raises(RuntimeError, match="has no Scene Diffusion recipe"):
         bpy.ops.scene_diffusion.use_recipe(image=image.name)
     assert settings.prompt == prompt
+
+
+def test_the_history_lists_results_newest_first_and_offers_their_settings(demo_scene, ext_module):
+    import types
+
+    import bpy
+    from ui_recorder import RecordingLayout
+
+    history = ext_module("panels.history")
+    bpy.data.images.new("A photo", 8, 8)  # the person's: not a result
+    _, first = generate(demo_scene)
+    _, second = generate(demo_scene)
+    shown = types.SimpleNamespace(bitflag_filter_item=1 << 30)  # what Blender gives a UIList
+    flags, order = history.SCENE_DIFFUSION_UL_history.filter_items(shown, bpy.context, bpy.data, "images")
+    listed = [image.name for image, flag in zip(bpy.data.images, flags) if flag]
+    assert sorted(listed) == sorted([first[0].name, second[0].name])  # not the photo, not the captures
+    by_position = {order[i]: bpy.data.images[i].name for i in range(len(order)) if flags[i]}
+    assert [by_position[p] for p in sorted(by_position)] == [second[0].name, first[0].name]
+
+    bpy.context.window_manager.scene_diffusion_history = list(bpy.data.images).index(first[0])
+    calls = []
+    history.SCENE_DIFFUSION_PT_history.draw(types.SimpleNamespace(layout=RecordingLayout(calls)), bpy.context)
+    assert ("template_list", "images") in calls
+    assert ("operator", "scene_diffusion.use_recipe", "", 'RECOVER_LAST') in calls
+    assert any(call[0] == "label" and call[1].startswith(f"Seed {first[0]['scene_diffusion']['seed']}")
+               for call in calls)
