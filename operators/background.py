@@ -28,6 +28,7 @@ from ..scene import images
 from ..scene import world as scene_world
 from ..scene.conditions import ConditionImage
 from ..scene.panorama import PANORAMA_KINDS, capture_panorama
+from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
 from .request import checked_request, describe
@@ -52,6 +53,7 @@ class WorldJob:
     notes: tuple[str, ...]
     scene_name: str
     origin: tuple[float, float, float] | None
+    panel: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
 
 
 def base_width(model: str, width: int) -> int:
@@ -111,8 +113,10 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
         else:
             controls, conditions = capture.units_of(scene, captured.conditions), tuple(captured.conditions.values())
             origin = tuple(float(v) for v in captured.view.origin)
+    panel = settings_json(settings)
     request = dataclasses.replace(request, seed=settings.draw_seed())
-    return WorldJob(paint, request, controls, conditions, start, extend, keep, tuple(notes), scene.name, origin)
+    return WorldJob(paint, request, controls, conditions, start, extend, keep, tuple(notes), scene.name, origin,
+                    panel)
 
 
 def _panorama_pixels(image: bpy.types.Image) -> np.ndarray:
@@ -157,7 +161,8 @@ def world_recipe(job: WorldJob, seed: int) -> dict:
     s = job.settings
     recipe = {**describe(job.base), "kind": "world", "seed": seed, "width": s.width, "height": s.height,
               "base_width": s.base_width, "fix_poles": int(s.fix_poles), "scene": job.scene_name,
-              "conditions": [condition.kind for condition in job.conditions], "made": time.time()}
+              "conditions": [condition.kind for condition in job.conditions], "made": time.time(),
+              "settings": job.panel}
     if s.refined:
         recipe.update(window=s.window, overlap=s.overlap, refine_strength=s.refine_strength)
     if job.origin is not None:
@@ -252,6 +257,7 @@ class BackdropJob:
     frame: int
     notes: tuple[str, ...]
     scene_name: str
+    panel: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
 
 
 def foreground_objects(context: bpy.types.Context) -> list[bpy.types.Object]:
@@ -329,9 +335,10 @@ def prepare_backdrop(context: bpy.types.Context) -> BackdropJob:
     if camera_moves(scene, camera):
         notes.append(f"the camera moves between frames {scene.frame_start} and {scene.frame_end}: this backdrop fits "
                      f"frame {frame}; a backdrop per frame is the animation's job")
+    panel = settings_json(settings)
     request = dataclasses.replace(request, controls=controls, seed=settings.draw_seed())
     return BackdropJob(request, conditions, tuple(obj.name for obj in foreground), camera.name, frame, tuple(notes),
-                       scene.name)
+                       scene.name, panel)
 
 
 def write_backdrop(job: BackdropJob, rgb: np.ndarray) -> str:
@@ -344,7 +351,8 @@ def write_backdrop(job: BackdropJob, rgb: np.ndarray) -> str:
         capture.store(condition, f"Backdrop {KIND_LABELS[condition.kind]}", view="backdrop")
     recipe = {**describe(job.request), "kind": "backdrop", "seed": job.request.seed, "camera": job.camera,
               "frame": job.frame, "foreground": list(job.foreground), "scene": job.scene_name,
-              "conditions": [condition.kind for condition in job.conditions], "made": time.time()}
+              "conditions": [condition.kind for condition in job.conditions], "made": time.time(),
+              "settings": job.panel}
     image = images.new_image(f"Backdrop {job.frame:04d} seed {job.request.seed}", rgb, recipe)
     notes = list(job.notes)
     camera = bpy.data.objects.get(job.camera)

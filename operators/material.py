@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from dataclasses import dataclass
 
 import bpy
@@ -12,6 +13,7 @@ import bpy
 from .. import preferences
 from ..engine.requests import GenerationRequest, GenerationResult
 from ..scene import images, materials, uv
+from ..scene.settings import settings_json
 from . import jobs
 from .base import JobOperator
 from .request import checked_request, describe
@@ -28,6 +30,7 @@ class MaterialJob:
     mapping: str
     scale: float
     made_uv: tuple[str, ...]
+    panel: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
 
 
 def material_name(prompt: str) -> str:
@@ -53,6 +56,7 @@ class SCENE_DIFFUSION_OT_generate_material(JobOperator, bpy.types.Operator):
         size = min(texture.texture_size, MAX_MATERIAL_SIZE)
         # Wraps left-right and top-bottom.
         request = checked_request(context, size, size, start_from=False, tiling="xy")
+        panel = settings_json(settings)
         request = dataclasses.replace(request, seed=settings.draw_seed())
         made_uv = []
         if texture.material_mapping == 'UV':
@@ -61,7 +65,7 @@ class SCENE_DIFFUSION_OT_generate_material(JobOperator, bpy.types.Operator):
                 if made:
                     made_uv.append(f"'{name}' on '{obj.name}'")
         job = MaterialJob(request, tuple(obj.name for obj in objects), texture.material_mapping,
-                          texture.material_scale, tuple(made_uv))
+                          texture.material_scale, tuple(made_uv), panel)
         cache_dir, placement = preferences.model_cache_dir(context), preferences.engine_placement(prefs)
         results: list[GenerationResult] = []
 
@@ -74,7 +78,7 @@ class SCENE_DIFFUSION_OT_generate_material(JobOperator, bpy.types.Operator):
 
 def write_material(job: MaterialJob, result: GenerationResult, scene_name: str) -> str:
     recipe = {**describe(job.request), "kind": "material", "seed": result.seed, "mapping": job.mapping,
-              "scale": job.scale, "notes": list(result.notes)}
+              "scale": job.scale, "notes": list(result.notes), "made": time.time(), "settings": job.panel}
     name = material_name(job.request.prompt)
     image = images.new_image(name.replace(" Material", " Texture"), result.images[0], recipe)
     material = materials.tiling_material(name, image, job.mapping, job.scale)

@@ -26,6 +26,7 @@ from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
 from ..scene.conditions import capture_session_for, capture_view
 from ..scene.surfaces import surface_of
+from ..scene.settings import settings_json
 from ..scene.viewpoints import Viewpoint, cameras, viewpoints
 from . import capture, jobs
 from .base import JobOperator
@@ -177,6 +178,7 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         views = [view for _, view in capture_views(context, points, capture.enabled_kinds(scene), size.width,
                                                     size.height, frame, objects)]
         refuse_unseen(objects, views)
+        panel = settings_json(settings)
         seed = settings.draw_seed()
         base = dataclasses.replace(base, seed=seed)
         # Every check passed: the UV maps missing are made now, the one change before the job.
@@ -186,12 +188,12 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
                                                      discard_angle=texture.discard_angle))
         painter = Painter(surfaces, paint, start)
         return texture_steps(painter, views, base, targets, texture.target_material, scene.name,
-                             preferences.model_cache_dir(context), preferences.engine_placement(prefs))
+                             preferences.model_cache_dir(context), preferences.engine_placement(prefs), panel)
 
 
 def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRequest, targets: list[Target],
                   target_material: bpy.types.Material | None, scene_name: str, cache_dir: str,
-                  placement: tuple[str | None, str | None]) -> jobs.Steps:
+                  placement: tuple[str | None, str | None], panel: str = "") -> jobs.Steps:
     """The job of a texture: each view generated and blended on the worker (its geometry, and
     the next one's, made beside it on the painter's background thread); the textures are
     written by `finish` once the last one is blended."""
@@ -228,7 +230,7 @@ def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRe
                   "texture_size": painter.settings.size, "sequential": int(painter.settings.sequential),
                   "weight_exponent": painter.settings.weights.exponent,
                   "discard_angle": painter.settings.weights.discard_angle, "scene": scene_name,
-                  "generated_views": generated,
+                  "generated_views": generated, "settings": panel,
                   "from_current": int(any(start is not None for start in painter.start))}
         if recipe["from_current"]:
             recipe["strength"] = base.strength  # each view redrew the current texture at it

@@ -322,6 +322,7 @@ def test_a_backdrop_leaves_the_foreground_out_and_shows_behind_it(stage, set_sta
     assert len(made) == 1 and tuple(made[0].size) == (64, 64) and made[0].packed_file is not None
     recipe = recipe_of(made[0])
     assert json.loads(recipe["foreground"]) == ["Statue"] and recipe["camera"] == "Camera"
+    assert json.loads(recipe["settings"])["prompt"] == stage.scene_diffusion.prompt  # for Use These Settings
     # Shown behind: the camera's background image, and the compositor.
     entries = [entry.image for entry in stage.camera.data.background_images]
     assert entries == [made[0]] and stage.camera.data.show_background_images

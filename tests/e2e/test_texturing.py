@@ -5,6 +5,7 @@ References built apart from the code under test: Cycles renders of the textured 
 (an emission material reading the written texture through its UV map), UV islands drawn
 with PIL from the mesh's own UV coordinates, and images made by formula.
 """
+import json
 import math
 from importlib import import_module
 
@@ -187,6 +188,8 @@ def test_orbit_views_texture_a_cube_everywhere_with_padding(stage, ext):
     recipe = texture["scene_diffusion"].to_dict()
     assert recipe["kind"] == "texture" and recipe["uv_map"] == "UVMap" and len(recipe["views"]) == 6
     assert recipe["covered"] > 0.95  # six views around a cube see nearly all of it (the rims fade out)
+    # The panel's settings kept whole, for Use These Settings.
+    assert json.loads(recipe["settings"])["texture"]["view_count"] == 4
     rgb = ext("scene.images").get_pixels(texture)[..., :3]
     islands = uv_islands(cube, "UVMap", 512)
     written = rgb.max(axis=2) > 0
