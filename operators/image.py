@@ -65,17 +65,19 @@ def recipe(job: ImageJob, result: GenerationResult) -> dict:
     }
 
 
-def write_result(job: ImageJob, result: GenerationResult) -> list[bpy.types.Image]:
-    """Main thread: the captures that steered it, the images as new datablocks, and the seed
-    used back into the settings (so Random Seed shows what it drew)."""
-    capture.store_captured(job.captured)
+def write_result(job: ImageJob, result: GenerationResult, first: bool = True) -> list[bpy.types.Image]:
+    """Main thread: the captures that steered it, the images as new datablocks, and (for the
+    first result of a job) the seed used back into the settings (so Random Seed shows what it
+    drew)."""
+    if first:
+        capture.store_captured(job.captured)
     made = []
     for rgb in result.images:
         image = images.new_image(f"Diffusion {job.frame:04d} seed {result.seed}", rgb, recipe(job, result))
         images.show_in_image_editors(image)
         made.append(image)
     scene = bpy.data.scenes.get(job.scene_name)
-    if scene is not None and scene.scene_diffusion.seed != result.seed:
+    if first and scene is not None and scene.scene_diffusion.seed != result.seed:
         scene.scene_diffusion.seed = result.seed
     return made
 
@@ -90,17 +92,26 @@ def message(job: ImageJob, result: GenerationResult, made: list[bpy.types.Image]
     return text
 
 
-def image_steps(job: ImageJob) -> jobs.Steps:
-    """The job of one image: generate on the worker, write on the main thread."""
+def image_steps(job: ImageJob, variations: int = 1) -> jobs.Steps:
+    """The job of one image, or of `variations` images from the seeds after the first (the same
+    captures and settings): generate on the worker, write each on the main thread."""
     written: list[tuple[GenerationResult, list[bpy.types.Image]]] = []
 
-    def work(_input, report, cancel) -> GenerationResult:
-        return jobs.engine(job.cache_dir, *job.placement).generate(job.request, report, cancel)
+    def work(index: int, report, cancel) -> GenerationResult:
+        request = dataclasses.replace(job.request, seed=job.request.seed + index)
+        return jobs.engine(job.cache_dir, *job.placement).generate(request, report, cancel)
 
-    def write(_index: int, result: GenerationResult) -> None:
-        written.append((result, write_result(job, result)))
+    def write(index: int, result: GenerationResult) -> None:
+        written.append((result, write_result(job, result, first=index == 0)))
 
-    return jobs.Steps("Generate Image", work=work, write=write, finish=lambda _count: message(job, *written[0]))
+    def finish(_count: int) -> str:
+        if len(written) == 1:
+            return message(job, *written[0])
+        names = ", ".join(image.name for _, made in written for image in made)
+        return f"Generated {len(written)} variations: {names} (seeds {written[0][0].seed}–{written[-1][0].seed})"
+
+    return jobs.Steps("Generate Image", work=work, write=write, finish=finish, count=variations,
+                      prepare=lambda index: index, noun="variation")
 
 
 class SCENE_DIFFUSION_OT_generate_image(JobOperator, bpy.types.Operator):
@@ -110,8 +121,11 @@ class SCENE_DIFFUSION_OT_generate_image(JobOperator, bpy.types.Operator):
                       "into a new image datablock")
     bl_options = {'REGISTER'}
 
+    variations: bpy.props.IntProperty(name="Variations", default=1, min=1, max=64,
+                                      description="How many images, each from the next seed")
+
     def prepare(self, context):
-        return image_steps(prepare(context))
+        return image_steps(prepare(context), self.variations)
 
 
 classes = (SCENE_DIFFUSION_OT_generate_image,)

@@ -16,7 +16,7 @@ import os
 import bpy
 
 from ..scene import images
-from ..scene.settings import restore
+from ..scene.settings import restore, snapshot
 
 # The kinds of result the History lists (captures, previews and coverage maps are not results).
 RESULT_KINDS = frozenset({"image", "texture", "world", "backdrop", "animation", "material"})
@@ -87,6 +87,19 @@ def missing_files(settings) -> list[str]:
     return notes
 
 
+def _picked_recipe(operator: bpy.types.Operator, name: str) -> dict | None:
+    """The recipe of the image named `name`, or None with the error reported."""
+    image = bpy.data.images.get(name)
+    if image is None:
+        operator.report({'ERROR'}, f"No image named '{name}': pick a result in the History panel")
+        return None
+    recipe = images.get_recipe(image)
+    if not recipe.get("prompt") and not recipe.get("settings"):
+        operator.report({'ERROR'}, f"'{image.name}' has no Scene Diffusion recipe: pick an image the extension made")
+        return None
+    return recipe
+
+
 class SCENE_DIFFUSION_OT_use_recipe(bpy.types.Operator):
     bl_idname = "scene_diffusion.use_recipe"
     bl_label = "Use These Settings"
@@ -97,23 +110,53 @@ class SCENE_DIFFUSION_OT_use_recipe(bpy.types.Operator):
     image: bpy.props.StringProperty(name="Image", description="The result whose settings to use")
 
     def execute(self, context):
-        image = bpy.data.images.get(self.image)
-        if image is None:
-            self.report({'ERROR'}, f"No image named '{self.image}': pick a result in the History panel")
-            return {'CANCELLED'}
-        recipe = images.get_recipe(image)
-        if not recipe.get("prompt") and not recipe.get("settings"):
-            self.report({'ERROR'}, f"'{image.name}' has no Scene Diffusion recipe: pick an image the extension made")
+        recipe = _picked_recipe(self, self.image)
+        if recipe is None:
             return {'CANCELLED'}
         notes = apply_recipe(context.scene, recipe)
         if notes:
-            self.report({'WARNING'}, f"Settings of '{image.name}' restored, except: " + "; ".join(notes))
+            self.report({'WARNING'}, f"Settings of '{self.image}' restored, except: " + "; ".join(notes))
         else:
-            self.report({'INFO'}, f"Settings of '{image.name}' restored (seed {recipe.get('seed')})")
+            self.report({'INFO'}, f"Settings of '{self.image}' restored (seed {recipe.get('seed')})")
         return {'FINISHED'}
 
 
-classes = (SCENE_DIFFUSION_OT_use_recipe,)
+class SCENE_DIFFUSION_OT_recipe_variations(bpy.types.Operator):
+    bl_idname = "scene_diffusion.recipe_variations"
+    bl_label = "Variations"
+    bl_description = ("Generate images with this result's settings from the seeds after its own, in one job "
+                      "(its settings become the panel's)")
+    bl_options = {'REGISTER'}
+
+    image: bpy.props.StringProperty(name="Image", description="The result to vary")
+    count: bpy.props.IntProperty(name="Count", default=4, min=1, max=64, description="How many variations")
+
+    def execute(self, context):
+        return self._run(context, 'EXEC_DEFAULT')
+
+    def invoke(self, context, event):
+        return self._run(context, 'INVOKE_DEFAULT')  # a background job, Blender stays usable
+
+    def _run(self, context, how: str) -> set[str]:
+        recipe = _picked_recipe(self, self.image)
+        if recipe is None:
+            return {'CANCELLED'}
+        settings = context.scene.scene_diffusion
+        before = snapshot(settings)
+        notes = apply_recipe(context.scene, recipe)
+        settings.seed = int(recipe.get("seed", settings.seed)) + 1
+        try:
+            result = bpy.ops.scene_diffusion.generate_image(how, variations=self.count)
+        except RuntimeError as error:  # refused: the panel goes back to what it was
+            restore(settings, before)
+            self.report({'ERROR'}, str(error).replace("Error: ", "", 1).strip())
+            return {'CANCELLED'}
+        if notes:
+            self.report({'WARNING'}, "Not restored: " + "; ".join(notes))
+        return result
+
+
+classes = (SCENE_DIFFUSION_OT_use_recipe, SCENE_DIFFUSION_OT_recipe_variations)
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 
 

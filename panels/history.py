@@ -47,7 +47,10 @@ class SCENE_DIFFUSION_PT_history(_Sidebar, bpy.types.Panel):
                        f"{recipe.get('steps', '?')} steps")
         if recipe.get("made"):
             col.label(text=time.strftime("Made %Y-%m-%d %H:%M", time.localtime(float(recipe["made"]))))
-        layout.operator("scene_diffusion.use_recipe", icon='RECOVER_LAST').image = image.name
+        row = layout.row(align=True)
+        row.operator("scene_diffusion.use_recipe", icon='RECOVER_LAST').image = image.name
+        if recipe.get("kind") == "image":
+            row.operator("scene_diffusion.recipe_variations", icon='DUPLICATE').image = image.name
 
 
 classes = (SCENE_DIFFUSION_UL_history, SCENE_DIFFUSION_PT_history)

@@ -104,3 +104,34 @@ def test_the_history_lists_results_newest_first_and_offers_their_settings(demo_s
     assert ("operator", "scene_diffusion.use_recipe", "", 'RECOVER_LAST') in calls
     assert any(call[0] == "label" and call[1].startswith(f"Seed {first[0]['scene_diffusion']['seed']}")
                for call in calls)
+
+
+def test_variations_are_the_seeds_after_a_result_in_one_job(demo_scene, ext_module):
+    import bpy
+    settings = demo_scene.scene_diffusion
+    settings.prompt, settings.randomize_seed, settings.seed = "a tin robot", False, 40
+    _, made = generate(demo_scene)
+    settings.prompt, settings.seed = "something else", 3
+    before = set(bpy.data.images)
+    assert bpy.ops.scene_diffusion.recipe_variations(image=made[0].name, count=3) == {'FINISHED'}
+    results = [image for image in set(bpy.data.images) - before if image["scene_diffusion"]["kind"] == "image"]
+    recipes = sorted((image["scene_diffusion"].to_dict() for image in results), key=lambda recipe: recipe["seed"])
+    assert [recipe["seed"] for recipe in recipes] == [41, 42, 43]
+    assert {recipe["prompt"] for recipe in recipes} == {"a tin robot"}
+    assert "Generated 3 variations" in ext_module("operators.jobs").last_outcome().message
+    # Each is the image Generate Image makes from that seed.
+    settings.seed = 42
+    _, single = generate(demo_scene)
+    same = next(image for image in results if image["scene_diffusion"]["seed"] == 42)
+    np.testing.assert_array_equal(pixels(ext_module, single[0]), pixels(ext_module, same))
+
+
+def test_variations_refused_leave_the_panel_as_it_was(demo_scene, ext_module):
+    import bpy
+    settings = demo_scene.scene_diffusion
+    _, made = generate(demo_scene)
+    settings.prompt = "what I was writing"
+    demo_scene.camera = None  # Generate Image refuses without a camera
+    with pytest.raises(RuntimeError):
+        bpy.ops.scene_diffusion.recipe_variations(image=made[0].name, count=2)
+    assert settings.prompt == "what I was writing"
