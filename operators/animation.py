@@ -41,6 +41,7 @@ from ..scene import camera as scene_camera
 from ..scene import images, sequence
 from ..scene.motion import frame_geometry, geometry_of
 from ..scene.render import resolve_camera
+from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
 from .request import checked_request, describe
@@ -67,6 +68,7 @@ class AnimationJob:
     scene_name: str
     width: int
     height: int
+    panel: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,6 +157,7 @@ def prepare_animation(context: bpy.types.Context) -> AnimationJob:
     scene = context.scene
     settings = scene.scene_diffusion
     anim = settings.animation
+    panel = settings_json(settings)
     anim_settings = dataclasses.replace(animation_settings(context), seed=settings.draw_seed()
                                         if not anim.resume else settings.seed)
     plans = plan_frames(anim_settings)
@@ -177,7 +180,7 @@ def prepare_animation(context: bpy.types.Context) -> AnimationJob:
     render = scene.render
     return AnimationJob(anim_settings, tuple(plans), tuple(groups_of(plans)), base, folder, digest, resume,
                         frozenset(capture.enabled_kinds(scene)), init, anim.video, render.fps / render.fps_base,
-                        scene.name, size.width, size.height)
+                        scene.name, size.width, size.height, panel)
 
 
 def first_item(job: AnimationJob) -> int:
@@ -363,7 +366,7 @@ def finish_animation(job: AnimationJob, written: list[int], diffused: list[int])
     paths = [frame_path(job.folder, plan.frame) for plan in job.plans]
     present = [path for path in paths if os.path.exists(path)]
     recipe = {**describe(job.base), "settings_hash": job.digest, "folder": job.folder,
-              "diffused_frames": diffused, "made": time.time()}
+              "diffused_frames": diffused, "made": time.time(), "seed": job.settings.seed, "settings": job.panel}
     image = sequence.show_sequence(f"Animation {job.scene_name}", present[0], job.settings.frame_start,
                                    len(present), recipe)
     images.show_in_image_editors(image)

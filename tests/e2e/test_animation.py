@@ -69,6 +69,9 @@ def test_six_frames_on_disk_with_their_recipes_and_a_sequence_datablock(shot, ex
     import bpy
     sequences = [image for image in bpy.data.images if image.source == 'SEQUENCE']
     assert len(sequences) == 1 and "Rendered 6 frames (1–6)" in message()
+    # The sequence's recipe: the animation's first seed and the panel's settings (Use These Settings).
+    recipe = sequences[0]["scene_diffusion"].to_dict()
+    assert recipe["seed"] == 9 and '"prompt": "a cobbled street"' in recipe["settings"]
 
 
 def test_strength_one_from_an_init_image_is_the_warp_alone(shot, ext):

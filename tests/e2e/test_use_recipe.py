@@ -135,3 +135,19 @@ def test_variations_refused_leave_the_panel_as_it_was(demo_scene, ext_module):
     with pytest.raises(RuntimeError):
         bpy.ops.scene_diffusion.recipe_variations(image=made[0].name, count=2)
     assert settings.prompt == "what I was writing"
+
+
+def test_a_result_appended_from_another_file_brings_its_settings(demo_scene, ext_module, tmp_path):
+    import bpy
+    settings = demo_scene.scene_diffusion
+    settings.prompt, settings.steps, settings.randomize_seed, settings.seed = "a stone bridge", 3, False, 12
+    _, made = generate(demo_scene)
+    name = made[0].name
+    other = str(tmp_path / "other.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=other)
+    bpy.ops.wm.read_homefile(use_empty=True)  # another file, with the panel at its defaults
+    with bpy.data.libraries.load(other, link=False) as (source, loaded):
+        loaded.images = [name]
+    assert bpy.ops.scene_diffusion.use_recipe(image=name) == {'FINISHED'}
+    restored = bpy.context.scene.scene_diffusion
+    assert (restored.prompt, restored.steps, restored.seed) == ("a stone bridge", 3, 12)
