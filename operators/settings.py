@@ -37,82 +37,72 @@ def _is_replaceable_negative(settings) -> bool:
     return current in {"", default} | {p.negative for p in PRESETS.values()}
 
 
-class SCENE_DIFFUSION_OT_lora_add(bpy.types.Operator):
+class _AddFileToList:
+    """Add a row with a file (picked in the file browser) to one of the settings' lists."""
+    bl_options = {'REGISTER', 'UNDO'}
+    collection = ""  # the list's property on scene.scene_diffusion
+    active = ""  # its active-row index property
+
+    filepath: bpy.props.StringProperty(subtype='FILE_PATH')
+    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={'HIDDEN'})
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        items = getattr(settings, self.collection)
+        items.add().path = self.filepath
+        setattr(settings, self.active, len(items) - 1)
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+
+class _RemoveFromList:
+    """Remove the active row of one of the settings' lists (its file stays on disk)."""
+    bl_options = {'REGISTER', 'UNDO'}
+    collection = ""
+    active = ""
+
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.scene_diffusion
+        return 0 <= getattr(settings, cls.active) < len(getattr(settings, cls.collection))
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        items = getattr(settings, self.collection)
+        items.remove(getattr(settings, self.active))
+        setattr(settings, self.active, max(0, min(getattr(settings, self.active), len(items) - 1)))
+        return {'FINISHED'}
+
+
+class SCENE_DIFFUSION_OT_lora_add(_AddFileToList, bpy.types.Operator):
     bl_idname = "scene_diffusion.lora_add"
     bl_label = "Add LoRA"
     bl_description = "Add a LoRA (.safetensors) to the list"
-    bl_options = {'REGISTER', 'UNDO'}
-
-    filepath: bpy.props.StringProperty(subtype='FILE_PATH')
-    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={'HIDDEN'})
-
-    def execute(self, context):
-        settings = context.scene.scene_diffusion
-        item = settings.loras.add()
-        item.path = self.filepath
-        settings.active_lora = len(settings.loras) - 1
-        return {'FINISHED'}
-
-    def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {'RUNNING_MODAL'}
+    collection, active = "loras", "active_lora"
 
 
-class SCENE_DIFFUSION_OT_lora_remove(bpy.types.Operator):
+class SCENE_DIFFUSION_OT_lora_remove(_RemoveFromList, bpy.types.Operator):
     bl_idname = "scene_diffusion.lora_remove"
     bl_label = "Remove LoRA"
     bl_description = "Remove the selected LoRA from the list (the file stays on disk)"
-    bl_options = {'REGISTER', 'UNDO'}
-
-    @classmethod
-    def poll(cls, context):
-        settings = context.scene.scene_diffusion
-        return 0 <= settings.active_lora < len(settings.loras)
-
-    def execute(self, context):
-        settings = context.scene.scene_diffusion
-        settings.loras.remove(settings.active_lora)
-        settings.active_lora = max(0, min(settings.active_lora, len(settings.loras) - 1))
-        return {'FINISHED'}
+    collection, active = "loras", "active_lora"
 
 
-class SCENE_DIFFUSION_OT_embedding_add(bpy.types.Operator):
+class SCENE_DIFFUSION_OT_embedding_add(_AddFileToList, bpy.types.Operator):
     bl_idname = "scene_diffusion.embedding_add"
     bl_label = "Add Embedding"
     bl_description = "Add a textual inversion embedding (.safetensors) to the list; prompts use it by its token"
-    bl_options = {'REGISTER', 'UNDO'}
-
-    filepath: bpy.props.StringProperty(subtype='FILE_PATH')
-    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={'HIDDEN'})
-
-    def execute(self, context):
-        settings = context.scene.scene_diffusion
-        item = settings.embeddings.add()
-        item.path = self.filepath
-        settings.active_embedding = len(settings.embeddings) - 1
-        return {'FINISHED'}
-
-    def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {'RUNNING_MODAL'}
+    collection, active = "embeddings", "active_embedding"
 
 
-class SCENE_DIFFUSION_OT_embedding_remove(bpy.types.Operator):
+class SCENE_DIFFUSION_OT_embedding_remove(_RemoveFromList, bpy.types.Operator):
     bl_idname = "scene_diffusion.embedding_remove"
     bl_label = "Remove Embedding"
     bl_description = "Remove the selected embedding from the list (the file stays on disk)"
-    bl_options = {'REGISTER', 'UNDO'}
-
-    @classmethod
-    def poll(cls, context):
-        settings = context.scene.scene_diffusion
-        return 0 <= settings.active_embedding < len(settings.embeddings)
-
-    def execute(self, context):
-        settings = context.scene.scene_diffusion
-        settings.embeddings.remove(settings.active_embedding)
-        settings.active_embedding = max(0, min(settings.active_embedding, len(settings.embeddings) - 1))
-        return {'FINISHED'}
+    collection, active = "embeddings", "active_embedding"
 
 
 class _PoseOverrideOperator:

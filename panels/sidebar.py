@@ -149,6 +149,18 @@ class SCENE_DIFFUSION_PT_mode(_Sidebar, bpy.types.Panel):
             layout.template_ID(settings, "mask_image", open="image.open")
 
 
+def draw_file_list(layout, settings, collection: str, active: str, noun: str):
+    """A list of files with its add and remove buttons (operators scene_diffusion.NOUN_add and
+    NOUN_remove, UIList SCENE_DIFFUSION_UL_COLLECTION); the active row, or None."""
+    row = layout.row()
+    row.template_list(f"SCENE_DIFFUSION_UL_{collection}", "", settings, collection, settings, active, rows=3)
+    col = row.column(align=True)
+    col.operator(f"scene_diffusion.{noun}_add", text="", icon='ADD')
+    col.operator(f"scene_diffusion.{noun}_remove", text="", icon='REMOVE')
+    items, index = getattr(settings, collection), getattr(settings, active)
+    return items[index] if 0 <= index < len(items) else None
+
+
 class SCENE_DIFFUSION_UL_loras(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         row = layout.row(align=True)
@@ -163,17 +175,10 @@ class SCENE_DIFFUSION_PT_loras(_Sidebar, bpy.types.Panel):
     bl_options = {'DEFAULT_CLOSED'}
 
     def draw(self, context):
-        settings = context.scene.scene_diffusion
-        layout = self.layout
-        row = layout.row()
-        row.template_list("SCENE_DIFFUSION_UL_loras", "", settings, "loras", settings, "active_lora", rows=3)
-        col = row.column(align=True)
-        col.operator("scene_diffusion.lora_add", text="", icon='ADD')
-        col.operator("scene_diffusion.lora_remove", text="", icon='REMOVE')
-        if 0 <= settings.active_lora < len(settings.loras):
-            item = settings.loras[settings.active_lora]
-            layout.prop(item, "path")
-            layout.prop(item, "few_step")
+        item = draw_file_list(self.layout, context.scene.scene_diffusion, "loras", "active_lora", "lora")
+        if item is not None:
+            self.layout.prop(item, "path")
+            self.layout.prop(item, "few_step")
 
 
 class SCENE_DIFFUSION_UL_embeddings(bpy.types.UIList):
@@ -198,16 +203,9 @@ class SCENE_DIFFUSION_PT_embeddings(_Sidebar, bpy.types.Panel):
     bl_options = {'DEFAULT_CLOSED'}
 
     def draw(self, context):
-        settings = context.scene.scene_diffusion
         layout = self.layout
-        row = layout.row()
-        row.template_list("SCENE_DIFFUSION_UL_embeddings", "", settings, "embeddings", settings, "active_embedding",
-                          rows=3)
-        col = row.column(align=True)
-        col.operator("scene_diffusion.embedding_add", text="", icon='ADD')
-        col.operator("scene_diffusion.embedding_remove", text="", icon='REMOVE')
-        if 0 <= settings.active_embedding < len(settings.embeddings):
-            item = settings.embeddings[settings.active_embedding]
+        item = draw_file_list(layout, context.scene.scene_diffusion, "embeddings", "active_embedding", "embedding")
+        if item is not None:
             layout.prop(item, "path")
             layout.prop(item, "token")
             layout.label(text=f"Write {embedding_token(item)} in a prompt or the negative prompt")

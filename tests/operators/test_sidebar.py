@@ -180,3 +180,19 @@ def test_the_texture_panel_offers_its_settings_and_buttons(settings, ext_module,
     assert (("prop", "view_count") in calls) == (views == 'ORBIT')
     for operator in ("generate_texture", "show_coverage", "project_image", "generate_material"):
         assert any(c[0] == "operator" and c[1] == f"scene_diffusion.{operator}" for c in calls), operator
+
+
+@pytest.mark.parametrize("noun, collection, active", [("lora", "loras", "active_lora"),
+                                                      ("embedding", "embeddings", "active_embedding")])
+def test_file_lists_add_and_remove_rows(settings, noun, collection, active):
+    import bpy
+    add, remove = getattr(bpy.ops.scene_diffusion, f"{noun}_add"), getattr(bpy.ops.scene_diffusion, f"{noun}_remove")
+    assert add(filepath="/tmp/one.safetensors") == {'FINISHED'}
+    assert add(filepath="/tmp/two.safetensors") == {'FINISHED'}
+    items = getattr(settings, collection)
+    assert [item.path for item in items] == ["/tmp/one.safetensors", "/tmp/two.safetensors"]
+    assert getattr(settings, active) == 1
+    assert remove() == {'FINISHED'}
+    assert [item.path for item in items] == ["/tmp/one.safetensors"] and getattr(settings, active) == 0
+    assert remove() == {'FINISHED'}
+    assert not remove.poll()  # nothing left to remove
