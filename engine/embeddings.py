@@ -26,8 +26,6 @@ from .requests import EmbeddingSpec
 __all__ = ["EmbeddingSource", "resolve_embeddings", "Embeddings", "read_vectors"]
 
 _TOKEN = re.compile(r"^\S+$")
-# Text-encoder widths per family: SD 1.5 one CLIP ViT-L (768); SDXL ViT-L (768) and bigG (1280).
-# The tiny offline models are narrower; the check compares with the loaded encoders themselves.
 
 
 @dataclass(frozen=True)

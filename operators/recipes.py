@@ -25,11 +25,6 @@ RESULT_KINDS = frozenset({"image", "texture", "world", "backdrop", "animation", 
 _BASIC = ("prompt", "negative_prompt", "model", "steps", "guidance", "scheduler")
 
 
-def recipe_of(image: bpy.types.Image) -> dict:
-    """The recipe of `image` ({} for one the extension did not make)."""
-    return images.get_recipe(image)
-
-
 def newest_first(recipes: list[dict]) -> list[int]:
     """Each recipe's position in a list sorted by when it was made, newest first (what a
     UIList's filter_items returns as its new order)."""

@@ -8,20 +8,21 @@ import time
 
 import bpy
 
-from ..operators.recipes import RESULT_KINDS, newest_first, recipe_of
+from ..operators.recipes import RESULT_KINDS, newest_first
+from ..scene.images import get_recipe
 from .sidebar import _Sidebar
 
 
 class SCENE_DIFFUSION_UL_history(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
-        recipe = recipe_of(item)
+        recipe = get_recipe(item)
         row = layout.row(align=True)
         row.label(text=f"{recipe.get('prompt', '') or item.name}", icon_value=layout.icon(item))
         row.label(text=f"{recipe.get('kind', '')} · {recipe.get('seed', '')}")
 
     def filter_items(self, context, data, propname):
         items = getattr(data, propname)
-        made = [recipe_of(image) for image in items]
+        made = [get_recipe(image) for image in items]
         flags = [self.bitflag_filter_item if recipe.get("kind") in RESULT_KINDS else 0 for recipe in made]
         return flags, newest_first(made)
 
@@ -37,7 +38,7 @@ class SCENE_DIFFUSION_PT_history(_Sidebar, bpy.types.Panel):
                              rows=4)
         index = wm.scene_diffusion_history
         image = bpy.data.images[index] if 0 <= index < len(bpy.data.images) else None
-        recipe = recipe_of(image) if image is not None else {}
+        recipe = get_recipe(image) if image is not None else {}
         if recipe.get("kind") not in RESULT_KINDS:
             layout.label(text="Pick a result to see how it was made")
             return
