@@ -9,6 +9,7 @@ the step callback, so no VAE decode is wasted).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import memory, models, previews, tiling
+from . import memory, models, previews, regions, tiling
 from .devices import Placement, choose_placement
 from .differential import DifferentialStrength
 from .errors import Cancelled
@@ -74,6 +75,7 @@ class Engine:
         _stop_if_cancelled(cancel)
         request, notes = fit_to_size(request)
         plan = self.plan(request, on_progress, cancel)
+        regions.check_regions(request.regions, plan.base.family)
         request, few_step_notes = few_step_settings(request, plan)
         notes += few_step_notes
         if plan.base.smoke and plan.base.path not in self.loads:
@@ -119,8 +121,10 @@ class Engine:
             def callback(pipe, step, timestep, callback_kwargs):
                 return {**reporter(pipe, step, timestep, callback_kwargs),
                         **held(pipe, step, timestep, callback_kwargs)}
+        regional = (regions.regional(pipe, arguments, request.regions, request.width, request.height)
+                    if request.regions else contextlib.nullcontext(arguments))
         try:
-            with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling):
+            with without_vacuous_dtype_warning(), tiling.seamless(pipe, request.tiling), regional as arguments:
                 return pipe(**arguments, callback_on_step_end=callback)
         except RuntimeError as error:  # torch.OutOfMemoryError is one; any other goes on up
             if not memory.is_out_of_memory(error):

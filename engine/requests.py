@@ -13,9 +13,10 @@ import numpy as np
 
 from .kinds import CONTROL_KINDS
 from .memory import MemoryOptions
+from .regions import RegionPrompt
 
 __all__ = ["CONTROL_KINDS", "MODES", "CancelToken", "ControlUnit", "GenerationRequest", "GenerationResult",
-           "LoraSpec", "Progress"]
+           "LoraSpec", "Progress", "RegionPrompt"]
 
 
 # What a request asks for, from its inputs: no init image -> txt2img; an init image ->
@@ -86,6 +87,8 @@ class GenerationRequest:
         n-th step (see engine/previews.py), made by `preview_method`: "auto", "linear" (a 4x3
         colour matrix, 1/8 size, nearly free) or "tiny_vae" (TAESD, from the local cache).
     memory: CPU offload, VAE tiling and attention slicing, each "auto", "on" or "off".
+    regions: a prompt per region of the picture (engine/regions.py): each region's words
+        steer where its mask is, the main prompt steers everywhere.
     """
     prompt: str
     negative_prompt: str = ""
@@ -106,6 +109,7 @@ class GenerationRequest:
     tiling: str = ""
     loras: tuple[LoraSpec, ...] = ()
     embeddings: tuple[EmbeddingSpec, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
     num_images: int = 1
     allow_online: bool = False
     # Pickle weights (.ckpt, .bin, .pt, .pth) can run code when loaded: refused unless True.

@@ -278,6 +278,37 @@ def bench_previews(cache_dir: str, runs: int) -> list[Row]:
     return rows
 
 
+def bench_regions(cache_dir: str, runs: int) -> list[Row]:
+    """A denoising step with four region prompts against none (smoke SD 1.5, 512², the
+    regions the four quarters). The step's time is read from the progress events, as in
+    bench_previews: the regions' text encoding and masks are made once per call, before the
+    loop."""
+    import numpy as np
+
+    from engine import Engine, GenerationRequest
+    from engine.regions import RegionPrompt
+
+    size, steps = 512, 4
+    engine = Engine(cache_dir)
+    quarters = []
+    for index, prompt in enumerate(("a red door", "a green tree", "a blue sky", "a stone wall")):
+        mask = np.zeros((size, size), np.float32)
+        row, column = divmod(index, 2)
+        mask[row * size // 2:(row + 1) * size // 2, column * size // 2:(column + 1) * size // 2] = 1.0
+        quarters.append(RegionPrompt(prompt, mask))
+
+    def step_time(regions) -> float:
+        events = []
+        engine.generate(GenerationRequest("a house by a lake", negative_prompt="blurry", width=size, height=size,
+                                          steps=steps, seed=7, model="smoke", regions=regions),
+                        on_progress=events.append)
+        return (events[-1].elapsed - events[0].elapsed) / (len(events) - 1)
+
+    step_time(tuple(quarters)), step_time(())  # warm up
+    paired = paired_measures(lambda: step_time(tuple(quarters)), lambda: step_time(()), runs, until_precise=True)
+    return [paired.row(f"denoising step with 4 region prompts / none (smoke, {size}²)", 1.3, note=" a step")]
+
+
 def bench_loras(cache_dir: str, runs: int) -> list[Row]:
     """Switching LoRAs that are loaded already, against the first load of the base model;
     and a generation with two LoRAs against plain diffusers with the same two loaded.
@@ -605,8 +636,8 @@ def bench_animation(cache_dir: str, runs: int) -> list[Row]:
 
 
 BENCHES: list[Callable[[str, int], list[Row]]] = [bench_engine_vs_diffusers, bench_mode_switch,
-                                                  bench_img2img_vs_diffusers, bench_previews, bench_loras,
-                                                  bench_pose_capture, bench_conditions,
+                                                  bench_img2img_vs_diffusers, bench_previews, bench_regions,
+                                                  bench_loras, bench_pose_capture, bench_conditions,
                                                   bench_prompt_encoding, bench_enable, bench_texture, bench_world,
                                                   bench_animation, bench_command]
 
