@@ -157,7 +157,7 @@ def prepare_animation(context: bpy.types.Context) -> AnimationJob:
     scene = context.scene
     settings = scene.scene_diffusion
     anim = settings.animation
-    panel = settings_json(settings)
+    panel = settings_json(scene)
     anim_settings = dataclasses.replace(animation_settings(context), seed=settings.draw_seed()
                                         if not anim.resume else settings.seed)
     plans = plan_frames(anim_settings)

@@ -113,7 +113,7 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
         else:
             controls, conditions = capture.units_of(scene, captured.conditions), tuple(captured.conditions.values())
             origin = tuple(float(v) for v in captured.view.origin)
-    panel = settings_json(settings)
+    panel = settings_json(scene)
     request = dataclasses.replace(request, seed=settings.draw_seed())
     return WorldJob(paint, request, controls, conditions, start, extend, keep, tuple(notes), scene.name, origin,
                     panel)
@@ -335,7 +335,7 @@ def prepare_backdrop(context: bpy.types.Context) -> BackdropJob:
     if camera_moves(scene, camera):
         notes.append(f"the camera moves between frames {scene.frame_start} and {scene.frame_end}: this backdrop fits "
                      f"frame {frame}; a backdrop per frame is the animation's job")
-    panel = settings_json(settings)
+    panel = settings_json(scene)
     request = dataclasses.replace(request, controls=controls, seed=settings.draw_seed())
     return BackdropJob(request, conditions, tuple(obj.name for obj in foreground), camera.name, frame, tuple(notes),
                        scene.name, panel)

@@ -19,6 +19,7 @@ from ..properties.scene import KIND_ITEMS
 from ..scene import images
 from ..scene.camera import OutputSize, output_size
 from ..scene.conditions import CaptureOptions, ConditionImage, ViewCapture, capture_view
+from ..scene.regions import Regions, regions_in_view, scene_prompts
 from . import jobs
 from .base import JobOperator
 
@@ -34,6 +35,7 @@ class Captured:
     conditions: tuple[ConditionImage, ...]
     frame: int
     geometry: ViewCapture | None = None  # with `motion`: the view, Z and Vector passes of the same render
+    regions: Regions = Regions()  # the region prompts in view, and those not in view
 
 
 def capture_options(conditions) -> CaptureOptions:
@@ -52,13 +54,20 @@ def capture_options(conditions) -> CaptureOptions:
     )
 
 
+def region_prompts(scene: bpy.types.Scene) -> dict[str, str]:
+    """Object name -> region prompt, when the panel's Region Prompts is on."""
+    return scene_prompts(scene) if scene.scene_diffusion.use_regions else {}
+
+
 def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
-            camera: bpy.types.Object | None = None, from_images: bool = True, motion: bool = False) -> Captured:
+            camera: bpy.types.Object | None = None, from_images: bool = True, motion: bool = False,
+            prompts: dict[str, str] | None = None) -> Captured:
     """Capture `kinds` (lower-case) at `frame`; writes nothing (see `store_captured`).
 
     from_images: kinds whose source is an image the person picked use that image instead.
     motion: the frame's geometry too (Z and Vector passes, `Captured.geometry`), from the
     same render as the conditions.
+    prompts: object name -> region prompt; their regions in view come from the same render.
     """
     conditions = scene.scene_diffusion.conditions
     picked = {kind for kind in kinds if from_images and conditions.control(kind).source == 'IMAGE'}
@@ -67,7 +76,8 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
             raise DiffusionError(f"The {KIND_LABELS[kind]} condition's source is an image, but none is picked",
                                  "pick one in its row of the Conditions panel, or set its source to Scene")
     viewed = capture_view(scene, kinds - picked, camera, size.width, size.height, frame,
-                          capture_options(conditions), motion=motion) if kinds - picked or motion else None
+                          capture_options(conditions), motion=motion, objects=bool(prompts)) \
+        if kinds - picked or motion or prompts else None
     from_scene = viewed.conditions if viewed is not None else {}
     units = []
     for kind in SCENE_KINDS:
@@ -75,7 +85,8 @@ def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: in
             continue
         pixels = images.condition_pixels(conditions.control(kind).image) if kind in picked else from_scene[kind].image
         units.append(unit(conditions, kind, pixels))
-    return Captured(tuple(units), tuple(from_scene.values()), frame, viewed if motion else None)
+    regions = regions_in_view(prompts, viewed.objects) if prompts else Regions()
+    return Captured(tuple(units), tuple(from_scene.values()), frame, viewed if motion else None, regions)
 
 
 def unit(conditions, kind: str, pixels) -> ControlUnit:

@@ -15,7 +15,7 @@ from ..scene import images
 from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
-from .request import checked_request, describe
+from .request import checked_request, describe, region_note
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,11 @@ def prepare(context: bpy.types.Context, frame: int | None = None) -> ImageJob:
     frame = scene.frame_current if frame is None else int(frame)
     size = scene_camera.output_size(scene)
     request = checked_request(context, size.width, size.height)  # before anything is captured
-    captured = capture.capture(scene, capture.enabled_kinds(scene), size, frame)
-    snapshot = settings_json(settings)  # before the seed is drawn: the recipe's seed is the drawn one
-    request = dataclasses.replace(request, controls=captured.units, seed=settings.draw_seed())
+    captured = capture.capture(scene, capture.enabled_kinds(scene), size, frame,
+                               prompts=capture.region_prompts(scene))
+    snapshot = settings_json(scene)  # before the seed is drawn: the recipe's seed is the drawn one
+    request = dataclasses.replace(request, controls=captured.units, regions=captured.regions.regions,
+                                  seed=settings.draw_seed())
     return ImageJob(request, captured, preferences.model_cache_dir(context), preferences.engine_placement(prefs),
                     scene.name, frame, size.describe() if size.rounded else "", snapshot)
 
@@ -87,6 +89,7 @@ def message(job: ImageJob, result: GenerationResult, made: list[bpy.types.Image]
             f"seed {result.seed})")
     if job.size_note:
         text += f"; size {job.size_note}"
+    text += region_note(job.request.regions, job.captured.regions.unseen)
     for note in result.notes:
         text += f"; {note}"
     return text

@@ -56,7 +56,7 @@ class SCENE_DIFFUSION_OT_generate_material(JobOperator, bpy.types.Operator):
         size = min(texture.texture_size, MAX_MATERIAL_SIZE)
         # Wraps left-right and top-bottom.
         request = checked_request(context, size, size, start_from=False, tiling="xy")
-        panel = settings_json(settings)
+        panel = settings_json(scene)
         request = dataclasses.replace(request, seed=settings.draw_seed())
         made_uv = []
         if texture.material_mapping == 'UV':

@@ -16,7 +16,7 @@ import os
 import bpy
 
 from ..scene import images
-from ..scene.settings import restore, snapshot
+from ..scene.settings import restore_scene, scene_snapshot
 
 # The kinds of result the History lists (captures, previews and coverage maps are not results).
 RESULT_KINDS = frozenset({"image", "texture", "world", "backdrop", "animation", "material"})
@@ -45,7 +45,7 @@ def apply_recipe(scene: bpy.types.Scene, recipe: dict) -> list[str]:
     settings = scene.scene_diffusion
     notes = []
     if recipe.get("settings"):
-        notes += restore(settings, json.loads(recipe["settings"]))
+        notes += restore_scene(scene, json.loads(recipe["settings"]))
     else:
         notes.append("it is an older recipe, so only its prompts, model, steps, guidance, scheduler, LoRAs and "
                      "embeddings came back")
@@ -137,13 +137,13 @@ class SCENE_DIFFUSION_OT_recipe_variations(bpy.types.Operator):
         if recipe is None:
             return {'CANCELLED'}
         settings = context.scene.scene_diffusion
-        before = snapshot(settings)
+        before = scene_snapshot(context.scene)
         notes = apply_recipe(context.scene, recipe)
         settings.seed = int(recipe.get("seed", settings.seed)) + 1
         try:
             result = bpy.ops.scene_diffusion.generate_image(how, variations=self.count)
         except RuntimeError as error:  # refused: the panel goes back to what it was
-            restore(settings, before)
+            restore_scene(context.scene, before)
             self.report({'ERROR'}, str(error).replace("Error: ", "", 1).strip())
             return {'CANCELLED'}
         if notes:

@@ -12,7 +12,7 @@ from ..engine import inputs, models
 from ..engine.errors import DiffusionError
 from ..engine.memory import MemoryOptions
 from ..engine.prompts import build_prompt, parts_from_mapping
-from ..engine.requests import ControlUnit, EmbeddingSpec, GenerationRequest, LoraSpec
+from ..engine.requests import ControlUnit, EmbeddingSpec, GenerationRequest, LoraSpec, RegionPrompt
 from ..scene import images
 
 TILING = {'NONE': "", 'X': "x", 'Y': "y", 'XY': "xy"}
@@ -101,6 +101,16 @@ def build_request(context: bpy.types.Context, width: int, height: int, controls:
     )
 
 
+def region_note(regions: tuple[RegionPrompt, ...], unseen: tuple[str, ...]) -> str:
+    """"; regions: Cube 'a red door', ...; not in view (skipped): Sphere", or "" without any."""
+    text = ""
+    if regions:
+        text += "; regions: " + ", ".join(f"{region.name} '{region.prompt}'" for region in regions)
+    if unseen:
+        text += "; region prompts not in view (skipped): " + ", ".join(unseen)
+    return text
+
+
 def require_dependencies() -> None:
     missing = dependencies.missing_packages()
     if missing:
@@ -141,6 +151,7 @@ def describe(request: GenerationRequest) -> dict:
         "tiling": request.tiling,
         "loras": [{"path": lora.path, "weight": lora.weight, "few_step": lora.few_step} for lora in request.loras],
         "embeddings": [{"path": item.path, "token": item.token} for item in request.embeddings],
+        "regions": [{"prompt": region.prompt, "objects": region.name} for region in request.regions],
         "controls": [{"kind": u.kind, "scale": u.scale, "guidance_start": u.guidance_start,
                       "guidance_end": u.guidance_end, "model": u.model or "default"} for u in request.controls],
     }

@@ -178,7 +178,7 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         views = [view for _, view in capture_views(context, points, capture.enabled_kinds(scene), size.width,
                                                     size.height, frame, objects)]
         refuse_unseen(objects, views)
-        panel = settings_json(settings)
+        panel = settings_json(scene)
         seed = settings.draw_seed()
         base = dataclasses.replace(base, seed=seed)
         # Every check passed: the UV maps missing are made now, the one change before the job.

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Panels only draw: no logic, no data changes."""
-from . import animation, background, conditions, history, sidebar, texture
+from . import animation, background, conditions, history, regions, sidebar, texture
 
-_modules = (sidebar, conditions, texture, background, animation, history)
+_modules = (sidebar, conditions, regions, texture, background, animation, history)
 
 
 def register() -> None:

@@ -11,6 +11,11 @@ editable with a library override can edit its objects, not its armature data.
 in its ADE20K colour (see scene/segmentation.py). "Automatic" guesses it from the object (a
 rigged mesh is a person) and its names ("Floor", "Oak Tree", material "Grass"); any of the
 150 classes can be picked instead.
+
+`object.scene_diffusion.region_prompt` and `collection.scene_diffusion.region_prompt`: a
+prompt per object (regional prompting, engine/regions.py): its words steer the pixels the
+object covers in the view. An object without one takes its collection's (the nearest
+collection up the hierarchy that has one); empty: none.
 """
 import bpy
 from bpy.props import (
@@ -59,7 +64,15 @@ class SceneDiffusionPoseSettings(bpy.types.PropertyGroup):
                                  override={'LIBRARY_OVERRIDABLE'})
 
 
-classes = (SceneDiffusionPoseOverride, SceneDiffusionPoseSettings)
+class SceneDiffusionRegionSettings(bpy.types.PropertyGroup):
+    region_prompt: StringProperty(
+        name="Region Prompt",
+        description="Words for the pixels this covers in the view, on top of the main prompt (a prompt per "
+                    "object); empty: none",
+        override={'LIBRARY_OVERRIDABLE'})
+
+
+classes = (SceneDiffusionPoseOverride, SceneDiffusionPoseSettings, SceneDiffusionRegionSettings)
 
 
 def register() -> None:
@@ -72,9 +85,14 @@ def register() -> None:
         name="Segmentation Class",
         description="What this object is in the segmentation condition (its ADE20K colour)",
         items=SEGMENT_ITEMS, default=AUTO, override={'LIBRARY_OVERRIDABLE'})
+    for owner in (bpy.types.Object, bpy.types.Collection):
+        owner.scene_diffusion = PointerProperty(type=SceneDiffusionRegionSettings, name="Scene Diffusion",
+                                                override={'LIBRARY_OVERRIDABLE'})
 
 
 def unregister() -> None:
+    del bpy.types.Collection.scene_diffusion
+    del bpy.types.Object.scene_diffusion
     del bpy.types.Object.scene_diffusion_segment
     del bpy.types.Object.scene_diffusion_pose
     for cls in reversed(classes):

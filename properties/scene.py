@@ -183,6 +183,10 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
         description="Build the prompt from its parts: subject, medium, style, lighting, ...",
     )
     prompt_parts: PointerProperty(type=SceneDiffusionPromptParts)
+    use_regions: BoolProperty(
+        name="Region Prompts", default=True,
+        description="Objects (and collections) with a region prompt steer the pixels they cover with it, "
+                    "the main prompt steers everywhere")
     prompt_preset: EnumProperty(name="Preset", items=preset_items(),
                                 description="A starting point for the prompt's parts and the negative prompt")
 

@@ -46,7 +46,7 @@ from .camera import camera_view
 from .normals import to_camera_space
 from .pose import capture_pose
 from .render import CaptureSession, capture_session, capture_size, render_passes, resolve_camera
-from .segmentation import cryptomatte_names, segment_labels
+from .segmentation import ObjectMap, cryptomatte_names, object_map, segment_labels
 
 __all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_session_for",
            "capture_view", "session_passes"]
@@ -147,11 +147,14 @@ class ViewCapture:
         unless asked for (or rendered anyway for the pass-based kinds).
     vector: HxWx4 float32, Cycles' Vector pass from the same render (scene/motion.py reads
         it), with `motion`; else None.
+    objects: which object each pixel sees (from the object cryptomatte of the same render),
+        with `objects`; else None.
     """
     conditions: dict[str, ConditionImage]
     view: CameraView
     z: np.ndarray | None
     vector: np.ndarray | None = None
+    objects: ObjectMap | None = None
 
 
 def capture_view(
@@ -165,6 +168,7 @@ def capture_view(
     depth: bool = False,
     session: CaptureSession | None = None,
     motion: bool = False,
+    objects: bool = False,
 ) -> ViewCapture:
     """`capture_conditions` with the view's geometry: its CameraView and, with `depth` (or
     when a pass-based kind renders anyway), its Z pass, from the same render.
@@ -173,6 +177,7 @@ def capture_view(
     `capture_session` and `session_passes`); its size, frame and passes must be this
     capture's.
     motion: the Vector pass too, from the same render (animations: one render a frame).
+    objects: which object each pixel sees too (region prompts), from the same render.
     """
     kinds = set(kinds)
     unknown = kinds - set(SCENE_KINDS)
@@ -187,15 +192,16 @@ def capture_view(
     z = None
 
     pass_kinds = [kind for kind in SCENE_KINDS if kind in kinds and kind in _PASSES]
-    vector = None
-    if pass_kinds or depth or motion:
+    vector = seen_objects = None
+    if pass_kinds or depth or motion or objects:
         if session is not None:
             rendered = session.render(camera)
         else:
-            passes = session_passes(kinds) + (("vector",) if motion else ())
+            passes = session_passes(kinds, objects) + (("vector",) if motion else ())
             rendered = render_passes(scene, passes, camera=camera, width=width, height=height,
                                      frame=frame, line_thickness=_line_thickness(options, width, height))
         vector = rendered.images.get("vector")
+        seen_objects = object_map(rendered) if objects else None
         z = rendered.images["z"]
         mask = geometry_mask(z, camera.name)
         if mask.mean() >= _COVERED_SHARE:
@@ -221,19 +227,22 @@ def capture_view(
         results["openpose"] = ConditionImage(
             kind="openpose", image=pose.image, frame=frame_number, camera=camera.name, seconds=pose.seconds,
             extra={"json": pose.json, "armatures": list(pose.armatures)})
-    return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z, vector)
+    return ViewCapture({kind: results[kind] for kind in SCENE_KINDS if kind in results}, view, z, vector,
+                       seen_objects)
 
 
-def session_passes(kinds: Iterable[str]) -> tuple[str, ...]:
-    """The render passes a capture of `kinds` needs (the Z pass always)."""
-    return tuple(dict.fromkeys(["z"] + [name for kind in SCENE_KINDS if kind in set(kinds) and kind in _PASSES
-                                        for name in _PASSES[kind]]))
+def session_passes(kinds: Iterable[str], objects: bool = False) -> tuple[str, ...]:
+    """The render passes a capture of `kinds` needs (the Z pass always; the object cryptomatte
+    with `objects`)."""
+    names = ["z"] + [name for kind in SCENE_KINDS if kind in set(kinds) and kind in _PASSES for name in _PASSES[kind]]
+    return tuple(dict.fromkeys(names + (["cryptomatte"] if objects else [])))
 
 
 def capture_session_for(scene: bpy.types.Scene, kinds: Iterable[str], width: int, height: int, frame: int,
-                        options: CaptureOptions = CaptureOptions()):
-    """A CaptureSession that serves `capture_view(..., session=...)` for `kinds` from many cameras."""
-    return capture_session(scene, session_passes(kinds), width, height, frame,
+                        options: CaptureOptions = CaptureOptions(), objects: bool = False):
+    """A CaptureSession that serves `capture_view(..., session=...)` for `kinds` from many cameras
+    (and which object each pixel sees, with `objects`)."""
+    return capture_session(scene, session_passes(kinds, objects), width, height, frame,
                            line_thickness=_line_thickness(options, width, height))
 
 

@@ -25,7 +25,7 @@ from ..engine.errors import DiffusionError
 from ..engine.segmentation import ADE20K_CLASSES, class_index, fallback_classes, guess_class
 from .render import RenderedPasses
 
-__all__ = ["AUTO", "SegmentLabels", "auto_class", "class_for", "cryptomatte_names", "identifier_for",
+__all__ = ["AUTO", "ObjectMap", "SegmentLabels", "object_map", "auto_class", "class_for", "cryptomatte_names", "identifier_for",
            "segment_labels"]
 
 AUTO = "AUTO"  # the property's "guess from the object" value
@@ -45,6 +45,32 @@ class SegmentLabels:
     classes: object name -> class name, for the objects in view (and "" -> the background's)."""
     labels: np.ndarray
     classes: dict[str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectMap:
+    """Which object each pixel of a view sees: ids HxW int32 (-1: none), names[id]."""
+    ids: np.ndarray
+    names: tuple[str, ...]
+
+    def coverage(self, names: set[str]) -> np.ndarray:
+        """HxW float32: 1 where the pixel sees one of `names`, else 0."""
+        wanted = np.array([name in names for name in self.names] + [False])
+        return wanted[self.ids].astype(np.float32)  # id -1 reads the last entry: False
+
+
+def object_map(rendered: RenderedPasses) -> ObjectMap:
+    """The object per pixel of a render with the "cryptomatte" pass (see the module docstring)."""
+    crypto = rendered.images["cryptomatte"]
+    hashes = np.ascontiguousarray(crypto[..., 0]).view(np.uint32)
+    seen = crypto[..., 1] > 0.0
+    names = cryptomatte_names(rendered.metadata)
+    values, inverse = np.unique(np.where(seen, hashes, 0), return_inverse=True)
+    known = [value for value in values.tolist() if value in names]
+    ids = np.array([known.index(value) if value in names else -1 for value in values.tolist()], np.int32)
+    pixels = ids[inverse.reshape(hashes.shape)]
+    pixels[~seen] = -1
+    return ObjectMap(pixels, tuple(names[value] for value in known))
 
 
 def auto_class(obj: bpy.types.Object) -> str | None:

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The panel's settings (`scene.scene_diffusion`) as plain data, and back.
 
-Every result's recipe carries a snapshot of the settings that made it, so **Use These
-Settings** can put every one of them back: nested groups as dicts, lists (LoRAs, embeddings)
+Every result's recipe carries a snapshot of the settings that made it (and of the region
+prompts on the scene's objects), so **Use These Settings** can put every one of them back: nested groups as dicts, lists (LoRAs, embeddings)
 as lists of dicts, datablocks by type and name, enums by identifier. Restoring goes by name:
 a field this version does not know (a recipe from a newer one) is skipped and listed, a
 datablock that is not in this file is left empty and listed, and nothing else is touched.
@@ -13,7 +13,10 @@ import json
 
 import bpy
 
-__all__ = ["snapshot", "restore", "settings_json"]
+__all__ = ["REGION_PROMPTS", "restore", "restore_scene", "scene_snapshot", "settings_json", "snapshot"]
+
+# The key of the region prompts (on objects and collections, not in the panel) in a scene snapshot.
+REGION_PROMPTS = "region_prompts"
 
 # Where a datablock pointer's value is looked up again, by the pointer's type.
 _ID_COLLECTIONS = {"Image": "images", "Object": "objects", "Collection": "collections", "Material": "materials",
@@ -87,7 +90,27 @@ def _restore_pointer(group, prop, value, where: str) -> list[str]:
     return [f"'{where}' not set: not a group"]
 
 
-def settings_json(group: bpy.types.PropertyGroup) -> str:
-    """The snapshot as JSON text: how recipes keep it (ID properties cannot hold None, lists of
-    strings or large ints; text holds them all exactly)."""
-    return json.dumps(snapshot(group), sort_keys=True)
+def scene_snapshot(scene: bpy.types.Scene) -> dict:
+    """The panel's settings and the region prompts of the scene's objects and collections."""
+    from .regions import snapshot_prompts
+
+    return {**snapshot(scene.scene_diffusion), REGION_PROMPTS: snapshot_prompts(scene)}
+
+
+def restore_scene(scene: bpy.types.Scene, data: dict) -> list[str]:
+    """Put a `scene_snapshot` back (one without region prompts, from an older version, leaves
+    the prompts as they are); what could not be set, one note each."""
+    from .regions import restore_prompts
+
+    data = dict(data)
+    prompts = data.pop(REGION_PROMPTS, None)
+    notes = restore(scene.scene_diffusion, data)
+    if prompts is not None:
+        notes += restore_prompts(scene, prompts)
+    return notes
+
+
+def settings_json(scene: bpy.types.Scene) -> str:
+    """The scene snapshot as JSON text: how recipes keep it (ID properties cannot hold None,
+    lists of strings or large ints; text holds them all exactly)."""
+    return json.dumps(scene_snapshot(scene), sort_keys=True)
