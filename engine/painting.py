@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .requests import ControlUnit, GenerationRequest
+from .requests import ControlUnit, GenerationRequest, RegionPrompt
 from .texture import (
     GREY, Accumulation, Projection, Surface, Texels, ViewUVs, WeightSettings, fill, inpaint_mask, pad, project,
     render_texture, texels, view_uvs,
@@ -41,11 +41,13 @@ class TextureView:
 
     depth: HxW float32, the view's Z pass (+inf on background), any object.
     controls: the view's conditions (ControlUnits) at the view's size.
+    regions: the region prompts this view sees, with their masks at the view's size.
     """
     name: str
     view: CameraView
     depth: np.ndarray
     controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class Painter:
         image and mask when the textures so far (or the current ones) should show; None when
         the view has nothing left to paint (everything it sees is covered well already)."""
         request = dataclasses.replace(base, width=view.view.width, height=view.view.height, controls=view.controls,
-                                      init_image=None, mask=None)
+                                      regions=view.regions, init_image=None, mask=None)
         if any(texture is not None for texture in self.start):
             seen = self._geometry_of(view).seen
             current = [texture if texture is not None else np.full((1, 1, 3), GREY, np.float32)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import panorama
-from .requests import ControlUnit, GenerationRequest
+from .requests import ControlUnit, GenerationRequest, RegionPrompt
 
 __all__ = ["Pass", "WorldSettings", "WorldPainter", "passes"]
 
@@ -83,6 +83,8 @@ class WorldPainter:
     `result()` at the end.
 
     controls: the scene's conditions as panoramas at the base size (may be empty).
+    regions: region prompts with their masks as panoramas (any size); each pass gets its
+        part of them (a window's, a cap's), those it does not see left out.
     start: a panorama to redraw at the base request's strength (image to image), or None.
     extend: (picture panorama at the base size, its repaint mask): inpaint around it; the
         final World keeps the picture where it was seen (`keep`, at the final size).
@@ -91,13 +93,15 @@ class WorldPainter:
     def __init__(self, settings: WorldSettings, base: GenerationRequest, controls: tuple[ControlUnit, ...] = (),
                  start: np.ndarray | None = None,
                  extend: tuple[np.ndarray, np.ndarray] | None = None,
-                 keep: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        self.settings, self.base, self.controls = settings, base, controls
+                 keep: tuple[np.ndarray, np.ndarray] | None = None,
+                 regions: tuple[RegionPrompt, ...] = ()) -> None:
+        self.settings, self.base, self.controls, self.regions = settings, base, controls, regions
         self.start, self.extend, self.keep = start, extend, keep
         self.image: np.ndarray | None = None
         self._blend: panorama.Blend | None = None
         self._enlarged: np.ndarray | None = None
         self._enlarged_controls: list[np.ndarray] = []
+        self._enlarged_regions: list[np.ndarray] = []
         self._cap_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._window_count = sum(step.kind == "window" for step in passes(settings))
         self._windows_added = 0
@@ -109,7 +113,7 @@ class WorldPainter:
         seed = self.base.seed + {"panorama": 0, "zenith": 1, "nadir": 2}.get(step.kind, 3 + step.number)
         if step.kind == "panorama":
             changes = dict(width=s.base_width, height=s.base_height, tiling="x", controls=self.controls,
-                           init_image=None, mask=None)
+                           regions=self.regions, init_image=None, mask=None)
             if self.extend is not None:
                 changes.update(init_image=self.extend[0], mask=self.extend[1], strength=1.0)
             elif self.start is not None:
@@ -120,17 +124,21 @@ class WorldPainter:
             window = step.window
             controls = tuple(dataclasses.replace(unit, image=_to_bytes(panorama.take(enlarged, window)))
                              for unit, enlarged in zip(self.controls, self._enlarged_controls))
+            regions = _seen(self.regions, [panorama.take(mask, window)[..., 0] for mask in self._enlarged_regions])
             return dataclasses.replace(
                 self.base, seed=seed, width=window.width, height=window.height, tiling="", controls=controls,
-                init_image=panorama.take(self._enlarged, window), mask=None, strength=s.refine_strength)
+                regions=regions, init_image=panorama.take(self._enlarged, window), mask=None,
+                strength=s.refine_strength)
         top = step.kind == "zenith"
         cap = panorama.cap_from_panorama(self.current(), top, s.cap_size, CAP_FOV)
         mask = panorama.cap_mask(s.cap_size, CAP_FOV, CAP_REPAINT)
         self._cap_inputs[step.kind] = (cap, mask)
         controls = tuple(dataclasses.replace(unit, image=_to_bytes(panorama.cap_from_panorama(
             _to_float(unit.image), top, s.cap_size, CAP_FOV))) for unit in self.controls)
+        regions = _seen(self.regions, [panorama.cap_from_panorama(region.mask[..., None], top, s.cap_size,
+                                                                  CAP_FOV)[..., 0] for region in self.regions])
         return dataclasses.replace(self.base, seed=seed, width=s.cap_size, height=s.cap_size, tiling="",
-                                   controls=controls, init_image=cap, mask=mask, strength=1.0)
+                                   controls=controls, regions=regions, init_image=cap, mask=mask, strength=1.0)
 
     # -- taking results in ---------------------------------------------------------------
 
@@ -179,6 +187,14 @@ class WorldPainter:
             self._enlarged = panorama.upscale(self.image, s.width, s.height)
             self._enlarged_controls = [panorama.upscale(_to_float(unit.image), s.width, s.height)
                                        for unit in self.controls]
+            self._enlarged_regions = [panorama.upscale(region.mask[..., None], s.width, s.height)
+                                      for region in self.regions]
+
+
+def _seen(regions: tuple[RegionPrompt, ...], masks: list[np.ndarray]) -> tuple[RegionPrompt, ...]:
+    """The regions with these masks (a part of the panorama each), those that cover none of it left out."""
+    return tuple(dataclasses.replace(region, mask=np.clip(mask, 0.0, 1.0).astype(np.float32))
+                 for region, mask in zip(regions, masks) if float(mask.max()) >= 0.5)
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:

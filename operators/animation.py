@@ -35,7 +35,7 @@ from ..engine.errors import DiffusionError, NothingInView
 from ..engine.frame_files import (
     Resume, frame_path, read_frame, resume_point, settings_hash, to_bytes, write_frame, write_settings,
 )
-from ..engine.requests import ControlUnit, GenerationRequest
+from ..engine.requests import ControlUnit, GenerationRequest, RegionPrompt
 from ..engine.warp import FrameGeometry, warp
 from ..scene import camera as scene_camera
 from ..scene import images, sequence
@@ -69,6 +69,7 @@ class AnimationJob:
     width: int
     height: int
     panel: str = ""  # the panel's settings as JSON (scene/settings.py), for Use These Settings
+    prompts: tuple[tuple[str, str], ...] = ()  # (object name, region prompt): their regions, per frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +81,7 @@ class GroupInput:
     controls: tuple[ControlUnit, ...]
     previous: tuple[np.ndarray, FrameGeometry] | None = None
     reference: np.ndarray | None = None
+    regions: tuple[RegionPrompt, ...] = ()  # the diffused frame's region prompts in view
 
 
 def groups_of(plans: list[FramePlan]) -> list[tuple[int, ...]]:
@@ -173,14 +175,18 @@ def prepare_animation(context: bpy.types.Context) -> AnimationJob:
     folder = output_folder(scene)
     recipe_settings = {**anim_settings.as_dict(), **{key: value for key, value in describe(base).items()
                                                      if key not in ("seed", "prompt", "negative_prompt",
-                                                                    "steps", "guidance", "strength", "mode")},
+                                                                    "steps", "guidance", "strength", "mode",
+                                                                    "regions")},
                        "width": size.width, "height": size.height, "kinds": sorted(capture.enabled_kinds(scene))}
+    prompts = capture.region_prompts(scene)
+    if prompts:  # only then: the settings of a run without regions hash as they always did
+        recipe_settings["region_prompts"] = prompts
     digest = settings_hash(recipe_settings)
     resume = resume_point(folder, digest, anim_settings.frame_start, anim_settings.frame_end, anim.resume)
     render = scene.render
     return AnimationJob(anim_settings, tuple(plans), tuple(groups_of(plans)), base, folder, digest, resume,
                         frozenset(capture.enabled_kinds(scene)), init, anim.video, render.fps / render.fps_base,
-                        scene.name, size.width, size.height, panel)
+                        scene.name, size.width, size.height, panel, tuple(sorted(prompts.items())))
 
 
 def first_item(job: AnimationJob) -> int:
@@ -198,14 +204,16 @@ def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int) -> Group
     plans = tuple(job.plans[index] for index in job.groups[item])
     geometry = [frame_geometry(scene, plan.frame, job.width, job.height) for plan in plans[:-1]]
     controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
     diffused = plans[-1]
     last = None
-    if diffused.diffused and job.kinds:
-        # The conditions and the geometry of the diffused frame from one render.
+    if diffused.diffused and (job.kinds or job.prompts):
+        # The conditions, the regions and the geometry of the diffused frame from one render.
         size = scene_camera.output_size(scene)
         try:
-            captured = capture.capture(scene, set(job.kinds), size, diffused.frame, motion=True)
-            controls = captured.units
+            captured = capture.capture(scene, set(job.kinds), size, diffused.frame, motion=True,
+                                       prompts=dict(job.prompts))
+            controls, regions = captured.units, captured.regions.regions
             view = captured.geometry
             last = geometry_of(scene, resolve_camera(scene, None, diffused.frame), view.view, view.z, view.vector)
         except NothingInView:
@@ -220,7 +228,7 @@ def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int) -> Group
             pixels = read_frame(frame_path(job.folder, before.frame))
             previous = (pixels, frame_geometry(scene, before.frame, job.width, job.height))
         reference = read_frame(frame_path(job.folder, job.settings.frame_start))
-    return GroupInput(plans, geometry, controls, previous, reference)
+    return GroupInput(plans, geometry, controls, previous, reference, regions)
 
 
 class Painter:
@@ -240,7 +248,7 @@ class Painter:
             self.reference = colour.colour_reference(given.reference.astype(np.float32) / 255.0)
         last = given.plans[-1]
         if last.diffused:
-            made = self.diffuse(last, given.geometry[-1], given.controls, report, cancel)
+            made = self.diffuse(last, given.geometry[-1], given.controls, report, cancel, given.regions)
             ahead = (made, given.geometry[-1])
         else:
             ahead = None
@@ -249,14 +257,16 @@ class Painter:
                                   given.geometry[:-1] if last.diffused else given.geometry):
             frames.append((plan, self.between(plan, geometry, ahead), {"diffused": 0}))
         if last.diffused:
-            frames.append((last, made, {"diffused": 1}))
+            regions = [{"prompt": region.prompt, "objects": region.name} for region in given.regions]
+            frames.append((last, made, {"diffused": 1, **({"regions": regions} if regions else {})}))
             self.previous = (made, given.geometry[-1])
         return frames
 
-    def diffuse(self, plan: FramePlan, geometry: FrameGeometry, controls, report, cancel) -> np.ndarray:
+    def diffuse(self, plan: FramePlan, geometry: FrameGeometry, controls, report, cancel,
+                regions: tuple[RegionPrompt, ...] = ()) -> np.ndarray:
         request = dataclasses.replace(
             self.job.base, prompt=plan.prompt, negative_prompt=plan.negative_prompt, guidance=plan.cfg,
-            steps=plan.steps, seed=plan.seed, controls=controls, prompt_blend=plan.prompt_blend)
+            steps=plan.steps, seed=plan.seed, controls=controls, regions=regions, prompt_blend=plan.prompt_blend)
         if self.previous is None:  # the first frame
             if self.job.init is not None:
                 if plan.keeps_warp:

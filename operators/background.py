@@ -28,6 +28,7 @@ from ..scene import images
 from ..scene import world as scene_world
 from ..scene.conditions import ConditionImage
 from ..scene.panorama import PANORAMA_KINDS, capture_panorama
+from ..scene.regions import regions_in_view
 from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
@@ -106,13 +107,19 @@ def prepare_world(context: bpy.types.Context) -> WorldJob:
         if "openpose" in capture.enabled_kinds(scene):
             notes.append("OpenPose is not captured as a panorama")
         picked_origin = None if world.start == 'EXTEND' else world.origin
+        prompts = capture.region_prompts(scene)
         captured = capture_panorama(scene, kinds, base, frame, picked_origin,
-                                    capture.capture_options(settings.conditions))
+                                    capture.capture_options(settings.conditions), objects=bool(prompts))
         if captured is None:
             notes.append("nothing is around the camera: the panorama is text to image")
         else:
             controls, conditions = capture.units_of(scene, captured.conditions), tuple(captured.conditions.values())
             origin = tuple(float(v) for v in captured.view.origin)
+            if prompts:
+                found = regions_in_view(prompts, captured.objects)
+                request = dataclasses.replace(request, regions=found.regions)
+                if found.unseen:
+                    notes.append("region prompts not around the camera (skipped): " + ", ".join(found.unseen))
     panel = settings_json(scene)
     request = dataclasses.replace(request, seed=settings.draw_seed())
     return WorldJob(paint, request, controls, conditions, start, extend, keep, tuple(notes), scene.name, origin,
@@ -177,7 +184,7 @@ def world_recipe(job: WorldJob, seed: int) -> dict:
 
 
 def world_steps(job: WorldJob, cache_dir: str, placement: tuple[str | None, str | None]) -> jobs.Steps:
-    painter = WorldPainter(job.settings, job.base, job.controls, job.start, job.extend, job.keep)
+    painter = WorldPainter(job.settings, job.base, job.controls, job.start, job.extend, job.keep, job.base.regions)
     steps = passes(job.settings)
     done: list[np.ndarray] = []
 
@@ -328,8 +335,9 @@ def prepare_backdrop(context: bpy.types.Context) -> BackdropJob:
     if kinds:
         with scene_backdrop.leaving_out(foreground):
             try:
-                captured = capture.capture(scene, kinds, size, frame)
+                captured = capture.capture(scene, kinds, size, frame, prompts=capture.region_prompts(scene))
                 controls, conditions = captured.units, captured.conditions
+                request = dataclasses.replace(request, regions=captured.regions.regions)
             except NothingInView:
                 notes.append("nothing is left behind the foreground: the backdrop is text to image")
     if camera_moves(scene, camera):

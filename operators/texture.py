@@ -25,6 +25,7 @@ from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, 
 from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
 from ..scene.conditions import capture_session_for, capture_view
+from ..scene.regions import regions_in_view
 from ..scene.surfaces import surface_of
 from ..scene.settings import settings_json
 from ..scene.viewpoints import Viewpoint, cameras, viewpoints
@@ -92,28 +93,38 @@ def paint_targets(objects: list[bpy.types.Object]) -> tuple[list[Target], list[S
 
 
 def capture_views(context: bpy.types.Context, points: list[Viewpoint], kinds: set[str], width: int, height: int,
-                  frame: int, objects: list[bpy.types.Object]) -> list[tuple[Viewpoint, TextureView]]:
-    """Every view's Z pass and conditions (captured, not stored), with its viewpoint. A view
-    that sees nothing at all is left out; when every view is, the objects are not visible
-    from any."""
+                  frame: int, objects: list[bpy.types.Object],
+                  prompts: dict[str, str] | None = None) -> list[tuple[Viewpoint, TextureView]]:
+    """Every view's Z pass and conditions (captured, not stored), with its viewpoint, and the
+    regions of `prompts` (object name -> region prompt) it sees. A view that sees nothing at
+    all is left out; when every view is, the objects are not visible from any."""
     scene = context.scene
     options = capture.capture_options(scene.scene_diffusion.conditions)
     views = []
-    with capture_session_for(scene, kinds, width, height, frame, options) as session, cameras() as made:
+    with capture_session_for(scene, kinds, width, height, frame, options, objects=bool(prompts)) as session, \
+            cameras() as made:
         for point in points:
             try:
                 captured = capture_view(scene, kinds, made.for_view(point), width, height, frame, options,
-                                        depth=True, session=session)
+                                        depth=True, session=session, objects=bool(prompts))
             except NothingInView:
                 continue
-            views.append((point, texture_view(scene, point, captured)))
+            views.append((point, texture_view(scene, point, captured, prompts)))
     if not views:
         raise unseen(objects[0], len(points))
     return views
 
 
-def texture_view(scene: bpy.types.Scene, point: Viewpoint, captured) -> TextureView:
-    return TextureView(point.name, captured.view, captured.z, capture.units_of(scene, captured.conditions))
+def view_regions(views: list[TextureView]) -> list[dict]:
+    """The region prompts the views saw, each once (for the recipe)."""
+    seen = {(region.prompt, region.name): None for view in views for region in view.regions}
+    return [{"prompt": prompt, "objects": names} for prompt, names in seen]
+
+
+def texture_view(scene: bpy.types.Scene, point: Viewpoint, captured, prompts: dict[str, str] | None = None
+                 ) -> TextureView:
+    regions = regions_in_view(prompts, captured.objects).regions if prompts else ()
+    return TextureView(point.name, captured.view, captured.z, capture.units_of(scene, captured.conditions), regions)
 
 
 def current_textures(objects: list[bpy.types.Object]) -> list[np.ndarray | None]:
@@ -176,7 +187,7 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         # written, and no render runs beside the worker (see FACTS: with a context override,
         # a render beside a thread running numpy or torch crashes Blender 5.0.1).
         views = [view for _, view in capture_views(context, points, capture.enabled_kinds(scene), size.width,
-                                                    size.height, frame, objects)]
+                                                    size.height, frame, objects, capture.region_prompts(scene))]
         refuse_unseen(objects, views)
         panel = settings_json(scene)
         seed = settings.draw_seed()
@@ -230,7 +241,7 @@ def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRe
                   "texture_size": painter.settings.size, "sequential": int(painter.settings.sequential),
                   "weight_exponent": painter.settings.weights.exponent,
                   "discard_angle": painter.settings.weights.discard_angle, "scene": scene_name,
-                  "generated_views": generated, "settings": panel,
+                  "generated_views": generated, "settings": panel, "regions": view_regions(views),
                   "from_current": int(any(start is not None for start in painter.start))}
         if recipe["from_current"]:
             recipe["strength"] = base.strength  # each view redrew the current texture at it

@@ -66,10 +66,11 @@ def panorama_camera(position: Iterable[float], clip_start: float = 0.01, clip_en
 
 
 def capture_panorama(scene: bpy.types.Scene, kinds: Iterable[str], width: int, frame: int,
-                     origin: bpy.types.Object | None = None, options: CaptureOptions | None = None
-                     ) -> ViewCapture | None:
+                     origin: bpy.types.Object | None = None, options: CaptureOptions | None = None,
+                     objects: bool = False) -> ViewCapture | None:
     """The `kinds` (any of PANORAMA_KINDS) of the scene around the origin as width x width/2
-    panoramas, or None when nothing is around (no geometry in any direction)."""
+    panoramas, or None when nothing is around (no geometry in any direction); with `objects`,
+    which object each pixel sees too."""
     kinds = set(kinds)
     unknown = kinds - set(PANORAMA_KINDS)
     if unknown:
@@ -84,6 +85,6 @@ def capture_panorama(scene: bpy.types.Scene, kinds: Iterable[str], width: int, f
     with panorama_camera(origin_of(scene, origin, frame), clip_start, clip_end) as pano:
         try:
             return capture_view(scene, kinds, pano, width, width // 2, frame, options or CaptureOptions(),
-                                depth=True)
+                                depth=True, objects=objects)
         except NothingInView:
             return None

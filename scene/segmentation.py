@@ -25,8 +25,8 @@ from ..engine.errors import DiffusionError
 from ..engine.segmentation import ADE20K_CLASSES, class_index, fallback_classes, guess_class
 from .render import RenderedPasses
 
-__all__ = ["AUTO", "ObjectMap", "SegmentLabels", "object_map", "auto_class", "class_for", "cryptomatte_names", "identifier_for",
-           "segment_labels"]
+__all__ = ["AUTO", "ObjectMap", "SegmentLabels", "auto_class", "class_for", "cryptomatte_names", "identifier_for",
+           "object_map", "segment_labels"]
 
 AUTO = "AUTO"  # the property's "guess from the object" value
 

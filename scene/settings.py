@@ -2,8 +2,9 @@
 """The panel's settings (`scene.scene_diffusion`) as plain data, and back.
 
 Every result's recipe carries a snapshot of the settings that made it (and of the region
-prompts on the scene's objects), so **Use These Settings** can put every one of them back: nested groups as dicts, lists (LoRAs, embeddings)
-as lists of dicts, datablocks by type and name, enums by identifier. Restoring goes by name:
+prompts on the scene's objects), so **Use These Settings** can put every one of them back:
+nested groups as dicts, lists (LoRAs, embeddings) as lists of dicts, datablocks by type and
+name, enums by identifier. Restoring goes by name:
 a field this version does not know (a recipe from a newer one) is skipped and listed, a
 datablock that is not in this file is left empty and listed, and nothing else is touched.
 """

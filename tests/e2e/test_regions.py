@@ -163,3 +163,60 @@ def test_the_regions_panel_lists_every_prompt_and_the_property_panels_edit_them(
     assert "Plane" in labels(calls) and "old props" in labels(calls)
     assert ("prop", "region_prompt") in calls
     assert ("prop", "region_prompt") in draw("SCENE_DIFFUSION_PT_object_region")
+
+
+def test_a_texture_view_carries_the_regions_it_sees(demo_scene, ext_module, requests_made):
+    import bpy
+    cube = bpy.data.objects["Cube"]
+    cube.scene_diffusion.region_prompt = "rusty metal"
+    expected = projected_cube(demo_scene)
+
+    # A texture from the scene camera: its one view sees the cube where the camera does.
+    bpy.ops.object.select_all(action='DESELECT')
+    cube.select_set(True)
+    bpy.context.view_layer.objects.active = cube
+    texture = demo_scene.scene_diffusion.texture
+    texture.views, texture.texture_size = 'CAMERA', 256
+    assert bpy.ops.scene_diffusion.generate_texture() == {'FINISHED'}
+    (region,) = requests_made[-1].regions
+    assert region.name == "Cube"
+    mask = region.mask >= 0.5
+    assert (mask & expected).sum() / (mask | expected).sum() > 0.95
+    textured = ext_module("scene.materials").texture_of(cube)
+    assert textured["scene_diffusion"].to_dict()["regions"] == [{"prompt": "rusty metal", "objects": "Cube"}]
+
+
+
+def test_a_world_panorama_carries_the_regions_around_the_camera(demo_scene, requests_made):
+    """The cube is ahead (+Y) and below the horizon; in the panorama +Y is u = 0.25
+    (u = 0.5 - atan2(y, x) / 2pi)."""
+    import math
+
+    import bpy
+    bpy.data.objects["Cube"].scene_diffusion.region_prompt = "rusty metal"
+    demo_scene.scene_diffusion.world.width = 1024
+    assert bpy.ops.scene_diffusion.generate_world() == {'FINISHED'}
+    (region,) = requests_made[0].regions
+    height, width = region.mask.shape
+    rows, columns = np.nonzero(region.mask >= 0.5)
+    direction = math.atan2(math.hypot(0, 6), 3)  # the cube's centre seen from (0, -6, 3): below by this
+    assert abs(columns.mean() / width - 0.25) < 0.02
+    assert abs(rows.mean() / height - (0.5 + (math.pi / 2 - direction) / math.pi)) < 0.05
+    assert all(r.name == "Cube" for request in requests_made[1:] for r in request.regions)
+
+
+
+def test_animation_frames_carry_the_regions_each_frame_sees(demo_scene, ext_module, requests_made, tmp_path):
+    import os
+
+    import bpy
+    bpy.data.objects["Cube"].scene_diffusion.region_prompt = "rusty metal"
+    demo_scene.frame_start, demo_scene.frame_end = 1, 2
+    anim = demo_scene.scene_diffusion.animation
+    anim.output_dir, anim.video = str(tmp_path / "frames"), False
+    anim.strength_schedule, anim.diffusion_cadence = "0:(0.5)", 1
+    assert bpy.ops.scene_diffusion.render_animation() == {'FINISHED'}
+    assert [[r.name for r in request.regions] for request in requests_made] == [["Cube"], ["Cube"]]
+    folder = os.path.join(anim.output_dir, demo_scene.name)
+    recipe = ext_module("engine.frame_files").read_recipe(os.path.join(folder, "0002.png"))
+    assert recipe["regions"] == [{"prompt": "rusty metal", "objects": "Cube"}]
