@@ -115,6 +115,11 @@ def main() -> int:
             print("To run the demo offline, with random weights: make demo MODEL=smoke", file=sys.stderr)
         return 1
 
+    regional = two_regions(scene)
+    if regional is None:
+        return 1
+    made.append(regional)
+
     out = os.path.abspath(args.out)
     textured = texture_the_cube(scene, out)
     if textured is None:
@@ -133,6 +138,34 @@ def main() -> int:
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     print(f"wrote {blend} with {', '.join(i.name for i in made + captured + [textured] + backgrounds)} packed inside")
     return 0
+
+
+def two_regions(scene):
+    """The same picture with a region prompt on the sphere: two regions, the sphere's words
+    where the sphere is, the main prompt everywhere. None when it stopped."""
+    import bpy
+
+    sphere = bpy.data.objects["Sphere"]
+    sphere.scene_diffusion.region_prompt = "a polished golden orb, glowing"
+    before = set(bpy.data.images)
+    try:
+        result = bpy.ops.scene_diffusion.generate_image()
+    except RuntimeError:
+        result = {'CANCELLED'}
+    finally:
+        sphere.scene_diffusion.region_prompt = ""  # the texture and the animation below go without
+    made = [image for image in bpy.data.images if image not in before
+            and image.get("scene_diffusion", {}).get("kind") == "image"]
+    if result != {'FINISHED'} or not made:
+        print(f"\nThe demo stopped at the two-region image: {_outcome()}", file=sys.stderr)
+        return None
+    made[0].name = "Diffusion with a region on the sphere"
+    return made[0]
+
+
+def _outcome() -> str:
+    outcome = sys.modules[f"{MODULE}.operators.jobs"].last_outcome()
+    return outcome.message if outcome else "see the error above"
 
 
 def texture_the_cube(scene, out: str):
