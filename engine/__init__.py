@@ -8,12 +8,13 @@ from .errors import Cancelled, DiffusionError
 from .memory import MemoryOptions
 from .requests import (
     CONTROL_KINDS, MODES, CancelToken, ControlUnit, EmbeddingSpec, GenerationRequest, GenerationResult,
-    LoraSpec, Progress,
+    LoraSpec, Progress, ReferenceImage, RegionPrompt,
 )
 
 __all__ = [
     "CONTROL_KINDS", "CancelToken", "Cancelled", "ControlUnit", "DiffusionError", "EmbeddingSpec", "Engine",
     "GenerationRequest", "GenerationResult", "LoraSpec", "MODES", "MemoryOptions", "Progress",
+    "ReferenceImage", "RegionPrompt",
 ]
 
 

@@ -24,6 +24,7 @@ from .errors import Cancelled
 from .inputs import check_request, fit_to_size
 from .embeddings import resolve_embeddings
 from .loras import few_step_of, resolve_loras
+from .references import resolve_adapter
 from .pipelines import PipelineCache, Plan, without_vacuous_dtype_warning
 from .requests import CancelToken, GenerationRequest, GenerationResult, Progress
 from .schedulers import SCHEDULERS, check_scheduler, make_scheduler
@@ -65,8 +66,12 @@ class Engine:
                                       request.controlnet_overrides, request.allow_pickle, on_progress, cancel)
             for unit in request.controls
         )
+        adapter = None
+        if request.references:
+            adapter = resolve_adapter(request.ip_adapter, base.family, models.context_width(base), self.cache_dir,
+                                      request.allow_online, request.allow_pickle, base.smoke, on_progress, cancel)
         return Plan(base, request.mode, controlnets, tuple(unit.kind for unit in request.controls), loras,
-                    resolve_embeddings(request.embeddings, request.allow_pickle))
+                    resolve_embeddings(request.embeddings, request.allow_pickle), adapter, len(request.references))
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
@@ -112,6 +117,8 @@ class Engine:
         """The diffusers call, seamless if asked; running out of memory becomes a DiffusionError."""
         callback = reporter
         arguments = call_arguments(request, plan, pipe)
+        if request.references:
+            pipe.set_ip_adapter_scale([float(reference.weight) for reference in request.references])
         if request.strength_map is not None and plan.mode == "img2img" and DifferentialStrength.needed(
                 request.strength_map, request.strength):
             held = DifferentialStrength(pipe, request.init_image, request.strength_map, request.strength,
@@ -185,6 +192,9 @@ def call_arguments(request: GenerationRequest, plan: Plan, pipe) -> dict:
         generator=torch.Generator(device="cpu").manual_seed(request.seed),
         output_type="np",
     )
+    if request.references:  # one per adapter copy, in order (engine/references.py)
+        arguments["ip_adapter_image"] = [Image.fromarray((np.clip(reference.image, 0.0, 1.0) * 255 + 0.5)
+                                                         .astype(np.uint8)) for reference in request.references]
     if plan.mode in ("img2img", "inpaint"):
         arguments.update(image=request.init_image, strength=request.strength)
     if plan.mode == "inpaint":

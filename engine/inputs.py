@@ -17,6 +17,7 @@ import numpy as np
 from . import memory, previews, tiling
 from .errors import DiffusionError
 from .loras import resolve_loras
+from .references import check_references
 from .regions import check_regions
 from .requests import GenerationRequest
 from .schedulers import check_scheduler
@@ -60,6 +61,7 @@ def check_request(request: GenerationRequest) -> None:
         raise DiffusionError(f"Preview every {request.preview_every} steps is negative", "use 0 for no previews")
     check_scheduler(request.scheduler)
     check_regions(request.regions)
+    check_references(request.references)
     resolve_loras(request.loras, request.allow_pickle)  # files exist, are LoRAs, and pickle only if allowed
 
 

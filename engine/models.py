@@ -283,6 +283,19 @@ def union_control_types(path: str, config: dict) -> int:
                              "download the ControlNet again, or pick another") from None
 
 
+def context_width(source: ModelSource) -> int | None:
+    """The width of the text features `source`'s UNet attends to (768 SD 1.5, 2048 SDXL), from
+    its UNet config (a single-file checkpoint's config folder was checked to match it); None
+    when the config does not say."""
+    folder = source.config if source.single_file else source.path
+    try:
+        with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
+            width = json.load(f).get("cross_attention_dim")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return width if isinstance(width, int) else None
+
+
 def read_config(folder: str) -> dict:
     """A model folder's config.json."""
     config_path = os.path.join(folder, "config.json")

@@ -24,6 +24,7 @@ from .errors import DiffusionError
 from .embeddings import Embeddings, EmbeddingSource
 from .loras import LoraAdapters, LoraSource
 from .models import ModelSource, check_controlnets, union_mode
+from .references import AdapterSource, read_adapter
 from .requests import MODES
 
 # The diffusers class for each (family, kind of ControlNets, mode). "single" are classic
@@ -60,6 +61,8 @@ class Plan:
     kinds: tuple[str, ...] = ()
     loras: tuple[LoraSource, ...] = ()
     embeddings: tuple[EmbeddingSource, ...] = ()
+    adapter: AdapterSource | None = None  # the IP-Adapter, loaded once per reference image
+    references: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -101,6 +104,9 @@ class PipelineCache:
         self._loras: LoraAdapters | None = None
         self._embeddings: Embeddings | None = None
         self._default_scheduler = None
+        self._adapter: tuple[str, int] | None = None  # (file, copies) in the base UNet
+        self._adapter_states: dict[str, dict] = {}
+        self._encoders: dict[str, object] = {}
 
     @property
     def current_base(self):
@@ -125,6 +131,9 @@ class PipelineCache:
         self._loras = None
         self._embeddings = None
         self._default_scheduler = None
+        self._adapter = None
+        self._adapter_states.clear()
+        self._encoders.clear()
 
     def pipeline(self, plan: Plan):
         """The pipeline that runs `plan`, sharing the base pipeline's weights, with the plan's
@@ -132,6 +141,7 @@ class PipelineCache:
         pipe = self._load_base(plan.base)
         self._loras.apply(plan.loras, self.loads)
         self._embeddings.apply(plan.embeddings, self.loads)  # the variants share its text encoders
+        self._apply_adapter(pipe, plan)
         key = (plan.mode, tuple(c.path for c in plan.controlnets))
         if key == ("txt2img", ()):
             return pipe
@@ -143,7 +153,42 @@ class PipelineCache:
             variant = _sharing(cls, pipe, **extra)
             variant.set_progress_bar_config(disable=True)
             self._variants[key] = variant
-        return self._variants[key]
+        variant = self._variants[key]
+        # The UNet (with the adapter's layers) is shared; the image encoder is a component of each.
+        for name in ("image_encoder", "feature_extractor"):
+            if hasattr(variant, name) and getattr(variant, name) is not getattr(pipe, name, None):
+                variant.register_modules(**{name: getattr(pipe, name, None)})
+        return variant
+
+    def _apply_adapter(self, pipe, plan: Plan) -> None:
+        """The plan's IP-Adapter in the base UNet, one copy per reference image (or none)."""
+        wanted = (plan.adapter.path, plan.references) if plan.adapter is not None and plan.references else None
+        if wanted == self._adapter:
+            return
+        if self._adapter is not None:
+            pipe.unload_ip_adapter()
+            self._adapter = None
+        if wanted is None:
+            return
+        source = plan.adapter
+        if source.encoder not in self._encoders:
+            from transformers import CLIPVisionModelWithProjection
+
+            with _load_errors_explained(f"the image encoder {source.encoder}"):
+                encoder = CLIPVisionModelWithProjection.from_pretrained(
+                    source.encoder, dtype=torch_dtype(self.placement.dtype), local_files_only=True)
+            self.loads.append(source.encoder)
+            self._encoders[source.encoder] = encoder.to(self.placement.device)
+        if source.path not in self._adapter_states:
+            with _load_errors_explained(f"the IP-Adapter {source.path}"):
+                self._adapter_states[source.path] = read_adapter(source)
+            self.loads.append(source.path)
+        # Registered first, so diffusers takes this encoder instead of looking for one.
+        pipe.register_modules(image_encoder=self._encoders[source.encoder])
+        state = self._adapter_states[source.path]
+        with _load_errors_explained(f"the IP-Adapter {source.path}"):
+            pipe.load_ip_adapter([state] * plan.references, subfolder="", weight_name=[""] * plan.references)
+        self._adapter = wanted
 
     def _load_base(self, source: ModelSource):
         """The base text-to-image pipeline for `source`, loaded once."""

@@ -94,7 +94,7 @@ def regional(pipe, arguments: dict, regions: tuple[RegionPrompt, ...], width: in
     saved = [model.attn_processors for model in models]
     try:
         for model, processors in zip(models, saved):
-            model.set_attn_processor({name: RegionalAttnProcessor(masks) if _is_cross(name) else processor
+            model.set_attn_processor({name: RegionalAttnProcessor(masks, processor) if _is_cross(name) else processor
                                       for name, processor in processors.items()})
         yield arguments
     finally:
@@ -160,15 +160,21 @@ def level_size(latent: tuple[int, int], queries: int) -> tuple[int, int]:
 
 
 class RegionalAttnProcessor:
-    """Cross-attention as diffusers' AttnProcessor2_0 computes it, with the regions' bias."""
+    """Cross-attention as diffusers' AttnProcessor2_0 computes it, with the regions' bias; in
+    a layer with IP-Adapter weights (`replaced` is an IPAdapterAttnProcessor2_0), the reference
+    images' attention is added as that processor adds it (the regions mask the text only)."""
 
-    def __init__(self, masks: RegionMasks) -> None:
+    def __init__(self, masks: RegionMasks, replaced=None) -> None:
         self.masks = masks
+        self.adapter = replaced if hasattr(replaced, "to_k_ip") else None
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):
         import torch.nn.functional as F
 
+        references = None
+        if isinstance(encoder_hidden_states, tuple):  # (text, [image tokens per adapter]) with IP-Adapters
+            encoder_hidden_states, references = encoder_hidden_states
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -194,6 +200,17 @@ class RegionalAttnProcessor:
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=0.0,
                                                        is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        if references is not None and self.adapter is not None:
+            for tokens, scale, to_k, to_v in zip(references, self.adapter.scale, self.adapter.to_k_ip,
+                                                 self.adapter.to_v_ip):
+                if scale == 0:
+                    continue
+                key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (to_k(tokens),
+                                                                                               to_v(tokens)))
+                seen = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                                      is_causal=False)
+                hidden_states = hidden_states + scale * seen.transpose(1, 2).reshape(
+                    batch, -1, attn.heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)

@@ -13,10 +13,11 @@ import numpy as np
 
 from .kinds import CONTROL_KINDS
 from .memory import MemoryOptions
+from .references import ReferenceImage
 from .regions import RegionPrompt
 
 __all__ = ["CONTROL_KINDS", "MODES", "CancelToken", "ControlUnit", "GenerationRequest", "GenerationResult",
-           "LoraSpec", "Progress", "RegionPrompt"]
+           "LoraSpec", "Progress", "ReferenceImage", "RegionPrompt"]
 
 
 # What a request asks for, from its inputs: no init image -> txt2img; an init image ->
@@ -89,6 +90,8 @@ class GenerationRequest:
     memory: CPU offload, VAE tiling and attention slicing, each "auto", "on" or "off".
     regions: a prompt per region of the picture (engine/regions.py): each region's words
         steer where its mask is, the main prompt steers everywhere.
+    references: reference images steering through an IP-Adapter (engine/references.py), each
+        with its weight; ip_adapter: the adapter's spec ("": the family's default).
     """
     prompt: str
     negative_prompt: str = ""
@@ -110,6 +113,8 @@ class GenerationRequest:
     loras: tuple[LoraSpec, ...] = ()
     embeddings: tuple[EmbeddingSpec, ...] = ()
     regions: tuple[RegionPrompt, ...] = ()
+    references: tuple[ReferenceImage, ...] = ()
+    ip_adapter: str = ""
     num_images: int = 1
     allow_online: bool = False
     # Pickle weights (.ckpt, .bin, .pt, .pth) can run code when loaded: refused unless True.

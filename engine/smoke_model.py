@@ -57,6 +57,19 @@ def ensure_smoke_union_controlnet(cache_dir: str) -> str:
     return target
 
 
+SMOKE_ADAPTER_FILE = "ip-adapter.safetensors"
+
+
+def ensure_smoke_ip_adapter(cache_dir: str, family: str = "sd15") -> str:
+    """The folder of the smoke IP-Adapter for `family`'s smoke UNet: `ip-adapter.safetensors`
+    (an image projection and a key and value projection per cross-attention layer, in the
+    layout of h94's adapters) and `image_encoder/` (a tiny CLIPVisionModelWithProjection)."""
+    target = os.path.join(smoke_dir(cache_dir, family), "ip-adapter")
+    if not os.path.isfile(os.path.join(target, SMOKE_ADAPTER_FILE)):
+        _write_atomically(target, lambda path: _write_ip_adapter(family, path))
+    return target
+
+
 def _write_atomically(target: str, write) -> None:
     # Build beside the target and rename, so a crash or a second process never leaves half a model.
     parent = os.path.dirname(target)
@@ -222,6 +235,42 @@ def _build_union_controlnet():
         union.spatial_ch_projs.weight.normal_(0.0, 0.2)
         union.spatial_ch_projs.bias.normal_(0.0, 0.2)
     return _randomize_zero_convs(union)
+
+
+_IMAGE_EMBED = 16  # the smoke image encoder's projection width
+_IMAGE_TOKENS = 4  # image tokens per reference, as h94's base adapters have
+
+
+def _write_ip_adapter(family: str, folder: str) -> None:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(_seed_for("ip-adapter-" + family))
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+        patch_size=8, projection_dim=_IMAGE_EMBED))
+    encoder.save_pretrained(os.path.join(folder, "image_encoder"))
+    blocks = _blocks(family)
+    width = blocks["cross_attention_dim"]
+    tensors = {
+        "image_proj.proj.weight": torch.randn(_IMAGE_TOKENS * width, _IMAGE_EMBED) * 0.3,
+        "image_proj.proj.bias": torch.randn(_IMAGE_TOKENS * width) * 0.1,
+        "image_proj.norm.weight": 1.0 + torch.randn(width) * 0.1,
+        "image_proj.norm.bias": torch.randn(width) * 0.1,
+    }
+    # diffusers numbers the adapter's layers 1, 3, 5, ... along the UNet's attention
+    # processors (the self-attention ones take the even numbers and have none).
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **blocks)
+    number = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            to_k = unet.get_submodule(name[:-len(".processor")]).to_k
+            for key in ("to_k_ip", "to_v_ip"):
+                tensors[f"ip_adapter.{number}.{key}.weight"] = torch.randn(to_k.weight.shape) * 0.3
+            number += 2
+    save_file({key: value.contiguous() for key, value in tensors.items()}, os.path.join(folder, SMOKE_ADAPTER_FILE))
 
 
 def _randomize_zero_convs(controlnet):

@@ -176,11 +176,14 @@ def prepare_animation(context: bpy.types.Context) -> AnimationJob:
     recipe_settings = {**anim_settings.as_dict(), **{key: value for key, value in describe(base).items()
                                                      if key not in ("seed", "prompt", "negative_prompt",
                                                                     "steps", "guidance", "strength", "mode",
-                                                                    "regions")},
+                                                                    "regions", "references", "ip_adapter")},
                        "width": size.width, "height": size.height, "kinds": sorted(capture.enabled_kinds(scene))}
+    # Only when used: the settings of a run without them hash as they always did.
     prompts = capture.region_prompts(scene)
-    if prompts:  # only then: the settings of a run without regions hash as they always did
+    if prompts:
         recipe_settings["region_prompts"] = prompts
+    if base.references:
+        recipe_settings.update(references=describe(base)["references"], ip_adapter=base.ip_adapter)
     digest = settings_hash(recipe_settings)
     resume = resume_point(folder, digest, anim_settings.frame_start, anim_settings.frame_end, anim.resume)
     render = scene.render

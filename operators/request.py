@@ -12,7 +12,7 @@ from ..engine import inputs, models
 from ..engine.errors import DiffusionError
 from ..engine.memory import MemoryOptions
 from ..engine.prompts import build_prompt, parts_from_mapping
-from ..engine.requests import ControlUnit, EmbeddingSpec, GenerationRequest, LoraSpec, RegionPrompt
+from ..engine.requests import ControlUnit, EmbeddingSpec, GenerationRequest, LoraSpec, ReferenceImage, RegionPrompt
 from ..scene import images
 
 TILING = {'NONE': "", 'X': "x", 'Y': "y", 'XY': "xy"}
@@ -47,6 +47,22 @@ def embedding_specs(settings) -> tuple[EmbeddingSpec, ...]:
             raise DiffusionError("An embedding row has no file", "pick its .safetensors file, or remove the row")
         specs.append(EmbeddingSpec(bpy.path.abspath(item.path), item.token.strip()))
     return tuple(specs)
+
+
+def reference_images(settings) -> tuple[ReferenceImage, ...]:
+    """The enabled reference images with a weight, as display-sRGB pixels."""
+    references = []
+    for item in settings.references:
+        if not item.enabled or item.weight == 0:
+            continue
+        image = item.image
+        if image is None:
+            raise DiffusionError("A reference image row has no image", "pick one in the row, or remove the row")
+        if not image.has_data and image.size[0] == 0:
+            raise DiffusionError(f"The reference image '{image.name}' has no pixels (its file may be missing)",
+                                 "reload it, or pick another image")
+        references.append(ReferenceImage(images.display_rgb(image), item.weight, image.name))
+    return tuple(references)
 
 
 def init_inputs(settings) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -92,6 +108,7 @@ def build_request(context: bpy.types.Context, width: int, height: int, controls:
         controlnet_overrides=preferences.controlnet_overrides(prefs),
         init_image=init_image, strength=settings.strength, mask=mask,
         tiling=TILING[settings.tiling], loras=lora_specs(settings), embeddings=embedding_specs(settings),
+        references=reference_images(settings), ip_adapter=settings.ip_adapter.strip(),
         allow_online=bpy.app.online_access, allow_pickle=prefs.allow_pickle,
         single_file_configs=preferences.single_file_configs(prefs),
         preview_every=1 if settings.show_previews else 0,
@@ -152,6 +169,8 @@ def describe(request: GenerationRequest) -> dict:
         "loras": [{"path": lora.path, "weight": lora.weight, "few_step": lora.few_step} for lora in request.loras],
         "embeddings": [{"path": item.path, "token": item.token} for item in request.embeddings],
         "regions": [{"prompt": region.prompt, "objects": region.name} for region in request.regions],
+        "references": [{"image": reference.name, "weight": reference.weight} for reference in request.references],
+        "ip_adapter": request.ip_adapter,
         "controls": [{"kind": u.kind, "scale": u.scale, "guidance_start": u.guidance_start,
                       "guidance_end": u.guidance_end, "model": u.model or "default"} for u in request.controls],
     }

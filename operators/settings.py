@@ -105,6 +105,40 @@ class SCENE_DIFFUSION_OT_embedding_remove(_RemoveFromList, bpy.types.Operator):
     collection, active = "embeddings", "active_embedding"
 
 
+class SCENE_DIFFUSION_OT_reference_add(bpy.types.Operator):
+    bl_idname = "scene_diffusion.reference_add"
+    bl_label = "Add Reference Image"
+    bl_description = ("Add a reference image row (the picture an Image Editor shows, if one does; pick or open "
+                      "another in the row)")
+    bl_options = {'REGISTER', 'UNDO'}
+
+    image: bpy.props.StringProperty(name="Image", description="The image datablock (default: the one an Image "
+                                                              "Editor shows)")
+
+    def execute(self, context):
+        settings = context.scene.scene_diffusion
+        item = settings.references.add()
+        item.image = bpy.data.images.get(self.image) if self.image else shown_image(context)
+        settings.active_reference = len(settings.references) - 1
+        return {'FINISHED'}
+
+
+def shown_image(context) -> bpy.types.Image | None:
+    """The image an Image Editor of the window shows, if any."""
+    screen = context.screen
+    for area in screen.areas if screen is not None else ():
+        if area.type == 'IMAGE_EDITOR' and area.spaces.active.image is not None:
+            return area.spaces.active.image
+    return None
+
+
+class SCENE_DIFFUSION_OT_reference_remove(_RemoveFromList, bpy.types.Operator):
+    bl_idname = "scene_diffusion.reference_remove"
+    bl_label = "Remove Reference Image"
+    bl_description = "Remove the selected reference image from the list (the image stays in the file)"
+    collection, active = "references", "active_reference"
+
+
 class _PoseOverrideOperator:
     @classmethod
     def poll(cls, context):
@@ -141,5 +175,6 @@ class SCENE_DIFFUSION_OT_pose_override_remove(_PoseOverrideOperator, bpy.types.O
 
 classes = (SCENE_DIFFUSION_OT_apply_prompt_preset, SCENE_DIFFUSION_OT_lora_add, SCENE_DIFFUSION_OT_lora_remove,
            SCENE_DIFFUSION_OT_embedding_add, SCENE_DIFFUSION_OT_embedding_remove,
+           SCENE_DIFFUSION_OT_reference_add, SCENE_DIFFUSION_OT_reference_remove,
            SCENE_DIFFUSION_OT_pose_override_add, SCENE_DIFFUSION_OT_pose_override_remove)
 register, unregister = bpy.utils.register_classes_factory(classes)

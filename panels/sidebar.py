@@ -9,6 +9,7 @@ import bpy
 from .. import dependencies
 from ..engine.errors import DiffusionError
 from ..engine.models import FAMILY_NAMES, peek_family
+from ..engine.references import DEFAULT_ADAPTERS, HUB_REPO
 from ..engine.prompts import CHUNK_TOKENS, estimated_chunks, estimated_tokens
 from ..engine.smoke_model import SMOKE_NOTE, is_smoke
 from ..operators import jobs
@@ -150,8 +151,9 @@ class SCENE_DIFFUSION_PT_mode(_Sidebar, bpy.types.Panel):
 
 
 def draw_file_list(layout, settings, collection: str, active: str, noun: str):
-    """A list of files with its add and remove buttons (operators scene_diffusion.NOUN_add and
-    NOUN_remove, UIList SCENE_DIFFUSION_UL_COLLECTION); the active row, or None."""
+    """A list (of files, or of images) with its add and remove buttons (operators
+    scene_diffusion.NOUN_add and NOUN_remove, UIList SCENE_DIFFUSION_UL_COLLECTION); the
+    active row, or None."""
     row = layout.row()
     row.template_list(f"SCENE_DIFFUSION_UL_{collection}", "", settings, collection, settings, active, rows=3)
     col = row.column(align=True)
@@ -211,6 +213,40 @@ class SCENE_DIFFUSION_PT_embeddings(_Sidebar, bpy.types.Panel):
             layout.label(text=f"Write {embedding_token(item)} in a prompt or the negative prompt")
 
 
+class SCENE_DIFFUSION_UL_references(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        if item.image is not None:
+            row.label(text=item.image.name, icon_value=layout.icon(item.image))
+        else:
+            row.label(text="(no image)", icon='ERROR')
+        row.prop(item, "weight", text="")
+
+
+class SCENE_DIFFUSION_PT_references(_Sidebar, bpy.types.Panel):
+    bl_label = "Reference Images"
+    bl_parent_id = "SCENE_DIFFUSION_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.scene_diffusion
+        item = draw_file_list(layout, settings, "references", "active_reference", "reference")
+        if item is not None:
+            layout.template_ID(item, "image", open="image.open")
+            layout.prop(item, "weight")
+        layout.prop(settings, "ip_adapter")
+        if not settings.ip_adapter.strip():
+            family = peek_family(settings.model)
+            if is_smoke(settings.model):
+                layout.label(text="Adapter: the smoke model's own")
+            elif family in DEFAULT_ADAPTERS:
+                layout.label(text=f"Adapter: {HUB_REPO}/{DEFAULT_ADAPTERS[family][0]}")
+            else:  # a model not downloaded yet: its family shows once it is
+                layout.label(text=f"Adapter: {HUB_REPO}'s for the model's family")
+
+
 class SCENE_DIFFUSION_PT_advanced(_Sidebar, bpy.types.Panel):
     bl_label = "Advanced"
     bl_parent_id = "SCENE_DIFFUSION_PT_generate"
@@ -235,7 +271,7 @@ def draw_status_bar(self, context) -> None:
 classes = (
     SCENE_DIFFUSION_PT_generate, SCENE_DIFFUSION_PT_prompt_builder, SCENE_DIFFUSION_PT_mode,
     SCENE_DIFFUSION_UL_loras, SCENE_DIFFUSION_PT_loras, SCENE_DIFFUSION_UL_embeddings, SCENE_DIFFUSION_PT_embeddings,
-    SCENE_DIFFUSION_PT_advanced,
+    SCENE_DIFFUSION_UL_references, SCENE_DIFFUSION_PT_references, SCENE_DIFFUSION_PT_advanced,
 )
 
 

@@ -59,6 +59,14 @@ class SceneDiffusionEmbedding(bpy.types.PropertyGroup):
                                       "(empty: <file name>, as A1111 names them)")
 
 
+class SceneDiffusionReference(bpy.types.PropertyGroup):
+    """One reference image (IP-Adapter): a picture that steers style or content, and how strongly."""
+    enabled: BoolProperty(name="Enabled", default=True, description="Use this reference image")
+    image: PointerProperty(type=bpy.types.Image, name="Image", description="The reference picture")
+    weight: FloatProperty(name="Weight", default=0.6, min=0.0, max=2.0, soft_max=1.0,
+                          description="How strongly the picture steers (0: not at all, about 0.5: a hint, 1: strong)")
+
+
 def _prompt_parts_annotations() -> dict:
     # One StringProperty per field of the seed's "anatomy of a good prompt" (engine/prompts.py).
     return {name: StringProperty(name=FIELD_LABELS[name][0], description=FIELD_LABELS[name][1])
@@ -225,6 +233,12 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
     active_lora: IntProperty(name="Active LoRA", default=0, min=0)
     embeddings: CollectionProperty(type=SceneDiffusionEmbedding, name="Embeddings")
     active_embedding: IntProperty(name="Active Embedding", default=0, min=0)
+    references: CollectionProperty(type=SceneDiffusionReference, name="Reference Images")
+    active_reference: IntProperty(name="Active Reference", default=0, min=0)
+    ip_adapter: StringProperty(
+        name="Adapter", default="",
+        description="The IP-Adapter: a .safetensors file with its image_encoder folder beside it, or a hub file "
+                    "like h94/IP-Adapter/models/ip-adapter-plus_sd15.safetensors; empty: the model family's default")
 
     tiling: EnumProperty(
         name="Seamless", default='NONE',
@@ -257,8 +271,8 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
 
 
 classes = (
-    SceneDiffusionLora, SceneDiffusionEmbedding, SceneDiffusionPromptParts, SceneDiffusionControl,
-    SceneDiffusionConditions, SceneDiffusionSettings,
+    SceneDiffusionLora, SceneDiffusionEmbedding, SceneDiffusionReference, SceneDiffusionPromptParts,
+    SceneDiffusionControl, SceneDiffusionConditions, SceneDiffusionSettings,
 )
 
 
