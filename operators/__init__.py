@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Operators: glue between the scene (scene/) and the engine (engine/)."""
-from . import (animation, background, capture, cli, deforum_import, dependencies, image, jobs, material, recipes,
-               settings, texture)
+from . import (animation, background, capture, cli, deforum_import, dependencies, image, jobs, live, material,
+               recipes, settings, texture)
 
 _modules = (jobs, capture, image, texture, material, background, animation, deforum_import, settings, recipes,
-            dependencies, cli)
+            dependencies, live, cli)
 
 
 def register() -> None:

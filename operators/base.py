@@ -19,7 +19,7 @@ class JobOperator:
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and not jobs.is_running()
+        return context.scene is not None and not jobs.busy()
 
     def prepare(self, context: bpy.types.Context) -> jobs.Steps:
         """The job, checked and with its first input ready; raises DiffusionError, changing nothing."""
@@ -32,6 +32,7 @@ class JobOperator:
         return self.run(context, blocking=False)
 
     def run(self, context: bpy.types.Context, blocking: bool) -> set[str]:
+        jobs.yield_live()  # before the captures of `prepare`
         try:
             outcome = jobs.start_steps(self.prepare(context), blocking=blocking)
         except DiffusionError as error:

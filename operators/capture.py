@@ -168,9 +168,10 @@ class SCENE_DIFFUSION_OT_capture_conditions(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and not jobs.is_running()
+        return context.scene is not None and not jobs.busy()
 
     def execute(self, context):
+        jobs.yield_live()  # no render beside the worker
         scene = context.scene
         kinds = ({kind.lower() for kind in self.kinds} if self.properties.is_property_set("kinds")
                  else enabled_kinds(scene))

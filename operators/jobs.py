@@ -57,6 +57,8 @@ class Steps:
         an item's captures read what earlier results wrote).
     kept: what a cancel or a failure after `written` items leaves, for the message
         (default: those items are kept).
+    live: a Live View generation (operators/live.py): any other job cancels it and starts
+        once it has stopped; it pushes no undo step and reports only a failure.
     """
     label: str
     work: ItemWork
@@ -67,6 +69,7 @@ class Steps:
     noun: str = "item"
     ahead: int = 1
     kept: Callable[[int], str] | None = None
+    live: bool = False
 
 
 @dataclass
@@ -149,6 +152,7 @@ _placement_asked: tuple[str | None, str | None] = (None, None)
 _running: _Running | None = None
 _last_outcome: Outcome | None = None
 _last_ended: tuple[str, int] = ("", 0)  # the label of the job that ended last, and how many results it wrote
+_last_live = False  # whether the job that ended last was a Live View generation
 
 
 def engine(cache_dir: str, device: str | None = None, dtype: str | None = None):
@@ -211,6 +215,8 @@ def start_steps(steps: Steps, *, blocking: bool) -> Outcome | None:
     timer drains it and the outcome is reported when it comes.
     """
     global _running
+    if not steps.live:
+        yield_live()
     if _running is not None and _running.abandoned:
         _running.job.wait()  # cancelled already; it ends at its next step
         drain()
@@ -251,7 +257,7 @@ def drain(block: bool = False) -> Outcome | None:
 
     block: wait for at least one event first (headless runs; the worker always ends with one).
     """
-    global _running, _last_outcome, _last_ended
+    global _running, _last_outcome, _last_ended, _last_live
     running = _running
     if running is None:
         return None
@@ -277,6 +283,7 @@ def drain(block: bool = False) -> Outcome | None:
         _running = None
         _last_outcome = outcome
         _last_ended = (running.steps.label, running.written if not running.abandoned else 0)
+        _last_live = running.steps.live
     windows.redraw(PROGRESS_AREAS)
     return outcome
 
@@ -368,12 +375,50 @@ def _conclude(running: _Running, event) -> Outcome:
 
 
 def _timer() -> float | None:
-    outcome = drain()
+    outcome = drain_and_report()
     if outcome is not None:
-        _push_undo(outcome)
-        _report(outcome)
         return None
     return DRAIN_INTERVAL if _running is not None else None
+
+
+def drain_and_report() -> Outcome | None:
+    """`drain`, and once the job ended, its undo step and its report (a Live View
+    generation's only when it failed); the outcome, or None while it runs."""
+    outcome = drain()
+    if outcome is not None and not (_last_live and outcome.level != 'ERROR'):
+        if not _last_live:
+            _push_undo(outcome)
+        _report(outcome)
+    return outcome
+
+
+def busy() -> bool:
+    """Whether a job runs that another may not interrupt (a Live View generation may be)."""
+    return _running is not None and not _running.steps.live
+
+
+def yield_live() -> None:
+    """Stop a running Live View generation and wait for it (before another job's captures:
+    no render may run beside the worker)."""
+    if _running is not None and _running.steps.live:
+        _stop(_running)
+        _running.job.wait()
+        drain_and_report()
+
+
+def running_is_live() -> bool:
+    """Whether a Live View generation runs now."""
+    return _running is not None and _running.steps.live
+
+
+def report(outcome: Outcome) -> None:
+    """Tell the person `outcome` from outside an operator (a timer)."""
+    _report(outcome)
+
+
+def last_was_live() -> bool:
+    """Whether the job that ended last was a Live View generation."""
+    return _last_live
 
 
 def _push_undo(outcome: Outcome) -> None:

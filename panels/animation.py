@@ -58,7 +58,7 @@ class SCENE_DIFFUSION_PT_animation(_Sidebar, bpy.types.Panel):
         row.prop(anim, "resume", toggle=True)
         row.prop(anim, "video", toggle=True)
         row = layout.row()
-        row.enabled = not jobs.is_running()
+        row.enabled = not jobs.busy()
         row.operator("scene_diffusion.render_animation", icon='RENDER_ANIMATION')
 
 

@@ -36,7 +36,7 @@ class SCENE_DIFFUSION_PT_world(_Sidebar, bpy.types.Panel):
         col.prop(world, "strength")
         col.prop(world, "rotation")
         row = layout.row()
-        row.enabled = not jobs.is_running()
+        row.enabled = not jobs.busy()
         row.operator("scene_diffusion.generate_world", icon='WORLD')
 
 
@@ -56,7 +56,7 @@ class SCENE_DIFFUSION_PT_backdrop(_Sidebar, bpy.types.Panel):
         col.prop(backdrop, "composite")
         col.prop(backdrop, "shadow_catcher")
         row = layout.row()
-        row.enabled = not jobs.is_running()
+        row.enabled = not jobs.busy()
         row.operator("scene_diffusion.generate_backdrop", icon='IMAGE_BACKGROUND')
 
 

@@ -49,7 +49,7 @@ class SCENE_DIFFUSION_PT_conditions(_Sidebar, bpy.types.Panel):
                 box.label(text=capture.name, icon='IMAGE_DATA')
 
         layout.prop(conditions, "capture_from")
-        if jobs.is_running():
+        if jobs.busy():
             return  # the main panel shows the progress and Cancel
         row = layout.row(align=True)
         row.operator("scene_diffusion.capture_conditions", icon='RESTRICT_RENDER_OFF')

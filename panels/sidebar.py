@@ -12,7 +12,7 @@ from ..engine.models import FAMILY_NAMES, peek_family
 from ..engine.references import DEFAULT_ADAPTERS, HUB_REPO
 from ..engine.prompts import CHUNK_TOKENS, estimated_chunks, estimated_tokens
 from ..engine.smoke_model import SMOKE_NOTE, is_smoke
-from ..operators import jobs
+from ..operators import jobs, live
 from ..operators.request import effective_prompt
 from ..scene.camera import output_size
 
@@ -93,8 +93,15 @@ class SCENE_DIFFUSION_PT_generate(_Sidebar, bpy.types.Panel):
         layout.prop(settings, "scheduler")
         self.draw_size(layout, context.scene)
 
-        if not draw_progress(layout):
-            layout.operator("scene_diffusion.generate_image", icon='RENDER_STILL')
+        live_on = live.is_on()
+        if jobs.running_is_live() or not draw_progress(layout):
+            row = layout.row(align=True)
+            row.operator("scene_diffusion.generate_image", icon='RENDER_STILL')
+            row.operator("scene_diffusion.live_view", text="Live", icon='VIEW_CAMERA', depress=live_on)
+        if live_on:
+            row = layout.row(align=True)
+            row.prop(settings, "live_resolution", text="Live")
+            row.prop(settings, "live_steps", text="Steps")
         outcome = jobs.last_outcome()
         if outcome is not None and outcome.level != 'INFO':
             layout.label(text=outcome.message, icon='ERROR' if outcome.level == 'ERROR' else 'INFO')

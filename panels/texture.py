@@ -39,7 +39,7 @@ class SCENE_DIFFUSION_PT_texture(_Sidebar, bpy.types.Panel):
         sub.active = texture.from_current
         sub.prop(texture, "current_strength")
 
-        busy = jobs.is_running()
+        busy = jobs.busy()
         col = layout.column(align=True)
         col.enabled = not busy
         col.operator("scene_diffusion.generate_texture", icon='TEXTURE')

@@ -233,6 +233,11 @@ class SceneDiffusionSettings(bpy.types.PropertyGroup):
     active_lora: IntProperty(name="Active LoRA", default=0, min=0)
     embeddings: CollectionProperty(type=SceneDiffusionEmbedding, name="Embeddings")
     active_embedding: IntProperty(name="Active Embedding", default=0, min=0)
+    live_resolution: IntProperty(
+        name="Live Resolution", default=512, min=64, max=1024, step=64, subtype='PIXEL',
+        description="Live View draws at this size on the render's longer side (the render's aspect)")
+    live_steps: IntProperty(name="Live Steps", default=4, min=1, max=8,
+                            description="Denoising steps of each Live View picture (few-step models need 1-8)")
     references: CollectionProperty(type=SceneDiffusionReference, name="Reference Images")
     active_reference: IntProperty(name="Active Reference", default=0, min=0)
     ip_adapter: StringProperty(

@@ -14,7 +14,15 @@ def registered_names():
     return {name for name in dir(bpy.types) if name.startswith(("SCENE_DIFFUSION", "SceneDiffusion"))}
 
 
-PROPERTIES = (("Scene", "scene_diffusion"), ("Object", "scene_diffusion_pose"), ("Object", "scene_diffusion_segment"))
+PROPERTIES = (("Scene", "scene_diffusion"), ("Object", "scene_diffusion_pose"), ("Object", "scene_diffusion_segment"),
+              ("Object", "scene_diffusion"), ("Collection", "scene_diffusion"))
+HANDLERS = ("load_pre", "depsgraph_update_post", "frame_change_post")
+
+
+def our_handlers(module: str) -> list[str]:
+    import bpy
+    return sorted(f"{kind}:{handler.__module__}.{handler.__name__}" for kind in HANDLERS
+                  for handler in getattr(bpy.app.handlers, kind) if handler.__module__.startswith(module))
 
 
 def test_enable_disable_enable_leaves_nothing_behind(extension):
@@ -31,7 +39,8 @@ def test_enable_disable_enable_leaves_nothing_behind(extension):
     assert "SCENE_DIFFUSION_OT_generate_image" in names
     assert all(hasattr(getattr(bpy.types, owner), name) for owner, name in PROPERTIES)
     assert site_packages in sys.path
-    handlers = len(bpy.app.handlers.load_pre)
+    handlers = our_handlers(module)
+    assert len(handlers) == 2  # the jobs' and Live View's load_pre (Live View's others only while it is on)
     # A job running in the background has its drain timer registered (timers never fire here).
     gate = threading.Event()
     jobs.start(lambda report, cancel: gate.wait(30), "Background Job", lambda result: "done", blocking=False)
@@ -41,7 +50,7 @@ def test_enable_disable_enable_leaves_nothing_behind(extension):
     try:
         assert registered_names() == set()
         assert [f"{owner}.{name}" for owner, name in PROPERTIES if hasattr(getattr(bpy.types, owner), name)] == []
-        assert len(bpy.app.handlers.load_pre) == handlers - 1
+        assert our_handlers(module) == []
         assert not bpy.app.timers.is_registered(jobs._timer)
         assert site_packages not in sys.path
         assert not jobs.is_running()  # disabling cancelled the job
@@ -49,7 +58,7 @@ def test_enable_disable_enable_leaves_nothing_behind(extension):
         gate.set()
         assert addon_utils.enable(module, default_set=True) is not None
     assert registered_names() == names
-    assert len(bpy.app.handlers.load_pre) == handlers
+    assert our_handlers(module) == handlers
     assert hasattr(bpy.context.scene, "scene_diffusion")
     assert site_packages in sys.path
 

@@ -5,7 +5,7 @@ an image is refused before anything is captured or written."""
 import numpy as np
 import pytest
 from test_generate_image import datablocks, generate
-from test_regions import requests_made  # noqa: F401 - a fixture
+from test_region_prompts import requests_made  # noqa: F401 - a fixture
 from ui_recorder import RecordingLayout
 
 
