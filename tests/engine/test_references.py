@@ -144,3 +144,49 @@ def test_bad_references_are_refused(smoke_engine):
         smoke_engine.generate(make_request(references=references(3.0)))
     with pytest.raises(DiffusionError, match="HxWx3 float image"):
         smoke_engine.generate(make_request(references=(ReferenceImage(np.zeros((8, 8, 4), np.float32)),)))
+
+
+ADAPTER_DOWNLOAD_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from engine.references import resolve_adapter
+
+events = []
+source = resolve_adapter("someone/adapters/models/ip-adapter_sd15.safetensors", "sd15", 32, sys.argv[2],
+                         allow_online=True, allow_pickle=False, smoke=False, on_progress=lambda p: events.append(p.message))
+print(json.dumps({"path": source.path, "encoder": source.encoder, "events": events}))
+"""
+
+
+def test_a_hub_adapter_downloads_with_its_image_encoder_and_then_works_offline(smoke_engine, model_cache, sandbox,
+                                                                             tmp_path):
+    """h94's layout on a local hub: the adapter file and models/image_encoder are fetched, not
+    the repository's other files; then, offline, the adapter comes from the cache."""
+    import json
+    import subprocess
+    import sys
+
+    from local_hub import LocalHub
+
+    source = ensure_smoke_ip_adapter(model_cache, "sd15")
+    repo = tmp_path / "repo"
+    shutil.copytree(os.path.join(source, "image_encoder"), repo / "models" / "image_encoder")
+    shutil.copy(os.path.join(source, SMOKE_ADAPTER_FILE), repo / "models" / "ip-adapter_sd15.safetensors")
+    (repo / "models" / "ip-adapter-plus_sd15.bin").write_bytes(b"not wanted")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with LocalHub({"someone/adapters": str(repo)}) as hub:
+        env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=os.path.join(sandbox, "huggingface"))
+        env.pop("HF_HUB_OFFLINE")
+        out = subprocess.run([sys.executable, "-c", ADAPTER_DOWNLOAD_CHILD, root, model_cache], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "models--someone--adapters" in got["path"] and got["encoder"].endswith("models/image_encoder")
+    assert got["events"] and got["events"][-1].startswith("Downloading someone/adapters: ")
+    assert not os.path.exists(os.path.join(os.path.dirname(got["path"]), "ip-adapter-plus_sd15.bin"))
+
+    spec = "someone/adapters/models/ip-adapter_sd15.safetensors"
+    offline = smoke_engine.generate(make_request(references=references(0.5), ip_adapter=spec))
+    assert got["path"] in smoke_engine.loads
+    default = smoke_engine.generate(make_request(references=references(0.5)))  # the same weights, from the smoke folder
+    np.testing.assert_array_equal(offline.images[0], default.images[0])
