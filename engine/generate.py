@@ -88,6 +88,8 @@ class Engine:
         previewer = None
         if on_progress is not None and request.preview_every > 0:  # before loading: it may refuse
             previewer = self.previews.previewer(request.preview_method, plan.base.family, request.allow_online)
+        if self.pipelines.adapter_changes(plan):
+            self.memory.release()  # the processors it saved are about to be replaced
         pipe = self.pipelines.pipeline(plan)
         # Set for every call: variants share the base's scheduler object, and a fresh one per
         # generation carries no state over.

@@ -345,11 +345,23 @@ class MemoryManager:
             # Keep the processors as they are (a LoRA or adapter may have set its own) to restore them exactly.
             for module in _modules(pipe):
                 if hasattr(module, "set_attention_slice") and hasattr(module, "attn_processors"):
-                    self._saved_processors.append((weakref.ref(module), dict(module.attn_processors)))
+                    saved = dict(module.attn_processors)
+                    self._saved_processors.append((weakref.ref(module), saved))
                     module.set_attention_slice("auto")
+                    # Slicing would replace IP-Adapter layers with plain ones: those stay as they are.
+                    adapters = {name: processor for name, processor in saved.items() if hasattr(processor, "to_k_ip")}
+                    if adapters:
+                        module.set_attn_processor({**module.attn_processors, **adapters})
         if choice.offload:
             pipe.enable_model_cpu_offload(device=self.device)
         self._pipe, self._applied = weakref.ref(pipe), choice
+
+    def release(self) -> None:
+        """Undo every setting applied (before something else replaces the attention processors
+        they saved, such as loading or unloading an IP-Adapter)."""
+        previous = self._pipe() if self._pipe is not None else None
+        if previous is not None:
+            self._undo(previous, move_back=True)
 
     def _undo(self, pipe, move_back: bool) -> None:
         if self._applied.offload:

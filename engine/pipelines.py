@@ -160,9 +160,17 @@ class PipelineCache:
                 variant.register_modules(**{name: getattr(pipe, name, None)})
         return variant
 
+    def adapter_changes(self, plan: Plan) -> bool:
+        """Whether running `plan` loads or unloads IP-Adapter layers (which replaces attention processors)."""
+        return self._adapter_wanted(plan) != self._adapter and self._base_source == plan.base
+
+    @staticmethod
+    def _adapter_wanted(plan: Plan) -> tuple[str, int] | None:
+        return (plan.adapter.path, plan.references) if plan.adapter is not None and plan.references else None
+
     def _apply_adapter(self, pipe, plan: Plan) -> None:
         """The plan's IP-Adapter in the base UNet, one copy per reference image (or none)."""
-        wanted = (plan.adapter.path, plan.references) if plan.adapter is not None and plan.references else None
+        wanted = self._adapter_wanted(plan)
         if wanted == self._adapter:
             return
         if self._adapter is not None:

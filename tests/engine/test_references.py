@@ -153,7 +153,8 @@ from engine.references import resolve_adapter
 
 events = []
 source = resolve_adapter("someone/adapters/models/ip-adapter_sd15.safetensors", "sd15", 32, sys.argv[2],
-                         allow_online=True, allow_pickle=False, smoke=False, on_progress=lambda p: events.append(p.message))
+                         allow_online=True, allow_pickle=False, smoke=False,
+                         on_progress=lambda p: events.append(p.message))
 print(json.dumps({"path": source.path, "encoder": source.encoder, "events": events}))
 """
 
@@ -190,3 +191,18 @@ def test_a_hub_adapter_downloads_with_its_image_encoder_and_then_works_offline(s
     assert got["path"] in smoke_engine.loads
     default = smoke_engine.generate(make_request(references=references(0.5)))  # the same weights, from the smoke folder
     np.testing.assert_array_equal(offline.images[0], default.images[0])
+
+
+def test_attention_slicing_keeps_the_adapter_layers_and_unloading_works(smoke_engine, model_cache):
+    """Slicing replaces attention processors; the adapter's stay (else the references would be
+    dropped silently), and going without references afterwards unloads cleanly."""
+    from engine.memory import MemoryOptions
+
+    sliced = MemoryOptions(attention_slicing="on")
+    expected = call(with_adapter(plain_pipe(model_cache, "sd15"), model_cache, "sd15", (0.8,)), 1)
+    got = smoke_engine.generate(make_request(references=references(0.8), memory=sliced)).images[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    plain = smoke_engine.generate(make_request(memory=sliced)).images[0]
+    again = smoke_engine.generate(make_request()).images[0]
+    np.testing.assert_allclose(plain, again, atol=1e-5)
+    assert np.abs(got - plain).max() > 0.005
