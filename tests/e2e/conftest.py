@@ -12,6 +12,28 @@ def no_outcome_from_an_earlier_test(extension):
 
 
 @pytest.fixture
+def requests_made(extension):
+    """Every GenerationRequest the jobs hand to the (real) engine, in order."""
+    import sys
+    jobs = sys.modules[f"{extension.__name__}.operators.jobs"]
+    original = jobs.engine
+    made = []
+
+    def engine(*args):
+        real = original(*args)
+
+        class Recording:
+            def generate(self, request, report=None, cancel=None):
+                made.append(request)
+                return real.generate(request, report, cancel)
+        return Recording()
+
+    jobs.engine = engine
+    yield made
+    jobs.engine = original
+
+
+@pytest.fixture
 def demo_scene(empty_scene):
     """A floor, a cube and a camera looking at them; 96x64 px; the smoke model, 2 steps."""
     import bpy

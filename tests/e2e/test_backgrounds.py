@@ -183,29 +183,13 @@ def test_world_wiring_keeps_the_previous_world_and_can_replace_only_its_image(st
     assert nodes[names.ENVIRONMENT_NODE].image != first and first.name in bpy.data.images
 
 
-def test_a_large_world_is_refined_in_windows_with_progress_per_pass(stage, ext):
+def test_a_large_world_is_refined_in_windows_with_progress_per_pass(stage, ext, requests_made):
     panorama = ext("engine.panorama")
     box((0.0, 6.0, 1.0))
     stage.scene_diffusion.world.width = 2048
     stage.scene_diffusion.steps = 3  # the windows redraw at 0.35: one step of three
-    jobs = jobs_module()
-    seen = []
-    original = jobs.engine
-
-    def engine(*args):
-        real = original(*args)
-
-        class Counting:
-            def generate(self, request, report=None, cancel=None):
-                seen.append((request.width, request.height, request.tiling))
-                return real.generate(request, report, cancel)
-        return Counting()
-
-    jobs.engine = engine
-    try:
-        assert run("generate_world") == {'FINISHED'}, message()
-    finally:
-        jobs.engine = original
+    assert run("generate_world") == {'FINISHED'}, message()
+    seen = [(request.width, request.height, request.tiling) for request in requests_made]
     windows = panorama.windows(2048, 1024, 512, 512, 128)
     assert seen[0] == (1024, 512, "x")
     assert seen[1:-2] == [(512, 512, "")] * len(windows)
@@ -376,7 +360,7 @@ def test_cancel_writes_no_world_and_says_so(stage, ext):
     assert stage.world == world_before
 
 
-def test_starting_from_the_current_world_redraws_it_at_a_strength(stage):
+def test_starting_from_the_current_world_redraws_it_at_a_strength(stage, requests_made):
     import sys
     images = next(m for n, m in sys.modules.items() if n.endswith(".scene_diffusion.scene.images"))
     stage.scene_diffusion.steps = 4
@@ -384,24 +368,9 @@ def test_starting_from_the_current_world_redraws_it_at_a_strength(stage):
     first = images_of("world")[0]
     world = stage.scene_diffusion.world
     world.start, world.start_strength = 'CURRENT', 0.5
-    jobs = jobs_module()
-    seen = []
-    original = jobs.engine
-
-    def engine(*args):
-        real = original(*args)
-
-        class Watching:
-            def generate(self, request, report=None, cancel=None):
-                seen.append(request)
-                return real.generate(request, report, cancel)
-        return Watching()
-
-    jobs.engine = engine
-    try:
-        assert run("generate_world") == {'FINISHED'}, message()
-    finally:
-        jobs.engine = original
+    requests_made.clear()
+    assert run("generate_world") == {'FINISHED'}, message()
+    seen = requests_made
     second = [image for image in images_of("world") if image != first]
     assert len(second) == 1
     recipe = recipe_of(second[0])

@@ -5,7 +5,6 @@ an image is refused before anything is captured or written."""
 import numpy as np
 import pytest
 from test_generate_image import datablocks, generate
-from test_region_prompts import requests_made  # noqa: F401 - a fixture
 from ui_recorder import RecordingLayout
 
 
@@ -20,7 +19,7 @@ def reference_image(name="Style"):
     return image
 
 
-def test_reference_rows_reach_the_engine_and_the_recipe(demo_scene, ext_module, requests_made):  # noqa: F811
+def test_reference_rows_reach_the_engine_and_the_recipe(demo_scene, ext_module, requests_made):
     import bpy
     style = reference_image()
     assert bpy.ops.scene_diffusion.reference_add(image=style.name) == {'FINISHED'}

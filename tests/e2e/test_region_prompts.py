@@ -5,30 +5,8 @@ The reference for a region's mask is analytic: the cube's eight corners projecte
 camera (bpy_extras' world_to_camera_view) span a convex polygon, filled by point-in-polygon
 tests at the pixel centres; the floor is flat behind it, so nothing hides the cube."""
 import numpy as np
-import pytest
 from test_generate_image import generate, jobs_module
 from ui_recorder import RecordingLayout
-
-
-@pytest.fixture
-def requests_made():
-    """Every GenerationRequest the jobs hand to the engine, in order."""
-    jobs = jobs_module()
-    original = jobs.engine
-    made = []
-
-    def engine(*args):
-        real = original(*args)
-
-        class Recording:
-            def generate(self, request, report=None, cancel=None):
-                made.append(request)
-                return real.generate(request, report, cancel)
-        return Recording()
-
-    jobs.engine = engine
-    yield made
-    jobs.engine = original
 
 
 def projected_cube(scene) -> np.ndarray:

@@ -5,10 +5,10 @@ path; a prompt without the token is unchanged; files that do not fit are refused
 import numpy as np
 import pytest
 import torch
+from plain_diffusers import plain_pipe
 from safetensors.torch import save_file
 
 from engine import DiffusionError, EmbeddingSpec, GenerationRequest
-from engine.smoke_model import ensure_smoke_pipeline
 from engine.text_encoding import prompt_embeddings
 
 PROMPT, NEGATIVE = "a <kettle-style> on a stove", "<blur> blurry"
@@ -19,18 +19,6 @@ def make_request(**changes) -> GenerationRequest:
                   model="smoke")
     fields.update(changes)
     return GenerationRequest(**fields)
-
-
-def plain_pipe(model_cache, family="sd15"):
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    folder = ensure_smoke_pipeline(model_cache, family)
-    if family == "sdxl":
-        pipe = StableDiffusionXLPipeline.from_pretrained(folder)
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, feature_extractor=None,
-                                                       requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def width(pipe, second=False) -> int:

@@ -9,10 +9,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from plain_diffusers import plain_pipe
 from PIL import Image
 
 from engine import ControlUnit, DiffusionError, GenerationRequest, ReferenceImage, RegionPrompt
-from engine.smoke_model import SMOKE_ADAPTER_FILE, ensure_smoke_ip_adapter, ensure_smoke_pipeline
+from engine.smoke_model import SMOKE_ADAPTER_FILE, ensure_smoke_ip_adapter
 
 PROMPT, NEGATIVE = "a kettle on a stove", "blurry"
 
@@ -34,21 +35,6 @@ def make_request(**changes) -> GenerationRequest:
 def references(*weights):
     return tuple(ReferenceImage(picture(index).astype(np.float32) / 255.0, weight)
                  for index, weight in enumerate(weights))
-
-
-def plain_pipe(model_cache, family, controlnet=None):
-    from diffusers import StableDiffusionControlNetPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-    folder = ensure_smoke_pipeline(model_cache, family)
-    if family == "sdxl":
-        pipe = StableDiffusionXLPipeline.from_pretrained(folder)
-    elif controlnet is not None:
-        pipe = StableDiffusionControlNetPipeline.from_pretrained(
-            folder, controlnet=controlnet, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, feature_extractor=None,
-                                                       requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def with_adapter(pipe, model_cache, family, weights):

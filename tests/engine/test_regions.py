@@ -9,10 +9,11 @@ an empty mask, changes nothing; without regions the call is diffusers' own, bit 
 import numpy as np
 import pytest
 import torch
+from plain_diffusers import plain_pipe
 
 from engine import DiffusionError, GenerationRequest
 from engine.regions import RegionPrompt, level_size
-from engine.smoke_model import ensure_smoke_controlnet, ensure_smoke_pipeline
+from engine.smoke_model import ensure_smoke_controlnet
 from engine.requests import ControlUnit
 
 PROMPT, NEGATIVE, OTHER = "a red house in a field", "blurry", "a blue boat on the sea"
@@ -29,18 +30,6 @@ def left_half(height=64, width=64) -> np.ndarray:
     mask = np.zeros((height, width), np.float32)
     mask[:, : width // 2] = 1.0
     return mask
-
-
-def plain_pipe(model_cache, family="sd15"):
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    folder = ensure_smoke_pipeline(model_cache, family)
-    if family == "sdxl":
-        pipe = StableDiffusionXLPipeline.from_pretrained(folder)
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, feature_extractor=None,
-                                                       requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.mark.parametrize("model", ["smoke", "smoke-sdxl"])
