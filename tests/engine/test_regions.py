@@ -153,3 +153,19 @@ def test_bad_regions_are_refused_before_loading(smoke_engine, region, words):
     with pytest.raises(DiffusionError, match=words):
         smoke_engine.generate(make_request(model="smoke-sdxl", regions=(region,)))
     assert smoke_engine.loads == loads
+
+
+def test_with_a_lora_a_region_of_the_main_words_changes_nothing(smoke_engine, model_cache, tmp_path):
+    """The LoRA's layers sit inside the attention's projections: masked attention goes through them."""
+    from checkpoint_files import make_lora
+
+    from engine import LoraSpec
+    from engine.smoke_model import ensure_smoke_pipeline
+    lora = LoraSpec(make_lora(ensure_smoke_pipeline(model_cache, "sd15"), str(tmp_path / "style.safetensors"), seed=5),
+                    0.9)
+    plain = smoke_engine.generate(make_request(loras=(lora,))).images[0]
+    same = smoke_engine.generate(make_request(loras=(lora,), regions=(RegionPrompt(PROMPT, left_half()),))).images[0]
+    other = smoke_engine.generate(make_request(loras=(lora,), regions=(RegionPrompt(OTHER, left_half()),))).images[0]
+    np.testing.assert_allclose(same, plain, atol=1e-4)
+    assert np.abs(other - plain).max() > 0.005
+    assert np.abs(plain - smoke_engine.generate(make_request()).images[0]).max() > 0.005  # the LoRA does act
