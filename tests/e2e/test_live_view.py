@@ -36,34 +36,44 @@ def live_scene(demo_scene, model_cache, tmp_path):
     return demo_scene
 
 
+class Hold:
+    """Where the first generation waits at its first step: until `release` is set (a cancel
+    alone does not free it, so a test sees the job still running), or with `until_cancel`
+    until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.calls = []
+        self.reached, self.release = threading.Event(), threading.Event()
+        self.until_cancel = False
+
+
 @pytest.fixture
 def held_engine():
-    """Records every request; holds the first generation at its first step until `release` is
-    set (a cancel alone does not free it, so a test sees the job still running)."""
+    """Records every request; holds the first generation (see Hold)."""
     jobs = jobs_module()
     original = jobs.engine
-    calls, reached, release = [], threading.Event(), threading.Event()
+    hold = Hold()
 
     def engine(*args):
         real = original(*args)
 
         class Holding:
             def generate(self, request, report=None, cancel=None):
-                calls.append(request)
-                number = len(calls)
+                hold.calls.append(request)
+                number = len(hold.calls)
 
                 def on_progress(progress):
                     if report is not None:
                         report(progress)
                     if number == 1:
-                        reached.set()
-                        assert release.wait(DEADLINE)
+                        hold.reached.set()
+                        assert (cancel.wait(DEADLINE) if hold.until_cancel else hold.release.wait(DEADLINE))
                 return real.generate(request, on_progress, cancel)
         return Holding()
 
     jobs.engine = engine
-    yield calls, reached, release
-    release.set()
+    yield hold
+    hold.release.set()
     jobs.engine = original
 
 
@@ -91,7 +101,7 @@ def test_without_a_few_step_model_it_asks_for_one_and_changes_nothing(demo_scene
 def test_the_newest_change_is_drawn_and_no_second_job_runs_beside_the_first(
         live_scene, live, ext_module, held_engine):
     import bpy
-    calls, reached, release = held_engine
+    calls, reached, release = held_engine.calls, held_engine.reached, held_engine.release
     jobs = jobs_module()
     assert bpy.ops.scene_diffusion.live_view() == {'FINISHED'}
     camera = live_scene.camera.data
@@ -136,8 +146,7 @@ def test_the_newest_change_is_drawn_and_no_second_job_runs_beside_the_first(
 
 def test_off_puts_the_camera_back_and_opening_a_file_turns_it_off(live_scene, live, held_engine):
     import bpy
-    calls, _, release = held_engine
-    release.set()
+    held_engine.release.set()
     camera = live_scene.camera.data
     assert bpy.ops.scene_diffusion.live_view() == {'FINISHED'}
     live.tick(now=float("inf"))
@@ -153,11 +162,11 @@ def test_off_puts_the_camera_back_and_opening_a_file_turns_it_off(live_scene, li
 
 def test_another_job_stops_the_live_generation_first(live_scene, live, held_engine):
     import bpy
-    calls, reached, release = held_engine
+    held_engine.until_cancel = True  # held until Generate Image cancels it
     assert bpy.ops.scene_diffusion.live_view() == {'FINISHED'}
     live.tick(now=float("inf"))
-    assert reached.wait(DEADLINE)
-    threading.Timer(0.0, release.set).start()  # the held step goes on; the cancel then stops it
+    assert held_engine.reached.wait(DEADLINE)
     assert bpy.ops.scene_diffusion.generate_image() == {'FINISHED'}
+    calls = held_engine.calls
     assert len(calls) == 2 and calls[1].width == 96  # Generate Image's own, at the render size
     assert live.state().shown == 0
