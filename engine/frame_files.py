@@ -85,26 +85,34 @@ def write_frame(folder: str, frame: int, rgb8: np.ndarray, recipe: dict) -> str:
 
 
 def png_bytes(rgb8: np.ndarray, texts: dict[str, str]) -> bytes:
-    """An 8-bit RGB PNG with UTF-8 text chunks (iTXt). OpenCV's coder with Huffman-only
-    compression: measured at 512² on a grainy frame, 33 ms against PIL's 65 ms at level 1,
-    and smaller files; the text chunks go in right after the header."""
-    import cv2  # lazy: only animations write PNGs this way
+    """An 8-bit RGB PNG with UTF-8 text chunks (iTXt), written here: every row with the "Up"
+    filter (its difference from the row above, one numpy subtraction) and zlib's Huffman-only
+    strategy. Measured at 512² on a grainy frame: 13 ms, against 33 ms for OpenCV's coder with
+    Huffman-only compression (libpng tries every filter on every row) and 65 ms for PIL's at
+    level 1; the file is ~4 % larger than OpenCV's."""
     import struct
     import zlib
 
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb8[..., ::-1], dtype=np.uint8),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
-                                cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
-    if not ok:
-        raise DiffusionError("OpenCV could not encode a frame as PNG", "check the frame's size")
-    data = encoded.tobytes()
-    header_end = 8 + 4 + 4 + 13 + 4  # the signature, then IHDR: length, type, 13 bytes, CRC
-    chunks = []
-    for key, text in texts.items():
-        body = key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")  # no compression, no language
-        chunks.append(struct.pack(">I", len(body)) + b"iTXt" + body
-                      + struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF))
-    return data[:header_end] + b"".join(chunks) + data[header_end:]
+    rgb8 = np.ascontiguousarray(rgb8, dtype=np.uint8)
+    if rgb8.ndim != 3 or rgb8.shape[2] != 3:
+        raise DiffusionError(f"A frame must be HxWx3 bytes, not {rgb8.shape}", "report this as a bug")
+    height, width = rgb8.shape[:2]
+    rows = rgb8.reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = 2  # the Up filter
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # wraps modulo 256, as PNG's filter does
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    pixels = packer.compress(filtered.tobytes()) + packer.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no interlace
+    notes = [chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8"))  # no compression/language
+             for key, text in texts.items()]
+    return b"".join([b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), *notes, chunk(b"IDAT", pixels),
+                     chunk(b"IEND", b"")])
 
 
 def read_frame(path: str) -> np.ndarray:
