@@ -37,10 +37,12 @@ FAMILIES = ("sd15", "sdxl")  # UNets whose cross-attention layers this masks
 @dataclass(frozen=True, eq=False)
 class RegionPrompt:
     """One region: `prompt` where `mask` is (HxW float32 0..1, any size of the output's aspect:
-    it is brought to each attention resolution); `name`: what it is (an object), for messages."""
+    it is brought to each attention resolution); `name`: what it is, for messages, and
+    `objects`: the names of the objects it stands for."""
     prompt: str
     mask: np.ndarray
     name: str = ""
+    objects: tuple[str, ...] = ()
 
 
 def check_regions(regions: tuple[RegionPrompt, ...], family: str | None = None) -> None:

@@ -41,6 +41,7 @@ from ..scene import camera as scene_camera
 from ..scene import images, sequence
 from ..scene.motion import frame_geometry, geometry_of
 from ..scene.render import resolve_camera
+from ..scene.regions import never_seen
 from ..scene.settings import settings_json
 from . import capture, jobs
 from .base import JobOperator
@@ -342,12 +343,15 @@ def animation_steps(job: AnimationJob, cache_dir: str, placement) -> jobs.Steps:
     items = list(range(start_item, len(job.groups)))
     written: list[int] = []
     diffused: list[int] = []
+    regions_seen: list[RegionPrompt] = []
 
     def prepare(index: int) -> GroupInput:
         scene = bpy.data.scenes.get(job.scene_name)
         if scene is None:
             raise DiffusionError(f"The scene '{job.scene_name}' is gone", "render the animation again")
-        return capture_group(scene, job, items[index])
+        given = capture_group(scene, job, items[index])
+        regions_seen.extend(given.regions)
+        return given
 
     def work(given: GroupInput, report, cancel):
         return painter.group(given, report, cancel)
@@ -367,7 +371,9 @@ def animation_steps(job: AnimationJob, cache_dir: str, placement) -> jobs.Steps:
         images.show_preview(frames[-1][1].astype(np.float32) / 255.0)
 
     def finish(_count: int) -> str:
-        return finish_animation(job, written, diffused)
+        message = finish_animation(job, written, diffused)
+        unseen = never_seen(dict(job.prompts), regions_seen) if written else []
+        return message + ("; region prompts in no frame rendered (skipped): " + ", ".join(unseen) if unseen else "")
 
     return jobs.Steps("Render Animation", work=work, write=write, finish=finish, count=len(items),
                       prepare=prepare, noun="frame", ahead=0,

@@ -338,6 +338,10 @@ def prepare_backdrop(context: bpy.types.Context) -> BackdropJob:
                 captured = capture.capture(scene, kinds, size, frame, prompts=capture.region_prompts(scene))
                 controls, conditions = captured.units, captured.conditions
                 request = dataclasses.replace(request, regions=captured.regions.regions)
+                left_out = {obj.name for obj in foreground}
+                unseen = [name for name in captured.regions.unseen if name not in left_out]
+                if unseen:
+                    notes.append("region prompts not in view behind the foreground (skipped): " + ", ".join(unseen))
             except NothingInView:
                 notes.append("nothing is left behind the foreground: the backdrop is text to image")
     if camera_moves(scene, camera):

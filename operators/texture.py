@@ -25,7 +25,7 @@ from ..engine.texture import MAX_TEXTURE, MIN_TEXTURE, Surface, WeightSettings, 
 from ..scene import camera as scene_camera
 from ..scene import images, materials, uv
 from ..scene.conditions import capture_session_for, capture_view
-from ..scene.regions import regions_in_view
+from ..scene.regions import never_seen, regions_in_view
 from ..scene.surfaces import surface_of
 from ..scene.settings import settings_json
 from ..scene.viewpoints import Viewpoint, cameras, viewpoints
@@ -186,8 +186,10 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
         # Every view is captured before the job: every refusal comes before anything is
         # written, and no render runs beside the worker (see FACTS: with a context override,
         # a render beside a thread running numpy or torch crashes Blender 5.0.1).
+        prompts = capture.region_prompts(scene)
         views = [view for _, view in capture_views(context, points, capture.enabled_kinds(scene), size.width,
-                                                    size.height, frame, objects, capture.region_prompts(scene))]
+                                                    size.height, frame, objects, prompts)]
+        unseen = never_seen(prompts, [region for view in views for region in view.regions])
         refuse_unseen(objects, views)
         panel = settings_json(scene)
         seed = settings.draw_seed()
@@ -199,12 +201,12 @@ class SCENE_DIFFUSION_OT_generate_texture(JobOperator, bpy.types.Operator):
                                                      discard_angle=texture.discard_angle))
         painter = Painter(surfaces, paint, start)
         return texture_steps(painter, views, base, targets, texture.target_material, scene.name,
-                             preferences.model_cache_dir(context), preferences.engine_placement(prefs), panel)
+                             preferences.model_cache_dir(context), preferences.engine_placement(prefs), panel, unseen)
 
 
 def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRequest, targets: list[Target],
                   target_material: bpy.types.Material | None, scene_name: str, cache_dir: str,
-                  placement: tuple[str | None, str | None], panel: str = "") -> jobs.Steps:
+                  placement: tuple[str | None, str | None], panel: str = "", unseen: list[str] = ()) -> jobs.Steps:
     """The job of a texture: each view generated and blended on the worker (its geometry, and
     the next one's, made beside it on the painter's background thread); the textures are
     written by `finish` once the last one is blended."""
@@ -259,6 +261,8 @@ def texture_steps(painter: Painter, views: list[TextureView], base: GenerationRe
                    f"view{'s' if len(views) != 1 else ''}, seed {base.seed})")
         for note in notes(targets, painted, painter.settings.size):
             message += f"; {note}"
+        if unseen:
+            message += "; region prompts in no view (skipped): " + ", ".join(unseen)
         return message
 
     return jobs.Steps("Generate Texture", work=work, write=write, finish=finish, count=count,

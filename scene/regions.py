@@ -17,7 +17,7 @@ import bpy
 from ..engine.regions import RegionPrompt
 from .segmentation import ObjectMap
 
-__all__ = ["Regions", "regions_in_view", "restore_prompts", "scene_prompts", "snapshot_prompts"]
+__all__ = ["Regions", "never_seen", "regions_in_view", "restore_prompts", "scene_prompts", "snapshot_prompts"]
 
 
 def scene_prompts(scene: bpy.types.Scene) -> dict[str, str]:
@@ -78,9 +78,14 @@ def regions_in_view(prompts: dict[str, str], seen: ObjectMap) -> Regions:
     for prompt, names in by_prompt.items():
         mask = seen.coverage(set(names))
         if mask.any():  # listed by the cryptomatte yet covering no pixel centre: not in view either
-            regions.append(RegionPrompt(prompt, mask, ", ".join(names)))
+            regions.append(RegionPrompt(prompt, mask, ", ".join(names), tuple(names)))
             shown.update(names)
     return Regions(tuple(regions), tuple(sorted(set(prompts) - shown)))
+
+
+def never_seen(prompts: dict[str, str], regions) -> list[str]:
+    """The objects of `prompts` that none of `regions` (RegionPrompts of several views) covers."""
+    return sorted(set(prompts) - {name for region in regions for name in region.objects})
 
 
 def snapshot_prompts(scene: bpy.types.Scene) -> dict[str, dict[str, str]]:

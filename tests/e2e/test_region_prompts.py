@@ -143,11 +143,18 @@ def test_the_regions_panel_lists_every_prompt_and_the_property_panels_edit_them(
     assert ("prop", "region_prompt") in draw("SCENE_DIFFUSION_PT_object_region")
 
 
+def behind_the_camera_with_a_prompt():
+    import bpy
+    bpy.ops.mesh.primitive_uv_sphere_add(location=(0, -20, 3))
+    bpy.context.object.scene_diffusion.region_prompt = "a moon"
+
+
 def test_a_texture_view_carries_the_regions_it_sees(demo_scene, ext_module, requests_made):
     import bpy
     cube = bpy.data.objects["Cube"]
     cube.scene_diffusion.region_prompt = "rusty metal"
     expected = projected_cube(demo_scene)
+    behind_the_camera_with_a_prompt()
 
     # A texture from the scene camera: its one view sees the cube where the camera does.
     bpy.ops.object.select_all(action='DESELECT')
@@ -162,6 +169,7 @@ def test_a_texture_view_carries_the_regions_it_sees(demo_scene, ext_module, requ
     assert (mask & expected).sum() / (mask | expected).sum() > 0.95
     textured = ext_module("scene.materials").texture_of(cube)
     assert textured["scene_diffusion"].to_dict()["regions"] == [{"prompt": "rusty metal", "objects": "Cube"}]
+    assert "region prompts in no view (skipped): Sphere" in jobs_module().last_outcome().message
 
 
 
@@ -189,6 +197,7 @@ def test_animation_frames_carry_the_regions_each_frame_sees(demo_scene, ext_modu
 
     import bpy
     bpy.data.objects["Cube"].scene_diffusion.region_prompt = "rusty metal"
+    behind_the_camera_with_a_prompt()
     demo_scene.frame_start, demo_scene.frame_end = 1, 2
     anim = demo_scene.scene_diffusion.animation
     anim.output_dir, anim.video = str(tmp_path / "frames"), False
@@ -198,3 +207,4 @@ def test_animation_frames_carry_the_regions_each_frame_sees(demo_scene, ext_modu
     folder = os.path.join(anim.output_dir, demo_scene.name)
     recipe = ext_module("engine.frame_files").read_recipe(os.path.join(folder, "0002.png"))
     assert recipe["regions"] == [{"prompt": "rusty metal", "objects": "Cube"}]
+    assert "region prompts in no frame rendered (skipped): Sphere" in jobs_module().last_outcome().message
