@@ -192,7 +192,7 @@ def tick(now: float | None = None) -> None:
     if live.dirty_since is None or now - live.dirty_since < DEBOUNCE or jobs.is_running():
         return
     scene = bpy.data.scenes.get(live.scene_name)
-    if scene is None:
+    if scene is None or bpy.context.scene != scene:  # gone, or the window shows another scene now
         stop()
         return
     _generate(live, scene)
