@@ -48,12 +48,16 @@ class SCENE_DIFFUSION_PT_regions(_Sidebar, bpy.types.Panel):
                          icon='OUTLINER_COLLECTION')
 
 
-class SCENE_DIFFUSION_PT_object_region(bpy.types.Panel):
+class _PropertiesTab:
+    """A "Scene Diffusion" panel in a tab of the Properties editor (`bl_context`)."""
     bl_label = "Scene Diffusion"
     bl_space_type = 'PROPERTIES'
     bl_region_type = 'WINDOW'
-    bl_context = "object"
     bl_options = {'DEFAULT_CLOSED'}
+
+
+class SCENE_DIFFUSION_PT_object_region(_PropertiesTab, bpy.types.Panel):
+    bl_context = "object"
 
     def draw(self, context):
         obj = context.object
@@ -64,12 +68,8 @@ class SCENE_DIFFUSION_PT_object_region(bpy.types.Panel):
             layout.prop(obj, "scene_diffusion_segment")
 
 
-class SCENE_DIFFUSION_PT_collection_region(bpy.types.Panel):
-    bl_label = "Scene Diffusion"
-    bl_space_type = 'PROPERTIES'
-    bl_region_type = 'WINDOW'
+class SCENE_DIFFUSION_PT_collection_region(_PropertiesTab, bpy.types.Panel):
     bl_context = "collection"
-    bl_options = {'DEFAULT_CLOSED'}
 
     @classmethod
     def poll(cls, context):
