@@ -38,8 +38,9 @@ def ensure_uv_map(obj: bpy.types.Object) -> tuple[str, bool]:
                              "unwrap it in its own file, or make the mesh local")
     layer = obj.data.uv_layers.new(name=UV_MAP_NAME)
     obj.data.uv_layers.active = layer
+    name = layer.name  # read now: leaving Edit Mode reallocates the layers, and `layer` then points at freed memory
     _smart_project(obj)
-    return layer.name, True
+    return name, True
 
 
 def _smart_project(obj: bpy.types.Object) -> None:

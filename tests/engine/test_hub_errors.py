@@ -41,7 +41,15 @@ class DroppingServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        # close() alone leaves the thread blocked in accept() for the rest of the session (and in
+        # every crash dump); shutting the socket down first wakes it.
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.socket.close()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
 
 
 # Runs in a child process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when imported.
