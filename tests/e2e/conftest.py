@@ -1,21 +1,26 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 import math
+from importlib import import_module
+
 import pytest
+
+
+def jobs_of(extension):
+    """The extension's real operators.jobs module (imported, never replaced)."""
+    return import_module(f"{extension.__name__}.operators.jobs")
 
 
 @pytest.fixture(autouse=True)
 def no_outcome_from_an_earlier_test(extension):
     """A test reads the outcome of its own job, never a stale one left by the test before."""
-    import sys
-    jobs = sys.modules[f"{extension.__name__}.operators.jobs"]
-    jobs._last_outcome = None
+    jobs_of(extension)._last_outcome = None
 
 
 @pytest.fixture
 def requests_made(extension):
-    """Every GenerationRequest the jobs hand to the (real) engine, in order."""
-    import sys
-    jobs = sys.modules[f"{extension.__name__}.operators.jobs"]
+    """Every GenerationRequest the jobs hand to the engine, in order: the real engine still makes
+    every image (the wrapper only notes the request and calls it)."""
+    jobs = jobs_of(extension)
     original = jobs.engine
     made = []
 
