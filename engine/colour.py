@@ -37,6 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import threads
 from .errors import DiffusionError
 
 __all__ = ["ColourMode", "ColourReference", "colour_reference", "match_colours", "adjust_contrast",
@@ -376,12 +377,20 @@ def _seed_opencv(seed: int) -> None:
 
 def _noise_bytes(image: np.ndarray, amount: float, seed: int, noise_type: str, perlin_w: float, perlin_h: float,
                  perlin_octaves: int, perlin_persistence: float) -> np.ndarray:
-    import cv2
-
     height, width = image.shape[:2]
     _check_noise(amount, noise_type, perlin_w, perlin_h, perlin_octaves, height, width)
     if amount == 0:  # Deforum's blend with weight 0 gives the frame back unchanged
         return image
+    picture = _noise_picture(height, width, seed, noise_type, perlin_w, perlin_h, perlin_octaves, perlin_persistence)
+    return _blend_noise(image, picture, amount)
+
+
+def _noise_picture(height: int, width: int, seed: int, noise_type: str, perlin_w: float, perlin_h: float,
+                   perlin_octaves: int, perlin_persistence: float) -> np.ndarray:
+    """HxWx3 uint8: the noise picture of a frame (`noise_image`), from its seed alone.
+    Seeds and draws on the calling thread (OpenCV's generator is one per thread)."""
+    import cv2
+
     grid = _noise_grid(height, width)
     _seed_opencv(seed)
     white = np.empty((3, *grid), dtype=np.float32)
@@ -394,7 +403,13 @@ def _noise_bytes(image: np.ndarray, amount: float, seed: int, noise_type: str, p
             cv2.randu(draw, 0.0, 1.0)
             draws.append(draw)
         envelope = perlin_envelope(*grid, perlin_w, perlin_h, perlin_octaves, perlin_persistence, draws)
-    return cv2.addWeighted(image, 1 - amount, noise_image(white, envelope, height, width), amount, 0)
+    return noise_image(white, envelope, height, width)
+
+
+def _blend_noise(image: np.ndarray, picture: np.ndarray, amount: float) -> np.ndarray:
+    import cv2
+
+    return cv2.addWeighted(image, 1 - amount, picture, amount, 0)
 
 
 def add_noise(image: np.ndarray, amount: float, seed: int, noise_type: str = "perlin", perlin_w: float = 8,
@@ -446,12 +461,20 @@ def adjust(image: np.ndarray, reference: np.ndarray | ColourReference | None,
     match colours to the reference (none when it is None, as on Deforum's first warped frame),
     contrast, anti-blur, noise. Rounds to 8 bits once; HxWx3 float32 on the 8-bit grid."""
     a = adjustments
+    height, width = np.shape(image)[:2]
+    noise = None
+    if a.noise > 0:
+        _check_noise(a.noise, a.noise_type, a.perlin_w, a.perlin_h, a.perlin_octaves, height, width)
+        # The noise depends on the seed alone: made on another thread while this one
+        # matches colours and sharpens.
+        noise = threads.pool().submit(_noise_picture, height, width, a.seed, a.noise_type, a.perlin_w, a.perlin_h,
+                                      a.perlin_octaves, a.perlin_persistence)
     frame = _to_bytes(image)
     if a.colour_mode is not ColourMode.NONE and reference is not None:
         frame = _match_bytes(frame, _as_reference(reference), a.colour_mode)
     if a.contrast != 1:  # Deforum's product and rounding give the bytes back at 1
         frame = _contrast_bytes(frame, a.contrast)
     frame = _unsharp_bytes(frame, a.kernel, a.sigma, a.amount, a.threshold)
-    frame = _noise_bytes(frame, a.noise, a.seed, a.noise_type, a.perlin_w, a.perlin_h, a.perlin_octaves,
-                         a.perlin_persistence)
+    if noise is not None:
+        frame = _blend_noise(frame, noise.result(), a.noise)
     return _to_float(frame)

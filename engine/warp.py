@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import threads
 from .errors import DiffusionError
 from .views import CameraView
 from .visibility import DEPTH_TOLERANCE, SLOPE_PIXELS, Rays, check_depth, foreground
@@ -182,22 +183,61 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
         raise DiffusionError(f"The previous image is {previous_image.shape}, its view '{view.name}' is "
                              f"{view.height} x {view.width}", "warp the image the previous frame's view produced")
     height, width = current.view.height, current.view.width
-    surface = foreground(current.depth)
+    # Both shared read-only by the bands: the previous frame's lookup, and its image one
+    # channel at a time, bordered like the lookup.
+    lookup = previous._lookup
+    planes = np.pad(np.moveaxis(previous_image, 2, 0), ((0, 0), (1, 1), (1, 1))).reshape(previous_image.shape[2], -1)
+    bands = _bands(height, width)
+    if len(bands) == 1:
+        parts = [_warp_rows(planes, lookup, view, current, background, bands[0])]
+    else:
+        # Every pixel is warped on its own: bands of rows on threads give the same bits
+        # (numpy lets go of the GIL in its loops, so they run side by side).
+        parts = list(threads.pool().map(
+            lambda rows: _warp_rows(planes, lookup, view, current, background, rows), bands))
+    if len(parts) == 1:
+        return parts[0]
+    return Warped(image=np.concatenate([part.image for part in parts]),
+                  valid=np.concatenate([part.valid for part in parts]),
+                  source=np.concatenate([part.source for part in parts]))
+
+
+# Below this many pixels a frame is warped in one piece: threads would cost more than they save.
+BAND_PIXELS = 128 * 128
+
+
+def _bands(height: int, width: int) -> list[slice]:
+    count = min(_workers(), max(1, height * width // BAND_PIXELS), height)
+    edges = [height * index // count for index in range(count + 1)]
+    return [slice(low, high) for low, high in zip(edges[:-1], edges[1:])]
+
+
+def _workers() -> int:
+    return threads.workers()
+
+
+def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: FrameGeometry, background: bool,
+               rows: slice) -> Warped:
+    """warp() of the current frame's `rows` (a band of whole rows)."""
+    first = rows.start
+    height, width = rows.stop - rows.start, current.view.width
+    depth_here = current.depth[rows]
+    surface = foreground(depth_here)
     # Motion vectors reach one frame either way: between frames further apart (or the
     # same frame) only the camera's motion is known.
     use_motion = current.to_previous is not None and current.view.frame - view.frame == 1
     if use_motion:
         columns = np.arange(width, dtype=np.float32) + np.float32(0.5)
-        rows = np.arange(height, dtype=np.float32) + np.float32(0.5)
-        motion_x, motion_y = current.to_previous[..., 0], current.to_previous[..., 1]
-        source_x, source_y = columns[None, :] + motion_x, rows[:, None] + motion_y
+        row_centres = np.arange(first, rows.stop, dtype=np.float32) + np.float32(0.5)
+        motion_x, motion_y = current.to_previous[rows, :, 0], current.to_previous[rows, :, 1]
+        source_x, source_y = columns[None, :] + motion_x, row_centres[:, None] + motion_y
         seen = surface & _inside(view, source_x, source_y)
         # Surfaces that did not move have a known depth in the previous view: test it too.
-        still_x, still_y, depth = _reprojected(current.view, current.depth, surface, view)
+        still_x, still_y, depth = _reprojected(current.view, depth_here, surface, view, first)
         with np.errstate(invalid="ignore"):
             still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
     else:
-        source_x, source_y, depth = _reprojected(current.view, current.depth, surface, view)
+        source_x, source_y, depth = _reprojected(current.view, depth_here, surface, view, first)
         with np.errstate(invalid="ignore"):
             seen = surface & _inside(view, source_x, source_y) & (depth > 0)
 
@@ -207,12 +247,11 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     sky = ~surface
     sky_seen = np.zeros_like(surface)
     if background and sky.any():
-        sky_x, sky_y = _at_infinity(current.view, sky, view)
+        sky_x, sky_y = _at_infinity(current.view, sky, view, first)
         sky_seen = sky & _inside(view, sky_x, sky_y)
         source_x, source_y = np.where(sky_seen, sky_x, source_x), np.where(sky_seen, sky_y, source_y)
         seen = seen | sky_seen
 
-    lookup = previous._lookup
     # Points not seen sample the border's corner (weight 1 there), which matches nothing.
     taps, weights = _taps(lookup.width, np.where(seen, source_x, -0.5).ravel(), np.where(seen, source_y, -0.5).ravel())
     flat_sky = sky_seen.ravel()
@@ -242,7 +281,6 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
     valid = (total > 0) & seen.ravel()
-    planes = np.pad(np.moveaxis(previous_image, 2, 0), ((0, 0), (1, 1), (1, 1))).reshape(previous_image.shape[2], -1)
     channels = []
     for plane in planes:  # one channel at a time: gathers of one float each are the fastest
         colour = weights[0] * np.take(plane, taps[0])
@@ -255,8 +293,10 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width), source=source)
 
 
-def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) HxW float32: where the direction of each `mask` pixel's ray lands in `target`
+def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView,
+                 first_row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) HxW float32: where the direction of each `mask` pixel's ray (`mask`'s rows are
+    the view's from `first_row` on) lands in `target`
     (a point at infinity: only the cameras' turning matters); NaN elsewhere and where it
     falls behind a perspective target. Orthographic views see no infinity: NaN."""
     x = np.full(mask.shape, np.nan, np.float32)
@@ -264,7 +304,7 @@ def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView) -> tupl
     if view.type == 'ORTHO' or target.type == 'ORTHO':
         return x, y
     rows, columns = np.nonzero(mask)
-    pixels = np.stack([columns + 0.5, rows + 0.5], axis=1).astype(np.float64)
+    pixels = np.stack([columns + 0.5, rows + (first_row + 0.5)], axis=1).astype(np.float64)
     _, step = Rays.of(view).at(pixels)
     direction = step / np.linalg.norm(step, axis=1, keepdims=True)
     if target.type == 'PANO':
@@ -297,16 +337,17 @@ def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.nd
             [gx * gy, fx * gy, gx * fy, fx * fy])
 
 
-def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray,
-                 target: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
+                 first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, depth) HxW float32: where each pixel's point (at its depth in `view`) lands in
     `target`, and its depth there; NaN off `surface` and behind a perspective target.
+    `depth`'s rows are the view's from `first_row` on.
 
     float64: a point seen from the same view comes back to its pixel centre to ~1e-13 px,
     far inside float32's rounding, so a warp between equal views samples exact centres.
     """
     if view.type == 'PANO' or target.type == 'PANO':
-        return _reprojected_points(view, depth, surface, target)
+        return _reprojected_points(view, depth, surface, target, first_row)
     # A pixel's point is start(p) + d * step(p), both affine in p (engine.visibility.Rays),
     # so each of the target's homogeneous pixel coordinates and its depth is
     # A(p) + d * B(p) with A and B affine in p: no per-pixel matrix product.
@@ -321,19 +362,20 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray,
     ])
     d = np.where(surface, depth, np.nan)
     # The depth there only meets a tolerance: float32 is enough for it.
-    x, y, w = (_affine_times_depth(rays, row, d.astype(np.float64)) for row in rows[:3])
-    target_depth = _affine_times_depth(rays, rows[3], d.astype(np.float32))
+    x, y, w = (_affine_times_depth(rays, row, d.astype(np.float64), first_row) for row in rows[:3])
+    target_depth = _affine_times_depth(rays, rows[3], d.astype(np.float32), first_row)
     with np.errstate(invalid="ignore", divide="ignore"):
         if target.type == 'PERSP':
             w[w <= 0] = np.nan  # behind the camera
         return (x / w).astype(np.float32), (y / w).astype(np.float32), target_depth
 
 
-def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """HxW: row . (start(p) + d * step(p), 1) at every pixel centre, in depth's dtype."""
+def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """HxW: row . (start(p) + d * step(p), 1) at every pixel centre (rows from `first_row`
+    on), in depth's dtype."""
     height, width = depth.shape
     xs = np.arange(width, dtype=depth.dtype) + depth.dtype.type(0.5)
-    ys = np.arange(height, dtype=depth.dtype) + depth.dtype.type(0.5)
+    ys = np.arange(first_row, first_row + height, dtype=depth.dtype) + depth.dtype.type(0.5)
     a = (rays.start @ row[:3] + np.array([row[3], 0.0, 0.0])).astype(depth.dtype)
     b = (rays.step @ row[:3]).astype(depth.dtype)
     value = ((b[0] + b[1] * xs)[None, :] + (b[2] * ys)[:, None]) * depth
@@ -344,13 +386,13 @@ def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray) -> np.nd
     return value
 
 
-def _reprojected_points(view: CameraView, depth: np.ndarray, surface: np.ndarray,
-                        target: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _reprojected_points(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
+                        first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """_reprojected through CameraView's own unproject and project (panoramas)."""
     x = np.full(surface.shape, np.nan)
     y, target_depth = x.copy(), x.copy()
     rows, columns = np.nonzero(surface)
-    points = view.unproject(np.stack([columns + 0.5, rows + 0.5], axis=1), depth[rows, columns])
+    points = view.unproject(np.stack([columns + 0.5, rows + (first_row + 0.5)], axis=1), depth[rows, columns])
     pixels, distance = target.project(points)
     x[rows, columns], y[rows, columns], target_depth[rows, columns] = pixels[:, 0], pixels[:, 1], distance
     return x.astype(np.float32), y.astype(np.float32), target_depth.astype(np.float32)

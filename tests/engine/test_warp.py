@@ -11,10 +11,21 @@ import numpy as np
 import pytest
 from texture_scenes import BACKGROUND, Panorama, Pinhole, Rectangle, cube_faces
 
+import engine.warp as warp_module
 from engine.errors import DiffusionError
 from engine.warp import FrameGeometry, warp
 
 W, H = 96, 64
+
+
+@pytest.fixture(autouse=True, params=["whole", "bands"])
+def banding(request, monkeypatch):
+    """Every test twice: frames this small are warped whole; then in 3 bands of rows on
+    threads (uneven: 64 rows as 21, 21, 22), as large frames are."""
+    if request.param == "bands":
+        monkeypatch.setattr(warp_module, "BAND_PIXELS", 1)
+        monkeypatch.setattr(warp_module, "_workers", lambda: 3)
+    return request.param
 
 
 def _wave(s: np.ndarray, t: np.ndarray, phase: float = 0.0) -> np.ndarray:
@@ -355,3 +366,30 @@ def test_the_background_is_warped_as_seen_at_infinity(kind):
     assert not warped.valid[blocked].any()
     # And without the option the World is never warped.
     assert not warp(image, _geometry(before, z, frame=1), _geometry(after, z_after, frame=3)).valid.any()
+
+
+@pytest.mark.parametrize("kind", list(CAMERAS))
+def test_bands_give_the_whole_frames_bits(kind, banding, monkeypatch):
+    """The same warp, whole and in bands of rows, with motion vectors, the background and
+    moving objects: bit for bit the same image, validity and source positions."""
+    if banding == "bands":
+        pytest.skip("compares both itself")
+    before, after = CAMERAS[kind]
+    panel = PANEL_BELOW if kind == "panorama" else PANEL
+    image, z_before = _shot(before, [panel], [0.0])
+    z_after = _shot(after, [panel], [0.0])[1]
+    rng = np.random.default_rng(11)
+    to_previous = rng.normal(0.0, 0.7, (H, W, 2)).astype(np.float32)
+    to_next = rng.normal(0.0, 0.7, (H, W, 2)).astype(np.float32)
+    for motion in ({}, {"to_previous": to_previous}):
+        previous = _geometry(before, z_before, 1, **({"to_next": to_next} if motion else {}))
+        current = _geometry(after, z_after, 2, **motion)
+        whole = warp(image, previous, current, background=True)
+        monkeypatch.setattr(warp_module, "BAND_PIXELS", 1)
+        monkeypatch.setattr(warp_module, "_workers", lambda: 5)
+        assert len(warp_module._bands(H, W)) == 5
+        banded = warp(image, previous, current, background=True)
+        monkeypatch.undo()
+        assert whole.valid.any() and not whole.valid.all()
+        assert np.array_equal(whole.image, banded.image) and np.array_equal(whole.valid, banded.valid)
+        assert np.array_equal(whole.source, banded.source, equal_nan=True)
