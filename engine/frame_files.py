@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import threads
 from .errors import DiffusionError
 
 __all__ = ["RECIPE_KEY", "SETTINGS_FILE", "FrameFile", "Resume", "frame_path", "frames_on_disk", "read_frame",
@@ -89,7 +90,8 @@ def png_bytes(rgb8: np.ndarray, texts: dict[str, str]) -> bytes:
     filter (its difference from the row above, one numpy subtraction) and zlib's Huffman-only
     strategy. Measured at 512² on a grainy frame: 13 ms, against 33 ms for OpenCV's coder with
     Huffman-only compression (libpng tries every filter on every row) and 65 ms for PIL's at
-    level 1; the file is ~4 % larger than OpenCV's."""
+    level 1; the file is ~4 % larger than OpenCV's. Bands of rows are deflated side by side
+    (Huffman-only coding refers to nothing before it, so the bands cost no size)."""
     import struct
     import zlib
 
@@ -102,8 +104,21 @@ def png_bytes(rgb8: np.ndarray, texts: dict[str, str]) -> bytes:
     filtered[:, 0] = 2  # the Up filter
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # wraps modulo 256, as PNG's filter does
-    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    pixels = packer.compress(filtered.tobytes()) + packer.flush()
+    count = max(1, min(threads.workers(), height * width // PNG_BAND_PIXELS))
+    edges = [height * index // count for index in range(count + 1)]
+
+    def deflate(band: int) -> bytes:
+        # Raw deflate: each band's blocks end on a byte boundary (a sync flush), the last
+        # band's finish the stream, so they join into one stream.
+        packer = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+        last = band == count - 1
+        part = filtered[edges[band]:edges[band + 1]]
+        return packer.compress(part) + packer.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    parts = [deflate(0)] if count == 1 else list(threads.pool().map(deflate, range(count)))
+    # The zlib wrapping: its header (deflate, 32K window, fastest; a multiple of 31) and the
+    # Adler-32 of all the filtered rows.
+    pixels = b"".join([b"\x78\x01", *parts, struct.pack(">I", zlib.adler32(filtered) & 0xFFFFFFFF)])
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
@@ -113,6 +128,10 @@ def png_bytes(rgb8: np.ndarray, texts: dict[str, str]) -> bytes:
              for key, text in texts.items()]
     return b"".join([b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), *notes, chunk(b"IDAT", pixels),
                      chunk(b"IEND", b"")])
+
+
+# Frames smaller than two of these are deflated in one piece.
+PNG_BAND_PIXELS = 128 * 128
 
 
 def read_frame(path: str) -> np.ndarray:

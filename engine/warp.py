@@ -97,25 +97,40 @@ class _Lookup:
 
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
-        surface = foreground(geometry.depth)
-        depth = np.where(surface, geometry.depth, np.inf).astype(np.float32)
-        reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
-        motion = geometry.to_next
-        if motion is not None:
-            motion = _bordered(_pair(*(np.where(surface, motion[..., axis], np.inf) for axis in (0, 1))))
-        return cls(width=geometry.view.width + 2, bounds=_bordered(_pair(depth - reach, depth + reach)), next=motion,
-                   background=np.pad(~surface, 1, constant_values=False).ravel())
+        height, width = geometry.depth.shape
+        bounds = np.full((height + 2, width + 2), np.inf, np.complex64)
+        motion = None if geometry.to_next is None else np.full((height + 2, width + 2), np.inf, np.complex64)
+        background = np.zeros((height + 2, width + 2), bool)
+
+        def fill(rows: slice) -> None:
+            # A row above and below the band: the slope looks one row either way.
+            above, below = max(rows.start - 1, 0), min(rows.stop + 1, height)
+            depth = geometry.depth[above:below]
+            surface = foreground(depth)
+            depth = np.where(surface, depth, np.inf).astype(np.float32)
+            reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
+            inner = slice(rows.start - above, rows.stop - above)
+            depth, reach, surface = depth[inner], reach[inner], surface[inner]
+            inside = slice(rows.start + 1, rows.stop + 1), slice(1, width + 1)
+            bounds[inside] = _pair(depth - reach, depth + reach)
+            background[inside] = ~surface
+            if motion is not None:
+                vectors = geometry.to_next[rows]
+                motion[inside] = _pair(*(np.where(surface, vectors[..., axis], np.inf) for axis in (0, 1)))
+
+        bands = _bands(height, width)
+        if len(bands) == 1:
+            fill(bands[0])
+        else:
+            list(threads.pool().map(fill, bands))
+        return cls(width=width + 2, bounds=bounds.ravel(), next=None if motion is None else motion.ravel(),
+                   background=background.ravel())
 
 
 def _pair(real: np.ndarray, imaginary: np.ndarray) -> np.ndarray:
     pair = np.empty(np.shape(real), np.complex64)
     pair.real, pair.imag = real, imaginary
     return pair
-
-
-def _bordered(values: np.ndarray) -> np.ndarray:
-    """HxW -> flat (H+2)x(W+2), +inf around."""
-    return np.pad(values, 1, constant_values=np.inf).ravel()
 
 
 def _within(bounds: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

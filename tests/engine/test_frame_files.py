@@ -29,6 +29,28 @@ def test_a_frame_round_trips_its_pixels_and_recipe_through_its_png(tmp_path):
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
 
 
+@pytest.mark.parametrize("bands", [1, 3])
+def test_a_frame_deflated_in_bands_is_one_valid_png(tmp_path, monkeypatch, bands):
+    """Large frames are deflated in bands of rows on threads: still one zlib stream whose
+    checksums zlib and PIL verify, holding the pixels exactly."""
+    import struct
+    import zlib
+
+    import engine.frame_files as frame_files
+    import engine.threads as threads
+    monkeypatch.setattr(frame_files, "PNG_BAND_PIXELS", 1)
+    monkeypatch.setattr(threads, "workers", lambda: bands)
+    pixels = np.random.default_rng(4).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    pixels[20:] = pixels[20]  # some rows that compress
+    path = write_frame(str(tmp_path), 1, pixels, {"frame": 1})
+    data = open(path, "rb").read()
+    at = data.index(b"IDAT")
+    stream = data[at + 4:at + 4 + struct.unpack(">I", data[at - 4:at])[0]]
+    rows = zlib.decompress(stream)  # checks the Adler-32 of the whole stream
+    assert len(rows) == 37 * (29 * 3 + 1)
+    assert np.array_equal(np.asarray(Image.open(path)), pixels) and np.array_equal(read_frame(path), pixels)
+
+
 def test_a_frame_is_never_overwritten(tmp_path):
     write_frame(str(tmp_path), 1, image(1), {})
     with pytest.raises(DiffusionError, match="already on disk"):

@@ -382,13 +382,14 @@ def test_bands_give_the_whole_frames_bits(kind, banding, monkeypatch):
     to_previous = rng.normal(0.0, 0.7, (H, W, 2)).astype(np.float32)
     to_next = rng.normal(0.0, 0.7, (H, W, 2)).astype(np.float32)
     for motion in ({}, {"to_previous": to_previous}):
-        previous = _geometry(before, z_before, 1, **({"to_next": to_next} if motion else {}))
-        current = _geometry(after, z_after, 2, **motion)
-        whole = warp(image, previous, current, background=True)
+        def frames(motion=motion):  # new ones each time: a frame keeps its lookup once made
+            return (_geometry(before, z_before, 1, **({"to_next": to_next} if motion else {})),
+                    _geometry(after, z_after, 2, **motion))
+        whole = warp(image, *frames(), background=True)
         monkeypatch.setattr(warp_module, "BAND_PIXELS", 1)
         monkeypatch.setattr(warp_module, "_workers", lambda: 5)
         assert len(warp_module._bands(H, W)) == 5
-        banded = warp(image, previous, current, background=True)
+        banded = warp(image, *frames(), background=True)
         monkeypatch.undo()
         assert whole.valid.any() and not whole.valid.all()
         assert np.array_equal(whole.image, banded.image) and np.array_equal(whole.valid, banded.valid)
