@@ -20,7 +20,7 @@ frame N-1; `to_next` likewise to frame N+1.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -166,11 +166,19 @@ class Warped:
     source: HxWx2 float32, where each pixel's point was in the previous image (continuous
         pixel coordinates, x right, y down; outside the image where it entered at the
         border), NaN where the current frame shows no geometry or the point was behind
-        the previous camera.
+        the previous camera. Made when first asked for (frames never need it).
     """
     image: np.ndarray
     valid: np.ndarray
-    source: np.ndarray
+    source_x: np.ndarray = field(repr=False)  # HxW float32 each, and where they mean something
+    source_y: np.ndarray = field(repr=False)
+    located: np.ndarray = field(repr=False)
+
+    @functools.cached_property
+    def source(self) -> np.ndarray:
+        source = np.stack([self.source_x, self.source_y], axis=-1).astype(np.float32)
+        source[~self.located] = np.nan
+        return source
 
 
 def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeometry,
@@ -212,9 +220,8 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
             lambda rows: _warp_rows(planes, lookup, view, current, background, rows), bands))
     if len(parts) == 1:
         return parts[0]
-    return Warped(image=np.concatenate([part.image for part in parts]),
-                  valid=np.concatenate([part.valid for part in parts]),
-                  source=np.concatenate([part.source for part in parts]))
+    return Warped(**{name: np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("image", "valid", "source_x", "source_y", "located")})
 
 
 # Below this many pixels a frame is warped in one piece: threads would cost more than they save.
@@ -248,7 +255,8 @@ def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: F
         source_x, source_y = columns[None, :] + motion_x, row_centres[:, None] + motion_y
         seen = surface & _inside(view, source_x, source_y)
         # Surfaces that did not move have a known depth in the previous view: test it too.
-        still_x, still_y, depth = _reprojected(current.view, depth_here, surface, view, first)
+        # Compared with the vectors within STILL_PIXELS only: float32 is plenty.
+        still_x, still_y, depth = _reprojected(current.view, depth_here, surface, view, first, exact=False)
         with np.errstate(invalid="ignore"):
             still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
     else:
@@ -296,16 +304,14 @@ def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: F
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
     valid = (total > 0) & seen.ravel()
-    channels = []
-    for plane in planes:  # one channel at a time: gathers of one float each are the fastest
+    image = np.zeros((total.size, len(planes)), np.float32)
+    for channel, plane in enumerate(planes):  # one at a time: gathers of one float each are the fastest
         colour = weights[0] * np.take(plane, taps[0])
         for tap, weight in zip(taps[1:], weights[1:]):
             colour += weight * np.take(plane, tap)
-        channels.append(np.divide(colour, total, out=np.zeros_like(colour), where=valid))
-    image = np.stack(channels, axis=-1)
-    source = np.stack([source_x, source_y], axis=-1).astype(np.float32)
-    source[~surface & ~sky_seen] = np.nan
-    return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width), source=source)
+        np.divide(colour, total, out=image[:, channel], where=valid)
+    return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width),
+                  source_x=source_x, source_y=source_y, located=surface | sky_seen)
 
 
 def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView,
@@ -353,13 +359,14 @@ def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.nd
 
 
 def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
-                 first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 first_row: int = 0, exact: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, depth) HxW float32: where each pixel's point (at its depth in `view`) lands in
     `target`, and its depth there; NaN off `surface` and behind a perspective target.
     `depth`'s rows are the view's from `first_row` on.
 
-    float64: a point seen from the same view comes back to its pixel centre to ~1e-13 px,
-    far inside float32's rounding, so a warp between equal views samples exact centres.
+    exact: computed in float64: a point seen from the same view comes back to its pixel
+    centre to ~1e-13 px, far inside float32's rounding, so a warp between equal views
+    samples exact centres. Otherwise float32 (~1e-4 px at 512²), enough for a tolerance.
     """
     if view.type == 'PANO' or target.type == 'PANO':
         return _reprojected_points(view, depth, surface, target, first_row)
@@ -377,7 +384,8 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, targe
     ])
     d = np.where(surface, depth, np.nan)
     # The depth there only meets a tolerance: float32 is enough for it.
-    x, y, w = (_affine_times_depth(rays, row, d.astype(np.float64), first_row) for row in rows[:3])
+    d_xy = d.astype(np.float64 if exact else np.float32)
+    x, y, w = (_affine_times_depth(rays, row, d_xy, first_row) for row in rows[:3])
     target_depth = _affine_times_depth(rays, rows[3], d.astype(np.float32), first_row)
     with np.errstate(invalid="ignore", divide="ignore"):
         if target.type == 'PERSP':
