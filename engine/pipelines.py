@@ -95,6 +95,7 @@ class Plan:
 
 class PipelineCache:
     def __init__(self, placement: Placement) -> None:
+        without_progress_monitor()
         self.placement = placement
         self.loads: list[str] = []
         self._base_source: ModelSource | None = None
@@ -304,3 +305,21 @@ def without_vacuous_dtype_warning():
         yield
     finally:
         logger.removeFilter(drop)
+
+
+def without_progress_monitor() -> None:
+    """No tqdm monitor thread in Blender's process. The progress bars of diffusers and
+    transformers (made even when disabled: model loading makes them) start one that wakes
+    every 10 s and runs Python, refreshing bars, and a render under a context override
+    beside Python on another thread can crash Blender (scripts/check_render_beside_python.py;
+    a CI run crashed in the video render after the frames with this thread alive). The monitor only
+    speeds up stalled bars' printing: nothing here needs it. Stops one already running."""
+    import threading
+
+    import tqdm
+    from tqdm._monitor import TMonitor
+
+    tqdm.tqdm.monitor_interval = 0  # the class every tqdm bar class inherits it from
+    for thread in threading.enumerate():
+        if isinstance(thread, TMonitor):
+            thread.exit()  # wakes it and joins it

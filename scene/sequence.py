@@ -70,8 +70,9 @@ def write_video(paths: list[str], fps: float, out_path: str) -> str:
         render.use_compositing = False
         render.use_file_extension = False
         render.filepath = out_path
-        with bpy.context.temp_override(scene=scene):
-            bpy.ops.render.render(animation=True, scene=scene.name)
+        # The operator's `scene` picks the scene (and its frame range) to render: no context
+        # override, which is what races with Python on other threads (scripts/check_render_beside_python.py).
+        bpy.ops.render.render(animation=True, scene=scene.name)
     except RuntimeError as error:
         raise DiffusionError("Blender could not write the video", str(error)) from error
     finally:

@@ -122,3 +122,27 @@ def test_importing_the_engine_loads_neither_torch_nor_bpy():
     out = subprocess.run([sys.executable, "-c", code, REPO_ROOT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_no_progress_bar_thread_lives_beside_blender(model_cache):
+    """tqdm starts a monitor thread with its first bar (diffusers makes them even when
+    disabled) that wakes every 10 s and runs Python: what a render under a context override
+    must not have beside it. An engine stops it, and later bars start none."""
+    import threading
+
+    import tqdm
+    from tqdm._monitor import TMonitor
+
+    from engine.generate import Engine
+
+    def monitors() -> list:
+        return [thread for thread in threading.enumerate() if isinstance(thread, TMonitor)]
+
+    tqdm.tqdm.monitor_interval = 10  # as tqdm ships
+    with tqdm.tqdm(range(2), disable=True) as bar:
+        list(bar)
+    assert monitors()
+    Engine(model_cache).generate(GenerationRequest(prompt="a fox", width=64, height=64, steps=2, model="smoke"))
+    with tqdm.tqdm(range(2), disable=True) as bar:
+        list(bar)
+    assert not monitors()
