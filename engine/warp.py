@@ -197,27 +197,26 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     whose depth is the point's; without, those whose depth is the point's (engine.
     visibility's relative tolerance plus the Z pass's own slope). A pixel none of whose
     four show its surface is not valid: the point was hidden, or the previous view did
-    not reach it. The other pixels' weights are shared out among the ones that do, so no
-    colour bleeds across a silhouette and the border pixels reach half a pixel outward.
+    not reach it. Where all four show it (most pixels) the sample is OpenCV's bilinear
+    remap, at its 1/32-pixel resolution as in Deforum's warp; elsewhere the weights are
+    shared out among the taps that do, exactly, so no colour bleeds across a silhouette
+    and the border pixels reach half a pixel outward.
     """
-    previous_image = np.asarray(previous_image, dtype=np.float32)
+    previous_image = np.ascontiguousarray(previous_image, dtype=np.float32)
     view = previous.view
     if previous_image.ndim != 3 or previous_image.shape[:2] != (view.height, view.width):
         raise DiffusionError(f"The previous image is {previous_image.shape}, its view '{view.name}' is "
                              f"{view.height} x {view.width}", "warp the image the previous frame's view produced")
     height, width = current.view.height, current.view.width
-    # Both shared read-only by the bands: the previous frame's lookup, and its image one
-    # channel at a time, bordered like the lookup.
-    lookup = previous._lookup
-    planes = np.pad(np.moveaxis(previous_image, 2, 0), ((0, 0), (1, 1), (1, 1))).reshape(previous_image.shape[2], -1)
+    lookup = previous._lookup  # made once, shared read-only by the bands
     bands = _bands(height, width)
     if len(bands) == 1:
-        parts = [_warp_rows(planes, lookup, view, current, background, bands[0])]
+        parts = [_warp_rows(previous_image, lookup, view, current, background, bands[0])]
     else:
         # Every pixel is warped on its own: bands of rows on threads give the same bits
         # (numpy lets go of the GIL in its loops, so they run side by side).
         parts = list(threads.pool().map(
-            lambda rows: _warp_rows(planes, lookup, view, current, background, rows), bands))
+            lambda rows: _warp_rows(previous_image, lookup, view, current, background, rows), bands))
     if len(parts) == 1:
         return parts[0]
     return Warped(**{name: np.concatenate([getattr(part, name) for part in parts])
@@ -238,8 +237,8 @@ def _workers() -> int:
     return threads.workers()
 
 
-def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: FrameGeometry, background: bool,
-               rows: slice) -> Warped:
+def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, current: FrameGeometry,
+               background: bool, rows: slice) -> Warped:
     """warp() of the current frame's `rows` (a band of whole rows)."""
     first = rows.start
     height, width = rows.stop - rows.start, current.view.width
@@ -276,11 +275,13 @@ def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: F
         seen = seen | sky_seen
 
     # Points not seen sample the border's corner (weight 1 there), which matches nothing.
-    taps, weights = _taps(lookup.width, np.where(seen, source_x, -0.5).ravel(), np.where(seen, source_y, -0.5).ravel())
+    at_x, at_y = np.where(seen, source_x, np.float32(-0.5)), np.where(seen, source_y, np.float32(-0.5))
+    taps, weights = _taps(lookup.width, at_x.ravel(), at_y.ravel())
     flat_sky = sky_seen.ravel()
     sky_weights = [weight[flat_sky] for weight in weights] if sky_seen.any() else []
     depth = depth.ravel()
     low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
+    intact = np.ones(depth.size, bool)  # all four taps show the pixel's surface: plain bilinear
     if use_motion:
         still = still.ravel()
         motion = _pair(motion_x, motion_y).ravel()
@@ -293,25 +294,58 @@ def _warp_rows(planes: np.ndarray, lookup: _Lookup, view: CameraView, current: F
                 matches = bounds.real < np.inf  # a surface there, and on the image
             matches &= ~still | _within(bounds, low, high)
             weight *= matches
+            intact &= matches
     else:
         for tap, weight in zip(taps, weights):
-            weight *= _within(np.take(lookup.bounds, tap), low, high)
+            matches = _within(np.take(lookup.bounds, tap), low, high)
+            weight *= matches
+            intact &= matches
     if sky_seen.any():
         # Background pixels keep their bilinear weights where the previous frame showed
         # background (the matching above, for surfaces, dropped them all).
+        sky_intact = np.ones(len(sky_weights[0]), bool)
         for tap, weight, bilinear in zip(taps, weights, sky_weights):
-            weight[flat_sky] = bilinear * np.take(lookup.background, tap[flat_sky])
+            matches = np.take(lookup.background, tap[flat_sky])
+            weight[flat_sky] = bilinear * matches
+            sky_intact &= matches
+        intact[flat_sky] = sky_intact
 
     total = weights[0] + weights[1] + weights[2] + weights[3]
     valid = (total > 0) & seen.ravel()
-    image = np.zeros((total.size, len(planes)), np.float32)
-    for channel, plane in enumerate(planes):  # one at a time: gathers of one float each are the fastest
-        colour = weights[0] * np.take(plane, taps[0])
-        for tap, weight in zip(taps[1:], weights[1:]):
-            colour += weight * np.take(plane, tap)
-        np.divide(colour, total, out=image[:, channel], where=valid)
+    channels = previous_image.shape[2]
+    if channels <= 4:
+        # Where all four taps count, the sample is plain bilinear: OpenCV's remap, at its
+        # 1/32-pixel resolution (as Deforum's warp samples), over every pixel; the others
+        # are put right below.
+        import cv2
+        image = cv2.remap(previous_image, at_x - np.float32(0.5), at_y - np.float32(0.5), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT).reshape(total.size, -1)
+        image[~valid] = 0.0
+        plain = intact
+    else:
+        image = np.zeros((total.size, channels), np.float32)
+        plain = np.zeros_like(intact)
+    # Elsewhere the weights of the taps that count, shared out.
+    rest = np.flatnonzero(valid & ~plain)
+    if rest.size:
+        weights, total = [weight[rest] for weight in weights], total[rest]
+        # The taps' pixels in the image itself: a tap on the lookup's border has weight 0,
+        # so the edge pixel it is moved onto adds nothing.
+        flat = previous_image.reshape(-1, channels)
+        colour = np.zeros((rest.size, channels), np.float32)
+        for tap, weight in zip(taps, weights):
+            colour += weight[:, None] * np.take(flat, _unbordered(tap[rest], lookup.width, view.height, view.width),
+                                                axis=0)
+        image[rest] = colour / total[:, None]
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width),
                   source_x=source_x, source_y=source_y, located=surface | sky_seen)
+
+
+def _unbordered(index: np.ndarray, bordered_width: int, height: int, width: int) -> np.ndarray:
+    """Flat indices into the (H+2)x(W+2) bordered layout as flat indices into the HxW image,
+    the border moved onto the nearest edge pixel."""
+    row, column = np.divmod(index, bordered_width)
+    return np.clip(row - 1, 0, height - 1) * width + np.clip(column - 1, 0, width - 1)
 
 
 def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView,
