@@ -211,16 +211,21 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     lookup = previous._lookup  # made once, shared read-only by the bands
     bands = _bands(height, width)
     if len(bands) == 1:
-        parts = [_warp_rows(previous_image, lookup, view, current, background, bands[0])]
-    else:
-        # Every pixel is warped on its own: bands of rows on threads give the same bits
-        # (numpy lets go of the GIL in its loops, so they run side by side).
-        parts = list(threads.pool().map(
-            lambda rows: _warp_rows(previous_image, lookup, view, current, background, rows), bands))
-    if len(parts) == 1:
-        return parts[0]
-    return Warped(**{name: np.concatenate([getattr(part, name) for part in parts])
-                     for name in ("image", "valid", "source_x", "source_y", "located")})
+        return _warp_rows(previous_image, lookup, view, current, background, bands[0])
+    whole = Warped(image=np.empty((height, width, previous_image.shape[2]), np.float32),
+                   valid=np.empty((height, width), bool), source_x=np.empty((height, width), np.float32),
+                   source_y=np.empty((height, width), np.float32), located=np.empty((height, width), bool))
+
+    def band(rows: slice) -> None:
+        part = _warp_rows(previous_image, lookup, view, current, background, rows)
+        for name in ("image", "valid", "source_x", "source_y", "located"):
+            getattr(whole, name)[rows] = getattr(part, name)
+
+    # Every pixel is warped on its own: bands of rows on threads give the same bits
+    # (numpy lets go of the GIL in its loops, so they run side by side), each put in place
+    # by its own thread.
+    list(threads.pool().map(band, bands))
+    return whole
 
 
 # Below this many pixels a frame is warped in one piece: threads would cost more than they save.
@@ -275,7 +280,11 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         seen = seen | sky_seen
 
     # Points not seen sample the border's corner (weight 1 there), which matches nothing.
-    at_x, at_y = np.where(seen, source_x, np.float32(-0.5)), np.where(seen, source_y, np.float32(-0.5))
+    # Where the four pixel centres around each point start (the point half a pixel up-left).
+    at_x = np.where(seen, source_x, np.float32(-0.5))
+    at_x -= np.float32(0.5)
+    at_y = np.where(seen, source_y, np.float32(-0.5))
+    at_y -= np.float32(0.5)
     taps, weights = _taps(lookup.width, at_x.ravel(), at_y.ravel())
     flat_sky = sky_seen.ravel()
     sky_weights = [weight[flat_sky] for weight in weights] if sky_seen.any() else []
@@ -283,7 +292,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
     low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
     intact = np.ones(depth.size, bool)  # all four taps show the pixel's surface: plain bilinear
     if use_motion:
-        still = still.ravel()
+        moving = ~still.ravel()
         motion = _pair(motion_x, motion_y).ravel()
         for tap, weight in zip(taps, weights):
             bounds = np.take(lookup.bounds, tap)
@@ -292,7 +301,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
                 matches = np.abs(motion + np.take(lookup.next, tap)) <= np.float32(CONSISTENCY_PIXELS)
             else:
                 matches = bounds.real < np.inf  # a surface there, and on the image
-            matches &= ~still | _within(bounds, low, high)
+            matches &= moving | _within(bounds, low, high)
             weight *= matches
             intact &= matches
     else:
@@ -318,7 +327,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         # 1/32-pixel resolution (as Deforum's warp samples), over every pixel; the others
         # are put right below.
         import cv2
-        image = cv2.remap(previous_image, at_x - np.float32(0.5), at_y - np.float32(0.5), cv2.INTER_LINEAR,
+        image = cv2.remap(previous_image, at_x, at_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT).reshape(total.size, -1)
         image[~valid] = 0.0
         plain = intact
@@ -380,16 +389,22 @@ def _inside(view: CameraView, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The four pixel centres around each of N points (float32 pixel coordinates, -0.5 or
-    more): their flat indices in a `_Lookup`'s bordered layout and their bilinear weights."""
-    x, y = x - np.float32(0.5), y - np.float32(0.5)  # exact in float32: integers at pixel centres
+    """The four pixel centres around each of N points, given as the point less half a pixel
+    (float32 pixel coordinates, -1 or more): their flat indices in a `_Lookup`'s bordered
+    layout and their bilinear weights."""
     left, top = np.floor(x), np.floor(y)
-    fx, fy = x - left, y - top
+    fx, fy = x - left, y - top  # exact in float32: integers at pixel centres
     # Integers below 2^24 are exact in float32: one conversion instead of integer arithmetic.
-    base = (top * np.float32(bordered_width) + (left + np.float32(bordered_width + 1))).astype(np.intp)
+    top *= np.float32(bordered_width)
+    top += left
+    top += np.float32(bordered_width + 1)
+    base = top.astype(np.intp)
     gx, gy = 1 - fx, 1 - fy
-    return ([base, base + 1, base + bordered_width, base + bordered_width + 1],
-            [gx * gy, fx * gy, gx * fy, fx * fy])
+    top_left = gx * gy
+    np.multiply(fx, gy, out=gy)  # top right
+    np.multiply(gx, fy, out=gx)  # bottom left
+    np.multiply(fx, fy, out=fx)  # bottom right
+    return ([base, base + 1, base + bordered_width, base + bordered_width + 1], [top_left, gy, gx, fx])
 
 
 def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
@@ -424,7 +439,9 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, targe
     with np.errstate(invalid="ignore", divide="ignore"):
         if target.type == 'PERSP':
             w[w <= 0] = np.nan  # behind the camera
-        return (x / w).astype(np.float32), (y / w).astype(np.float32), target_depth
+        x /= w
+        y /= w
+        return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False), target_depth
 
 
 def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray, first_row: int = 0) -> np.ndarray:
@@ -435,7 +452,8 @@ def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray, first_ro
     ys = np.arange(first_row, first_row + height, dtype=depth.dtype) + depth.dtype.type(0.5)
     a = (rays.start @ row[:3] + np.array([row[3], 0.0, 0.0])).astype(depth.dtype)
     b = (rays.step @ row[:3]).astype(depth.dtype)
-    value = ((b[0] + b[1] * xs)[None, :] + (b[2] * ys)[:, None]) * depth
+    value = np.add.outer(b[2] * ys, b[0] + b[1] * xs)
+    value *= depth
     if a[1] or a[2]:  # rays start at different points (orthographic)
         value += (a[0] + a[1] * xs)[None, :] + (a[2] * ys)[:, None]
     else:
