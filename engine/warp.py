@@ -98,25 +98,28 @@ class _Lookup:
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
         height, width = geometry.depth.shape
-        bounds = np.full((height + 2, width + 2), np.inf, np.complex64)
-        motion = None if geometry.to_next is None else np.full((height + 2, width + 2), np.inf, np.complex64)
-        background = np.zeros((height + 2, width + 2), bool)
+        bounds = _bordered(height, width, np.complex64, np.inf)
+        motion = None if geometry.to_next is None else _bordered(height, width, np.complex64, np.inf)
+        background = _bordered(height, width, bool, False)
 
         def fill(rows: slice) -> None:
             # A row above and below the band: the slope looks one row either way.
             above, below = max(rows.start - 1, 0), min(rows.stop + 1, height)
             depth = geometry.depth[above:below]
             surface = foreground(depth)
-            depth = np.where(surface, depth, np.inf).astype(np.float32)
+            depth = np.where(surface, depth, np.inf).astype(np.float32, copy=False)
             reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
             inner = slice(rows.start - above, rows.stop - above)
             depth, reach, surface = depth[inner], reach[inner], surface[inner]
             inside = slice(rows.start + 1, rows.stop + 1), slice(1, width + 1)
-            bounds[inside] = _pair(depth - reach, depth + reach)
-            background[inside] = ~surface
+            # Written in place: the slices are views of the bordered arrays.
+            np.subtract(depth, reach, out=bounds[inside].real)
+            np.add(depth, reach, out=bounds[inside].imag)
+            np.logical_not(surface, out=background[inside])
             if motion is not None:
                 vectors = geometry.to_next[rows]
-                motion[inside] = _pair(*(np.where(surface, vectors[..., axis], np.inf) for axis in (0, 1)))
+                for axis, part in ((0, motion[inside].real), (1, motion[inside].imag)):
+                    np.copyto(part, np.where(surface, vectors[..., axis], np.float32(np.inf)))
 
         bands = _bands(height, width)
         if len(bands) == 1:
@@ -125,6 +128,14 @@ class _Lookup:
             list(threads.pool().map(fill, bands))
         return cls(width=width + 2, bounds=bounds.ravel(), next=None if motion is None else motion.ravel(),
                    background=background.ravel())
+
+
+def _bordered(height: int, width: int, dtype, border) -> np.ndarray:
+    """(height + 2) x (width + 2), `border` on the one-pixel border; the inside is left to be
+    filled (every pixel of it is, by the bands)."""
+    array = np.empty((height + 2, width + 2), dtype)
+    array[0], array[-1], array[:, 0], array[:, -1] = border, border, border, border
+    return array
 
 
 def _pair(real: np.ndarray, imaginary: np.ndarray) -> np.ndarray:
