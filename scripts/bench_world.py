@@ -79,6 +79,20 @@ def upscale(cache: str) -> dict:
             unet_seconds["total"] += time.perf_counter() - started.pop()
         hooks.append(unet.register_forward_hook(done))
 
+    vae_seconds = {"encode": 0.0, "decode": 0.0, "decoded_pixels": 0}
+
+    def attach_vae(vae) -> None:
+        for part, coder in (("encode", vae.encoder), ("decode", vae.decoder)):
+            started: list[float] = []
+            hooks.append(coder.register_forward_pre_hook(lambda module, args, started=started: started.append(
+                time.perf_counter())))
+
+            def done(module, args, output, part=part, started=started):
+                vae_seconds[part] += time.perf_counter() - started.pop()
+                if part == "decode":
+                    vae_seconds["decoded_pixels"] += output.shape[0] * output.shape[-2] * output.shape[-1]
+            hooks.append(coder.register_forward_hook(done))
+
     settings = worlds.WorldSettings(width=4096, height=2048, base_width=1024, window=512, overlap=128,
                                     refine_strength=0.35, cap_size=512)
     painter = worlds.WorldPainter(settings, base)
@@ -89,8 +103,10 @@ def upscale(cache: str) -> dict:
     for step in steps:
         request = painter.request_for(step)
         if not attached:
-            for unet in _unets():
+            for unet in _modules("UNet2DConditionModel"):
                 attach(unet)
+            for vae in _modules("AutoencoderKL"):
+                attach_vae(vae)
             attached = True
         began = time.perf_counter()
         image = engine.generate(request).images[0]
@@ -101,16 +117,20 @@ def upscale(cache: str) -> dict:
     for hook in hooks:
         hook.remove()
     assert result.shape == (2048, 4096, 3) and np.isfinite(result).all()
-    return {"total": total, "unet": unet_seconds["total"], "diffusion_calls": in_diffusion, "passes": len(steps)}
+    # The least any World of this size spends outside the UNet: one decode of all its pixels
+    # (at this run's decoding speed), whatever the passes are.
+    one_decode = vae_seconds["decode"] / vae_seconds["decoded_pixels"] * settings.width * settings.height
+    return {"total": total, "unet": unet_seconds["total"], "diffusion_calls": in_diffusion, "passes": len(steps),
+            "vae_encode": vae_seconds["encode"], "vae_decode": vae_seconds["decode"], "one_decode": one_decode}
 
 
-def _unets() -> list:
-    """Every UNet the engine holds (the pipelines of each mode share one)."""
+def _modules(kind: str) -> list:
+    """Every model of this class the engine holds (the pipelines of each mode share them)."""
     import gc
 
     import torch
     found = {id(obj): obj for obj in gc.get_objects()
-             if isinstance(obj, torch.nn.Module) and type(obj).__name__ == "UNet2DConditionModel"}
+             if isinstance(obj, torch.nn.Module) and type(obj).__name__ == kind}
     return list(found.values())
 
 
