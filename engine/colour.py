@@ -315,7 +315,9 @@ def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.nd
     rows[4] = 1
     columns = np.stack([1 - fv, fv, (1 - fv) * v, fv * (v - 1)]) * np.float32(scale * math.sqrt(2))
     columns = np.concatenate([columns, np.full((1, across), offset, dtype=np.float32)])
-    return (rows.reshape(5, -1).T @ columns).reshape(height, width)
+    # einsum's own loops, not BLAS: a BLAS product this size wakes OpenBLAS's threads, which
+    # then spin for about 0.1 s beside the frame's other work (see views.affine_inverse).
+    return np.einsum("fr,fc->rc", rows.reshape(5, -1), columns).reshape(height, width)
 
 
 def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, octaves: int,

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import DiffusionError
 
-__all__ = ["CameraView"]
+__all__ = ["CameraView", "affine_inverse"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +50,11 @@ class CameraView:
     def rotation(self) -> np.ndarray:
         """3x3 camera space -> world space (columns: right, up and backward in world space)."""
         return self.world_from_camera[:3, :3].copy()
+
+    @property
+    def camera_from_world(self) -> np.ndarray:
+        """4x4, world space -> camera space: world_from_camera's inverse."""
+        return affine_inverse(self.world_from_camera)
 
     @property
     def forward(self) -> np.ndarray:
@@ -94,7 +99,10 @@ class CameraView:
         w = p[3, 2] * z + p[3, 3]  # depth for a perspective camera, 1 for an orthographic one
         # Solve the projection's first two rows for x and y, z being known.
         right = np.stack([ndc_x * w - p[0, 2] * z - p[0, 3], ndc_y * w - p[1, 2] * z - p[1, 3]], axis=0)
-        xy = np.linalg.solve(p[:2, :2], right)
+        # By Cramer's rule: LAPACK's solve would wake OpenBLAS's threads (see affine_inverse).
+        (a, b), (c, d) = p[:2, :2]
+        determinant = a * d - b * c
+        xy = np.stack([(d * right[0] - b * right[1]) / determinant, (a * right[1] - c * right[0]) / determinant])
         return self.to_world(np.stack([xy[0], xy[1], z], axis=1))
 
     def in_view(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -135,3 +143,20 @@ class CameraView:
         latitude = lat_min + (1.0 - pixels[:, 1] / self.height) * (lat_max - lat_min)
         return np.stack([np.cos(latitude) * np.sin(longitude), np.sin(latitude),
                          -np.cos(latitude) * np.cos(longitude)], axis=1)
+
+
+def affine_inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 4x4 affine matrix (last row 0 0 0 1), from its 3x3 part's adjugate.
+
+    Not np.linalg.inv: LAPACK's inverse, even of a 4x4, wakes OpenBLAS's threads, which then
+    spin for about 0.1 s beside whatever runs next (measured: 25-45 ms of system time and
+    thousands of preemptions per animation frame, whose warp inverts a camera matrix)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    rows = matrix[:3, :3]
+    # The inverse's columns are the cross products of the rows' pairs, over the determinant.
+    adjugate = np.stack([np.cross(rows[1], rows[2]), np.cross(rows[2], rows[0]), np.cross(rows[0], rows[1])], axis=1)
+    linear = adjugate / float((rows[0] * adjugate[:, 0]).sum())
+    inverse = np.eye(4)
+    inverse[:3, :3] = linear
+    inverse[:3, 3] = -(linear * matrix[:3, 3]).sum(axis=1)
+    return inverse

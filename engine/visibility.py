@@ -104,7 +104,7 @@ def project_points(view: CameraView, points: np.ndarray) -> tuple[np.ndarray, np
     """
     if view.type == 'PANO':
         return view.project(points.astype(np.float64))
-    camera_from_world = np.linalg.inv(view.world_from_camera)
+    camera_from_world = view.camera_from_world
     clip = (view.projection @ camera_from_world).astype(np.float32)
     homogeneous = points @ clip[:, :3].T + clip[:, 3]
     depth = -(points @ camera_from_world[2, :3].astype(np.float32) + np.float32(camera_from_world[2, 3]))

@@ -385,7 +385,7 @@ def _at_infinity(view: CameraView, mask: np.ndarray, target: CameraView,
     if target.type == 'PANO':
         at, _ = target.project(target.origin + direction * 1e6)
     else:
-        camera_from_world = np.linalg.inv(target.world_from_camera)
+        camera_from_world = target.camera_from_world
         clip = target.projection[:, :3] @ camera_from_world[:3, :3] @ direction.T  # w = 0: a direction
         with np.errstate(invalid="ignore", divide="ignore"):
             w = np.where(clip[3] > 0, clip[3], np.nan)
@@ -434,7 +434,7 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, targe
     # so each of the target's homogeneous pixel coordinates and its depth is
     # A(p) + d * B(p) with A and B affine in p: no per-pixel matrix product.
     rays = Rays.of(view)
-    camera_from_world = np.linalg.inv(target.world_from_camera)
+    camera_from_world = target.camera_from_world
     clip = target.projection @ camera_from_world
     rows = np.stack([
         0.5 * target.width * (clip[0] + clip[3]),    # x = (ndc_x + 1) * width / 2, times w
