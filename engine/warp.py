@@ -117,9 +117,8 @@ class _Lookup:
             np.add(depth, reach, out=bounds[inside].imag)
             np.logical_not(surface, out=background[inside])
             if motion is not None:
-                vectors = geometry.to_next[rows]
-                for axis, part in ((0, motion[inside].real), (1, motion[inside].imag)):
-                    np.copyto(part, np.where(surface, vectors[..., axis], np.float32(np.inf)))
+                motion[inside] = np.where(surface, _as_pairs(geometry.to_next[rows]).reshape(surface.shape),
+                                          np.complex64(complex(np.inf, np.inf)))
 
         bands = _bands(height, width)
         if len(bands) == 1:
@@ -138,10 +137,9 @@ def _bordered(height: int, width: int, dtype, border) -> np.ndarray:
     return array
 
 
-def _pair(real: np.ndarray, imaginary: np.ndarray) -> np.ndarray:
-    pair = np.empty(np.shape(real), np.complex64)
-    pair.real, pair.imag = real, imaginary
-    return pair
+def _as_pairs(vectors: np.ndarray) -> np.ndarray:
+    """HxWx2 float32 (x, y) as N complex64 x + i y: the same bytes, no copy when contiguous."""
+    return np.ascontiguousarray(vectors, dtype=np.float32).view(np.complex64).ravel()
 
 
 def _within(bounds: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -304,7 +302,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
     intact = np.ones(depth.size, bool)  # all four taps show the pixel's surface: plain bilinear
     if use_motion:
         moving = ~still.ravel()
-        motion = _pair(motion_x, motion_y).ravel()
+        motion = _as_pairs(current.to_previous[rows])
         for tap, weight in zip(taps, weights):
             bounds = np.take(lookup.bounds, tap)
             if lookup.next is not None:
