@@ -338,7 +338,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         import cv2
         image = cv2.remap(previous_image, at_x, at_y, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT).reshape(total.size, -1)
-        image[~valid] = 0.0
+        image[np.flatnonzero(~valid)] = 0.0  # the few not valid: faster than a mask over all
         plain = intact
     else:
         image = np.zeros((total.size, channels), np.float32)
