@@ -59,7 +59,10 @@ def settings_hash(settings: dict) -> str:
 
 def to_bytes(image: np.ndarray) -> np.ndarray:
     """HxWx3 float 0..1 as the 8-bit values its PNG holds (round half up, as Blender saves)."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    scaled = np.clip(image, 0.0, 1.0)  # a new array: scaled in place
+    scaled *= 255.0
+    scaled += 0.5
+    return scaled.astype(np.uint8)
 
 
 def write_frame(folder: str, frame: int, rgb8: np.ndarray, recipe: dict) -> str:
