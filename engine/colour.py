@@ -315,9 +315,10 @@ def _perlin_octave(height: int, width: int, cells: tuple[int, int], draws: np.nd
     rows[4] = 1
     columns = np.stack([1 - fv, fv, (1 - fv) * v, fv * (v - 1)]) * np.float32(scale * math.sqrt(2))
     columns = np.concatenate([columns, np.full((1, across), offset, dtype=np.float32)])
-    # einsum's own loops, not BLAS: a BLAS product this size wakes OpenBLAS's threads, which
-    # then spin for about 0.1 s beside the frame's other work (see views.affine_inverse).
-    return np.einsum("fr,fc->rc", rows.reshape(5, -1), columns).reshape(height, width)
+    # One product per row of cells: one product of the whole octave is big enough to wake
+    # OpenBLAS's threads, which then spin for about 0.1 s beside the frame's other work (see
+    # views.affine_inverse); these are each done on the calling thread (measured).
+    return (rows.reshape(5, cells[0], -1).transpose(1, 2, 0) @ columns).reshape(height, width)
 
 
 def perlin_envelope(height: int, width: int, perlin_w: float, perlin_h: float, octaves: int,
