@@ -39,6 +39,7 @@ import numpy as np
 
 from . import threads
 from .errors import DiffusionError
+from .frame_files import to_float
 
 __all__ = ["ColourMode", "ColourReference", "colour_reference", "match_colours", "adjust_contrast",
            "unsharp_mask", "NOISE_TYPES", "add_noise", "perlin_envelope", "noise_image",
@@ -65,11 +66,6 @@ def _to_bytes(image: np.ndarray) -> np.ndarray:
     image = np.ascontiguousarray(image)
     # One saturating, rounding pass; the zero-weighted second input is how cv2 spells "scale and cast".
     return cv2.addWeighted(image, 255.0, image, 0.0, 0.0, dtype=cv2.CV_8U)
-
-
-def _to_float(image: np.ndarray) -> np.ndarray:
-    """HxWx3 float32 k / 255, correctly rounded: the same floats as uint8 images / 255 elsewhere."""
-    return np.divide(image, np.float32(255), dtype=np.float32)
 
 
 # --- Colour coherence --------------------------------------------------------------------------
@@ -171,8 +167,8 @@ def match_colours(image: np.ndarray, reference: np.ndarray | ColourReference, mo
     those of the reference frame (an image, or a `colour_reference` made once). HxWx3 float32."""
     mode = ColourMode.parse(mode)
     if mode is ColourMode.NONE:
-        return _to_float(_to_bytes(image))
-    return _to_float(_match_bytes(_to_bytes(image), _as_reference(reference), mode))
+        return to_float(_to_bytes(image))
+    return to_float(_match_bytes(_to_bytes(image), _as_reference(reference), mode))
 
 
 # --- Contrast --------------------------------------------------------------------------------
@@ -194,7 +190,7 @@ def adjust_contrast(image: np.ndarray, contrast: float) -> np.ndarray:
     """Deforum's contrast schedule: every byte times `contrast` (a scale about black, not about
     mid-grey: it brightens or darkens), rounded. HxWx3 float32."""
     _check_contrast(contrast)
-    return _to_float(_contrast_bytes(_to_bytes(image), contrast))
+    return to_float(_contrast_bytes(_to_bytes(image), contrast))
 
 
 # --- Anti-blur ---------------------------------------------------------------------------------
@@ -246,7 +242,7 @@ def unsharp_mask(image: np.ndarray, kernel: int = 5, sigma: float = 1.0, amount:
     kept as it was where it differs from its blur by less than `threshold` (in 8-bit levels).
     Defaults are Deforum's. HxWx3 float32."""
     _check_unsharp(kernel, sigma, amount, threshold)
-    return _to_float(_unsharp_bytes(_to_bytes(image), kernel, sigma, amount, threshold))
+    return to_float(_unsharp_bytes(_to_bytes(image), kernel, sigma, amount, threshold))
 
 
 # --- Noise ---------------------------------------------------------------------------------------
@@ -422,7 +418,7 @@ def add_noise(image: np.ndarray, amount: float, seed: int, noise_type: str = "pe
     name for plain Gaussian noise; "perlin" (Deforum's default) shapes it with a Perlin envelope
     (`perlin_envelope`). The same seed gives the same noise on every machine (OpenCV's
     generator, not Deforum's torch one). Defaults are Deforum's. HxWx3 float32."""
-    return _to_float(_noise_bytes(_to_bytes(image), amount, seed, noise_type, perlin_w, perlin_h, perlin_octaves,
+    return to_float(_noise_bytes(_to_bytes(image), amount, seed, noise_type, perlin_w, perlin_h, perlin_octaves,
                                   perlin_persistence))
 
 
@@ -480,4 +476,4 @@ def adjust(image: np.ndarray, reference: np.ndarray | ColourReference | None,
     frame = _unsharp_bytes(frame, a.kernel, a.sigma, a.amount, a.threshold)
     if noise is not None:
         frame = _blend_noise(frame, noise.result(), a.noise)
-    return _to_float(frame)
+    return to_float(frame)

@@ -65,6 +65,11 @@ def to_bytes(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels as float32 0..1, in one pass (the same values as astype then / 255)."""
+    return np.divide(pixels, np.float32(255), dtype=np.float32)
+
+
 def write_frame(folder: str, frame: int, rgb8: np.ndarray, recipe: dict) -> str:
     """Write one frame as an 8-bit PNG with its recipe, atomically: a frame on disk is
     always whole (a stop mid-write leaves no half frame that a resume would trust).

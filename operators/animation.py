@@ -33,7 +33,7 @@ from ..engine import colour
 from ..engine.animation import AnimationSettings, FramePlan, plan_frames
 from ..engine.errors import DiffusionError, NothingInView
 from ..engine.frame_files import (
-    Resume, frame_path, read_frame, resume_point, settings_hash, to_bytes, write_frame, write_settings,
+    Resume, frame_path, read_frame, resume_point, settings_hash, to_bytes, to_float, write_frame, write_settings,
 )
 from ..engine.requests import ControlUnit, GenerationRequest, RegionPrompt
 from ..engine.warp import FrameGeometry, warp
@@ -281,7 +281,7 @@ class Painter:
             self.reference = colour.colour_reference(made.astype(np.float32) / 255.0)
             return made
         pixels, before = self.previous
-        warped = warp(_to_float(pixels), before, geometry, background=True)
+        warped = warp(to_float(pixels), before, geometry, background=True)
         adjustments = colour.FrameAdjustments(
             colour_mode=self.mode, contrast=plan.contrast, kernel=plan.kernel, sigma=plan.sigma, amount=plan.amount,
             threshold=plan.threshold, noise=plan.noise, seed=plan.seed)
@@ -304,11 +304,11 @@ class Painter:
         """A frame that is not diffused: the diffused frames around it warped to it and
         cross-faded by where it lies between them (the one before alone after the last)."""
         pixels, before = self.previous
-        behind = warp(_to_float(pixels), before, geometry, background=True)
+        behind = warp(to_float(pixels), before, geometry, background=True)
         if ahead is None:
             return to_bytes(np.where(behind.valid[..., None], behind.image, 0.0))
         next_pixels, after = ahead
-        front = warp(_to_float(next_pixels), after, geometry, background=True)
+        front = warp(to_float(next_pixels), after, geometry, background=True)
         span = after.view.frame - before.view.frame
         weight = np.float32((geometry.view.frame - before.view.frame) / span)
         w_front = np.where(front.valid, weight, 0.0)
@@ -320,11 +320,6 @@ class Painter:
 
     def engine(self):
         return jobs.engine(self.cache_dir, *self.placement)
-
-
-def _to_float(pixels: np.ndarray) -> np.ndarray:
-    """8-bit pixels as float32 0..1 in one pass (the same values as astype then / 255)."""
-    return np.divide(pixels, np.float32(255.0), dtype=np.float32)
 
 
 def grown(mask: np.ndarray, pixels: int) -> np.ndarray:

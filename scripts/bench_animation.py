@@ -72,7 +72,7 @@ def frame(cache: str) -> dict:
     runs = []
     for index in range(20):
         started = time.perf_counter()
-        previous_float = np.divide(previous, np.float32(255.0), dtype=np.float32)  # as the job does
+        previous_float = files.to_float(previous)  # as the job does
         warped = warp.warp(previous_float, geometry[index], geometry[index + 1], background=True)
         colour.adjust(warped.image, reference, adjustments)  # the init image the diffusion would start from
         # The frame written is the diffusion's output; the warped frame stands in for it
