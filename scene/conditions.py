@@ -45,7 +45,7 @@ from .depth import geometry_mask
 from .camera import camera_view
 from .normals import to_camera_space
 from .pose import capture_pose
-from .render import CaptureSession, capture_session, capture_size, render_passes, resolve_camera
+from .render import CaptureSession, backfacing_material, capture_session, capture_size, render_passes, resolve_camera
 from .segmentation import ObjectMap, cryptomatte_names, object_map, segment_labels
 
 __all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_session_for",
@@ -176,7 +176,9 @@ def capture_view(
     session: render through this CaptureSession (several views of one scene, see
     `capture_session` and `session_passes`); its size, frame and passes must be this
     capture's.
-    motion: the Vector pass too, from the same render (animations: one render a frame).
+    motion: the Vector pass too, from the same render (animations: one render a frame; the
+        camera-inside check reads back faces from it where no material changes what the
+        passes see).
     objects: which object each pixel sees too (region prompts), from the same render.
     """
     kinds = set(kinds)
@@ -197,7 +199,9 @@ def capture_view(
         if session is not None:
             rendered = session.render(camera)
         else:
-            passes = session_passes(kinds, objects) + (("vector",) if motion else ())
+            # Animations also take back faces from this render: the camera-inside check then
+            # needs no second render on every frame.
+            passes = session_passes(kinds, objects) + (("vector", "backfacing") if motion else ())
             rendered = render_passes(scene, passes, camera=camera, width=width, height=height,
                                      frame=frame, line_thickness=_line_thickness(options, width, height))
         vector = rendered.images.get("vector")
@@ -205,7 +209,11 @@ def capture_view(
         z = rendered.images["z"]
         mask = geometry_mask(z, camera.name)
         if mask.mean() >= _COVERED_SHARE:
-            _refuse_inside(scene, camera, width, height, frame)
+            back = rendered.images.get("backfacing")
+            # Where this render told back faces and they are few, the camera is not inside
+            # anything; otherwise a small render of its own decides (and names the object).
+            if back is None or np.count_nonzero(back > 0.5) >= _INSIDE_SHARE * back.size:
+                _refuse_inside(scene, camera, width, height, frame)
         normals = None
         if "normal" in rendered.images:
             started = time.perf_counter()
@@ -289,19 +297,17 @@ def _refuse_inside(scene: bpy.types.Scene, camera: bpy.types.Object, width: int,
     Why a second render: Cycles flips the normal of a back face to face the camera, so the
     Normal pass cannot tell. A small render with every object shaded by a diagnostic
     material (emission = Geometry > Backfacing) can, with the object cryptomatte to name
-    the object. It only runs when nearly no background is in view, as inside a closed mesh.
+    the object. It only runs when nearly no background is in view, as inside a closed mesh,
+    and, for animation frames, only when their own render saw back faces nearly everywhere.
     A camera inside a solid sees only its inner side: back faces everywhere. A room or sky
     dome with outward normals also shows back faces, but passes as long as anything in it
     faces the camera; an empty one is refused with the fix (flip its normals).
     """
     scale = _CHECK_SIZE / max(width, height)
     small = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
-    material = _backfacing_material()
-    try:
+    with backfacing_material() as material:
         check = render_passes(scene, ("combined", "cryptomatte"), camera=camera, width=small[0],
                               height=small[1], frame=frame, material_override=material)
-    finally:
-        bpy.data.materials.remove(material)
     back = check.images["combined"][..., 0] > 0.5
     if back.mean() < _INSIDE_SHARE:
         return
@@ -314,19 +320,3 @@ def _refuse_inside(scene: bpy.types.Scene, camera: bpy.types.Object, width: int,
         f"The camera '{camera.name}' is inside {inside}: it sees only the inside (back faces) of it",
         "move the camera out of it; if it is a room or a sky dome meant to be seen from inside, "
         "flip its normals to face the camera (Edit Mode > Mesh > Normals > Flip)")
-
-
-def _backfacing_material() -> bpy.types.Material:
-    """A temporary material that emits 1 on back faces and 0 on front faces."""
-    material = bpy.data.materials.new(".scene_diffusion_backfacing")
-    if material.node_tree is None:  # Blender 4.x makes the node tree on request
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    nodes.clear()
-    geometry = nodes.new("ShaderNodeNewGeometry")
-    emission = nodes.new("ShaderNodeEmission")
-    output = nodes.new("ShaderNodeOutputMaterial")
-    links = material.node_tree.links
-    links.new(geometry.outputs["Backfacing"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
-    return material

@@ -48,8 +48,8 @@ from ..engine.errors import DiffusionError
 from . import frames
 from .exr import read_exr
 
-__all__ = ["PASSES", "CaptureSession", "RenderedPasses", "capture_session", "render_passes", "resolve_camera",
-           "capture_size"]
+__all__ = ["PASSES", "CaptureSession", "RenderedPasses", "backfacing_material", "capture_session", "render_passes",
+           "resolve_camera", "capture_size"]
 
 # Our pass name -> (view layer property, names the EXR layer has had, channel letters).
 # Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index". Letters are
@@ -63,6 +63,10 @@ PASSES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "position": ("use_pass_position", ("Position",), "XYZ"),
     "uv": ("use_pass_uv", ("UV",), "UVA"),
     "combined": ("use_pass_combined", ("Combined",), "RGBA"),
+    # 1 where the pixel sees a back face, 0 elsewhere: the Combined pass's red under the
+    # unshaded override, which emits Geometry > Backfacing. Given only where that override is
+    # used (see capture_session); otherwise left out of the images.
+    "backfacing": ("use_pass_combined", ("Combined",), "R"),
     # Rank 0 of the object cryptomatte: R = the object's name hash as float bits, G = coverage.
     "cryptomatte": ("use_pass_cryptomatte_object", ("CryptoObject00",), "RGBA"),
     # Freestyle strokes over transparency: A = line coverage. Set up by _configure_freestyle.
@@ -217,11 +221,13 @@ def capture_session(
         copy.timeline_markers.clear()  # or the render would switch to a marker's camera
         copy.frame_current = clock.frame_current = frame
         copy.frame_subframe = clock.frame_subframe = subframe
+        if material_override is None and "combined" not in passes and not _shading_matters():
+            material_override = stack.enter_context(backfacing_material())
+        elif "backfacing" in passes:  # only the unshaded override tells back faces
+            passes = tuple(name for name in passes if name != "backfacing")
         _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
         if "freestyle" in passes:
             _configure_freestyle(copy, copy.view_layers[layer_name], line_thickness)
-        if material_override is None and "combined" not in passes and not _shading_matters():
-            material_override = stack.enter_context(_unshaded_material())
         if material_override is not None:
             copy.view_layers[layer_name].material_override = material_override
         clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
@@ -265,17 +271,23 @@ def _shading_matters() -> bool:
 
 
 @contextlib.contextmanager
-def _unshaded_material() -> Iterator[bpy.types.Material]:
-    """A temporary material that emits nothing: the cheapest surface Cycles can shade."""
+def backfacing_material() -> Iterator[bpy.types.Material]:
+    """A temporary material about as cheap as Cycles can shade: an emission of 1 on back
+    faces and 0 on front faces (the "backfacing" pass), never sampled as a light."""
     material = bpy.data.materials.new(".scene_diffusion_unshaded")
     if material.node_tree is None:  # Blender 4.x makes the node tree on request
         material.use_nodes = True
+    cycles = getattr(material, "cycles", None)
+    if cycles is not None:  # no light to build from every emitting triangle
+        cycles.emission_sampling = 'NONE'
     nodes = material.node_tree.nodes
     nodes.clear()
+    geometry = nodes.new("ShaderNodeNewGeometry")
     emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Strength"].default_value = 0.0
     output = nodes.new("ShaderNodeOutputMaterial")
-    material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    links = material.node_tree.links
+    links.new(geometry.outputs["Backfacing"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
     try:
         yield material
     finally:

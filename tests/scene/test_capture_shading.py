@@ -53,3 +53,25 @@ def test_an_opaque_scene_renders_unshaded_with_the_same_passes(scene, render):
     assert np.array_equal(unshaded["z"], shaded["z"])
     assert np.array_equal(unshaded["cryptomatte"], shaded["cryptomatte"])
     assert np.abs(unshaded["normal"] - shaded["normal"]).max() < 1e-5
+
+
+def test_the_unshaded_render_tells_back_faces(scene, render):
+    """The "backfacing" pass: 1 on the back of a face, 0 on front faces and the background;
+    left out where the scene's own materials must shade (they would not emit it)."""
+    import bpy
+    _veil(1.0)  # the plane faces the camera
+    images = render.render_passes(scene, ("z", "backfacing")).images
+    assert images["backfacing"].shape == images["z"].shape
+    assert set(np.unique(images["backfacing"])) == {0.0}
+    plane = bpy.context.active_object
+    plane.rotation_euler[0] = -np.pi / 2  # now it shows its back
+    bpy.context.view_layer.update()
+    back = render.render_passes(scene, ("z", "backfacing")).images["backfacing"]
+    veil = np.isclose(render.render_passes(scene, ("z",)).images["z"], 8.0, atol=1e-3)
+    assert veil.mean() > 0.3 and np.all(back[veil] == 1.0) and np.all(back[~veil] == 0.0)
+    other = bpy.data.materials.new("glass pane")
+    other.use_fake_user = True
+    if other.node_tree is None:
+        other.use_nodes = True
+    other.node_tree.nodes.new("ShaderNodeBsdfTransparent")
+    assert "backfacing" not in render.render_passes(scene, ("z", "backfacing")).images

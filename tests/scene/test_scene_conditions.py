@@ -404,6 +404,21 @@ def test_camera_inside_an_object_is_refused_and_changes_nothing(scene, condition
     assert _snapshot(scene) == before and len(bpy.data.scenes) == 1
 
 
+def test_an_animation_frame_tells_back_faces_from_its_own_render(scene, conditions, errors, renders):
+    """A frame with no background in view (as most animation frames are) needs no second
+    render to know the camera is not inside anything; inside a cube it is still refused."""
+    import bpy
+    _wall(5.0)  # fills the view
+    conditions.capture_view(scene, {"depth"}, motion=True)
+    assert len(renders) == 1
+    conditions.capture_view(scene, {"depth"})  # a still capture keeps its small check render
+    assert len(renders) == 3
+    _add("cube", (0.0, -10.0, 0.0), size=2.0)  # around the camera
+    with pytest.raises(errors.DiffusionError, match="inside 'Cube'.*Normals > Flip"):
+        conditions.capture_view(scene, {"depth"}, motion=True)
+    assert len(bpy.data.scenes) == 1
+
+
 def test_a_room_with_something_in_it_is_not_inside_an_object(scene, conditions):
     _add("cube", (0.0, -5.0, 0.0), "Room", size=20.0)  # outward normals, camera inside
     _add("cube", (0.0, 0.0, 0.0), size=1.5)
