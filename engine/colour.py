@@ -41,7 +41,7 @@ from . import threads
 from .errors import DiffusionError
 from .frame_files import to_float
 
-__all__ = ["ColourMode", "ColourReference", "colour_reference", "match_colours", "adjust_contrast",
+__all__ = ["ColourMode", "ColourReference", "colour_reference", "match_colours", "matched_bytes", "adjust_contrast",
            "unsharp_mask", "NOISE_TYPES", "add_noise", "perlin_envelope", "noise_image",
            "FrameAdjustments", "adjust"]
 
@@ -165,10 +165,16 @@ def _as_reference(reference: np.ndarray | ColourReference) -> ColourReference:
 def match_colours(image: np.ndarray, reference: np.ndarray | ColourReference, mode: ColourMode | str) -> np.ndarray:
     """Deforum's colour coherence: the image's channel histograms in `mode`'s colour space made
     those of the reference frame (an image, or a `colour_reference` made once). HxWx3 float32."""
+    return to_float(matched_bytes(image, reference, mode))
+
+
+def matched_bytes(image: np.ndarray, reference: np.ndarray | ColourReference, mode: ColourMode | str) -> np.ndarray:
+    """`match_colours` as the 8-bit frame it rounds to (HxWx3 uint8), for a frame that is
+    written next: no round trip through float."""
     mode = ColourMode.parse(mode)
     if mode is ColourMode.NONE:
-        return to_float(_to_bytes(image))
-    return to_float(_match_bytes(_to_bytes(image), _as_reference(reference), mode))
+        return _to_bytes(image)
+    return _match_bytes(_to_bytes(image), _as_reference(reference), mode)
 
 
 # --- Contrast --------------------------------------------------------------------------------

@@ -296,7 +296,7 @@ class Painter:
             request = dataclasses.replace(request, init_image=adjusted, strength=plan.denoise)
         image = self.engine().generate(request, report, cancel).images[0]
         if self.mode is not colour.ColourMode.NONE and self.reference is not None:
-            image = colour.match_colours(image, self.reference, self.mode)  # as Deforum does after img2img
+            return colour.matched_bytes(image, self.reference, self.mode)  # as Deforum does after img2img
         return to_bytes(image)
 
     def between(self, plan: FramePlan, geometry: FrameGeometry,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.colour import (ColourMode, FrameAdjustments, add_noise, adjust, adjust_contrast, colour_reference,
-                           match_colours, noise_image, perlin_envelope, unsharp_mask)
+                           match_colours, matched_bytes, noise_image, perlin_envelope, unsharp_mask)
 from engine.errors import DiffusionError
 
 DATA = Path(__file__).parent / "data" / "deforum_colour"
@@ -61,6 +61,10 @@ def test_colour_matching_equals_deforums_maintain_colors(deforum, mode, referenc
     expected = data[f"match_{mode}" + ("_sparse" if reference == "sparse_reference" else "")]
     np.testing.assert_array_equal(bytes_of(matched), expected)
     assert not np.array_equal(expected, data["image"])  # the match did change the frame
+    # The bytes an animation frame is written with, matched without the float round trip.
+    bytes_matched = matched_bytes(floats(data["image"]), floats(data[reference]), ColourMode(mode))
+    assert bytes_matched.dtype == np.uint8
+    np.testing.assert_array_equal(bytes_matched, expected)
 
 
 def test_a_prepared_reference_matches_as_the_image_does(deforum):
