@@ -45,7 +45,7 @@ from .depth import geometry_mask
 from .camera import camera_view
 from .normals import to_camera_space
 from .pose import capture_pose
-from .render import CaptureSession, backfacing_material, capture_session, capture_size, render_passes, resolve_camera
+from .render import CaptureSession, capture_session, capture_size, render_passes, resolve_camera, unshaded_material
 from .segmentation import ObjectMap, cryptomatte_names, object_map, segment_labels
 
 __all__ = ["CaptureOptions", "ConditionImage", "ViewCapture", "capture_conditions", "capture_session_for",
@@ -305,7 +305,7 @@ def _refuse_inside(scene: bpy.types.Scene, camera: bpy.types.Object, width: int,
     """
     scale = _CHECK_SIZE / max(width, height)
     small = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
-    with backfacing_material() as material:
+    with unshaded_material(backfacing=True) as material:
         check = render_passes(scene, ("combined", "cryptomatte"), camera=camera, width=small[0],
                               height=small[1], frame=frame, material_override=material)
     back = check.images["combined"][..., 0] > 0.5

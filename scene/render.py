@@ -48,8 +48,8 @@ from ..engine.errors import DiffusionError
 from . import frames
 from .exr import read_exr
 
-__all__ = ["PASSES", "CaptureSession", "RenderedPasses", "backfacing_material", "capture_session", "render_passes",
-           "resolve_camera", "capture_size"]
+__all__ = ["PASSES", "CaptureSession", "RenderedPasses", "capture_session", "render_passes",
+           "resolve_camera", "capture_size", "unshaded_material"]
 
 # Our pass name -> (view layer property, names the EXR layer has had, channel letters).
 # Blender 5.0 renamed "IndexOB"/"IndexMA" to "Object Index"/"Material Index". Letters are
@@ -222,7 +222,7 @@ def capture_session(
         copy.frame_current = clock.frame_current = frame
         copy.frame_subframe = clock.frame_subframe = subframe
         if material_override is None and "combined" not in passes and not _shading_matters():
-            material_override = stack.enter_context(backfacing_material())
+            material_override = stack.enter_context(unshaded_material(backfacing="backfacing" in passes))
         elif "backfacing" in passes:  # only the unshaded override tells back faces
             passes = tuple(name for name in passes if name != "backfacing")
         _configure(copy, layer_name, passes, width, height, os.path.join(folder, "capture.exr"))
@@ -271,9 +271,10 @@ def _shading_matters() -> bool:
 
 
 @contextlib.contextmanager
-def backfacing_material() -> Iterator[bpy.types.Material]:
-    """A temporary material about as cheap as Cycles can shade: an emission of 1 on back
-    faces and 0 on front faces (the "backfacing" pass), never sampled as a light."""
+def unshaded_material(backfacing: bool = False) -> Iterator[bpy.types.Material]:
+    """A temporary material about as cheap as Cycles can shade: an emission of 0, or with
+    `backfacing` of 1 on back faces and 0 on front faces (the "backfacing" pass; ~5 % slower
+    to shade, measured at 2048×1024), never sampled as a light."""
     material = bpy.data.materials.new(".scene_diffusion_unshaded")
     if material.node_tree is None:  # Blender 4.x makes the node tree on request
         material.use_nodes = True
@@ -282,11 +283,13 @@ def backfacing_material() -> Iterator[bpy.types.Material]:
         cycles.emission_sampling = 'NONE'
     nodes = material.node_tree.nodes
     nodes.clear()
-    geometry = nodes.new("ShaderNodeNewGeometry")
     emission = nodes.new("ShaderNodeEmission")
     output = nodes.new("ShaderNodeOutputMaterial")
     links = material.node_tree.links
-    links.new(geometry.outputs["Backfacing"], emission.inputs["Color"])
+    if backfacing:
+        links.new(nodes.new("ShaderNodeNewGeometry").outputs["Backfacing"], emission.inputs["Color"])
+    else:
+        emission.inputs["Strength"].default_value = 0.0
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     try:
         yield material
