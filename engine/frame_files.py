@@ -14,6 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def png_bytes(rgb8: np.ndarray, texts: dict[str, str], coder: str | None = None)
 DEFLATE_CODERS = ("isal", "zlib")
 
 
-def deflate_coder(name: str | None = None):
+def deflate_coder(name: str | None = None) -> ModuleType:
     """The module frames are deflated with (zlib's interface): `isal` (ISA-L's isal_zlib, from
     the extension's dependencies) or `zlib` (Python's own); None: ISA-L where it is installed,
     zlib otherwise (dependencies not installed yet, or a platform without its wheel)."""
@@ -164,7 +165,7 @@ def deflate_coder(name: str | None = None):
     return zlib
 
 
-def _raw_deflater(module):
+def _raw_deflater(module: ModuleType):
     """A raw deflate stream (no zlib header) at the coder's fastest setting: ISA-L's level 1
     (level 0 was no faster and 76 % larger), zlib's Huffman-only coding (its level 1 with
     matching is slower and larger on grainy frames)."""
