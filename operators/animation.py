@@ -16,9 +16,7 @@ hash; a resumed run continues after the last whole frame on disk and never rewri
 
 Captures happen on the main thread with the worker idle (`ahead=0`): a capture render
 under a context override beside Python running on another thread crashes Blender 5.0.1
-(scripts/check_render_beside_python.py). They are made a few frames at a time through one
-capture session (`capture_ahead`), which Cycles re-renders at each frame for about half the
-cost of a fresh capture.
+(scripts/check_render_beside_python.py).
 """
 from __future__ import annotations
 
