@@ -20,7 +20,6 @@ under a context override beside Python running on another thread crashes Blender
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -41,7 +40,7 @@ from ..engine.warp import FrameGeometry, warp
 from ..scene import camera as scene_camera
 from ..scene import images, sequence
 from ..scene.motion import frame_geometry, geometry_of
-from ..scene.render import CaptureSession, resolve_camera
+from ..scene.render import resolve_camera
 from ..scene.regions import never_seen
 from ..scene.settings import settings_json
 from . import capture, jobs
@@ -203,11 +202,9 @@ def first_item(job: AnimationJob) -> int:
     return len(job.groups)
 
 
-def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int,
-                  session: CaptureSession | None = None) -> GroupInput:
-    """Main thread, worker idle: the item's frames' geometry, its diffused frame's conditions
-    (through `session`, a `capture.frames_session`, when given), and on the first item of a
-    resumed run what the worker would have carried over."""
+def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int) -> GroupInput:
+    """Main thread, worker idle: the item's frames' geometry, its diffused frame's conditions,
+    and on the first item of a resumed run what the worker would have carried over."""
     plans = tuple(job.plans[index] for index in job.groups[item])
     geometry = [frame_geometry(scene, plan.frame, job.width, job.height) for plan in plans[:-1]]
     controls: tuple[ControlUnit, ...] = ()
@@ -219,7 +216,7 @@ def capture_group(scene: bpy.types.Scene, job: AnimationJob, item: int,
         size = scene_camera.output_size(scene)
         try:
             captured = capture.capture(scene, set(job.kinds), size, diffused.frame, motion=True,
-                                       prompts=dict(job.prompts), session=session)
+                                       prompts=dict(job.prompts))
             controls, regions = captured.units, captured.regions.regions
             view = captured.geometry
             last = geometry_of(scene, resolve_camera(scene, None, diffused.frame), view.view, view.z, view.vector)
@@ -348,17 +345,11 @@ def animation_steps(job: AnimationJob, cache_dir: str, placement) -> jobs.Steps:
     diffused: list[int] = []
     regions_seen: list[RegionPrompt] = []
 
-    captured: dict[int, GroupInput | DiffusionError] = {}
-
     def prepare(index: int) -> GroupInput:
-        if index not in captured:
-            scene = bpy.data.scenes.get(job.scene_name)
-            if scene is None:
-                raise DiffusionError(f"The scene '{job.scene_name}' is gone", "render the animation again")
-            capture_ahead(scene, job, items, index, captured)
-        given = captured.pop(index)
-        if isinstance(given, DiffusionError):
-            raise given
+        scene = bpy.data.scenes.get(job.scene_name)
+        if scene is None:
+            raise DiffusionError(f"The scene '{job.scene_name}' is gone", "render the animation again")
+        given = capture_group(scene, job, items[index])
         regions_seen.extend(given.regions)
         return given
 
@@ -388,32 +379,6 @@ def animation_steps(job: AnimationJob, cache_dir: str, placement) -> jobs.Steps:
                       prepare=prepare, noun="frame", ahead=0,
                       kept=lambda count: f"{len(written)} frame{'s' if len(written) != 1 else ''} written are kept; "
                                          "turn on Resume to continue")
-
-
-# Items captured in one go through one capture session (Cycles keeps the scene between its
-# renders: ~0.04 s a frame after the first against ~0.08 s a fresh render, for the bench's
-# shot at 256²), so the main thread holds Blender's interface for a few captures at a time.
-CAPTURE_BATCH = 4
-
-
-def capture_ahead(scene: bpy.types.Scene, job: AnimationJob, items: list[int], index: int,
-                  captured: dict[int, GroupInput | DiffusionError]) -> None:
-    """Capture items[index:index + CAPTURE_BATCH] into `captured`, through one session when
-    they need conditions. An item that fails keeps its error there, raised when its turn
-    comes (the items before it are still made), and ends the batch."""
-    batch = items[index:index + CAPTURE_BATCH]
-    with contextlib.ExitStack() as stack:
-        session = None
-        if job.kinds or job.prompts:
-            first = job.plans[job.groups[batch[0]][-1]].frame
-            session = stack.enter_context(capture.frames_session(
-                scene, set(job.kinds), scene_camera.output_size(scene), first, dict(job.prompts)))
-        for offset, item in enumerate(batch):
-            try:
-                captured[index + offset] = capture_group(scene, job, item, session)
-            except DiffusionError as error:
-                captured[index + offset] = error
-                break
 
 
 def finish_animation(job: AnimationJob, written: list[int], diffused: list[int]) -> str:

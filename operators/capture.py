@@ -18,8 +18,7 @@ from ..engine.kinds import KIND_LABELS, SCENE_KINDS
 from ..properties.scene import KIND_ITEMS
 from ..scene import images
 from ..scene.camera import OutputSize, output_size
-from ..scene.conditions import CaptureOptions, ConditionImage, ViewCapture, capture_session_for, capture_view
-from ..scene.render import CaptureSession
+from ..scene.conditions import CaptureOptions, ConditionImage, ViewCapture, capture_view
 from ..scene.regions import Regions, regions_in_view, scene_prompts
 from . import jobs
 from .base import JobOperator
@@ -60,41 +59,24 @@ def region_prompts(scene: bpy.types.Scene) -> dict[str, str]:
     return scene_prompts(scene) if scene.scene_diffusion.use_regions else {}
 
 
-def _picked(scene: bpy.types.Scene, kinds: set[str], from_images: bool = True) -> set[str]:
-    """The kinds whose source is an image the person picked (not captured from the scene)."""
-    conditions = scene.scene_diffusion.conditions
-    return {kind for kind in kinds if from_images and conditions.control(kind).source == 'IMAGE'}
-
-
-def frames_session(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
-                   prompts: dict[str, str] | None = None):
-    """A capture session (a context manager) for `capture(..., motion=True, session=...)` of
-    `kinds` at several frames, starting at `frame`: an animation's captures, each after the
-    first re-rendering only what changed."""
-    options = capture_options(scene.scene_diffusion.conditions)
-    return capture_session_for(scene, kinds - _picked(scene, kinds), size.width, size.height, frame, options,
-                               objects=bool(prompts), motion=True)
-
-
 def capture(scene: bpy.types.Scene, kinds: set[str], size: OutputSize, frame: int,
             camera: bpy.types.Object | None = None, from_images: bool = True, motion: bool = False,
-            prompts: dict[str, str] | None = None, session: CaptureSession | None = None) -> Captured:
+            prompts: dict[str, str] | None = None) -> Captured:
     """Capture `kinds` (lower-case) at `frame`; writes nothing (see `store_captured`).
 
     from_images: kinds whose source is an image the person picked use that image instead.
     motion: the frame's geometry too (Z and Vector passes, `Captured.geometry`), from the
     same render as the conditions.
     prompts: object name -> region prompt; their regions in view come from the same render.
-    session: render through this one (`frames_session`, with the same kinds and prompts).
     """
     conditions = scene.scene_diffusion.conditions
-    picked = _picked(scene, kinds, from_images)
+    picked = {kind for kind in kinds if from_images and conditions.control(kind).source == 'IMAGE'}
     for kind in sorted(picked):
         if conditions.control(kind).image is None:
             raise DiffusionError(f"The {KIND_LABELS[kind]} condition's source is an image, but none is picked",
                                  "pick one in its row of the Conditions panel, or set its source to Scene")
     viewed = capture_view(scene, kinds - picked, camera, size.width, size.height, frame,
-                          capture_options(conditions), motion=motion, objects=bool(prompts), session=session) \
+                          capture_options(conditions), motion=motion, objects=bool(prompts)) \
         if kinds - picked or motion or prompts else None
     from_scene = viewed.conditions if viewed is not None else {}
     units = []

@@ -173,9 +173,9 @@ def capture_view(
     """`capture_conditions` with the view's geometry: its CameraView and, with `depth` (or
     when a pass-based kind renders anyway), its Z pass, from the same render.
 
-    session: render through this CaptureSession (several views or frames of one scene, see
-    `capture_session_for`); its size and passes must be this capture's; it renders at this
-    capture's frame.
+    session: render through this CaptureSession (several views of one scene, see
+    `capture_session` and `session_passes`); its size, frame and passes must be this
+    capture's.
     motion: the Vector pass too, from the same render (animations: one render a frame; the
         camera-inside check reads back faces from it where no material changes what the
         passes see).
@@ -197,10 +197,13 @@ def capture_view(
     vector = seen_objects = None
     if pass_kinds or depth or motion or objects:
         if session is not None:
-            rendered = session.render(camera, frame_number)
+            rendered = session.render(camera)
         else:
-            rendered = render_passes(scene, session_passes(kinds, objects, motion), camera=camera, width=width,
-                                     height=height, frame=frame, line_thickness=_line_thickness(options, width, height))
+            # Animations also take back faces from this render: the camera-inside check then
+            # needs no second render on every frame.
+            passes = session_passes(kinds, objects) + (("vector", "backfacing") if motion else ())
+            rendered = render_passes(scene, passes, camera=camera, width=width, height=height,
+                                     frame=frame, line_thickness=_line_thickness(options, width, height))
         vector = rendered.images.get("vector")
         seen_objects = object_map(rendered) if objects else None
         z = rendered.images["z"]
@@ -236,21 +239,18 @@ def capture_view(
                        seen_objects)
 
 
-def session_passes(kinds: Iterable[str], objects: bool = False, motion: bool = False) -> tuple[str, ...]:
+def session_passes(kinds: Iterable[str], objects: bool = False) -> tuple[str, ...]:
     """The render passes a capture of `kinds` needs (the Z pass always; the object cryptomatte
-    with `objects`; with `motion`, the Vector pass and back faces: animations take the
-    camera-inside check from the frame's own render, not a second one)."""
+    with `objects`)."""
     names = ["z"] + [name for kind in SCENE_KINDS if kind in set(kinds) and kind in _PASSES for name in _PASSES[kind]]
-    names += (["cryptomatte"] if objects else []) + (["vector", "backfacing"] if motion else [])
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names + (["cryptomatte"] if objects else [])))
 
 
 def capture_session_for(scene: bpy.types.Scene, kinds: Iterable[str], width: int, height: int, frame: int,
-                        options: CaptureOptions = CaptureOptions(), objects: bool = False, motion: bool = False):
+                        options: CaptureOptions = CaptureOptions(), objects: bool = False):
     """A CaptureSession that serves `capture_view(..., session=...)` for `kinds` from many cameras
-    or frames (and which object each pixel sees, with `objects`; the geometry of animation
-    frames, with `motion`, as capture_view's own render would have it)."""
-    return capture_session(scene, session_passes(kinds, objects, motion), width, height, frame,
+    (and which object each pixel sees, with `objects`)."""
+    return capture_session(scene, session_passes(kinds, objects), width, height, frame,
                            line_thickness=_line_thickness(options, width, height))
 
 
