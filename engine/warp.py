@@ -294,66 +294,69 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
     at_x -= np.float32(0.5)
     at_y = np.where(seen, source_y, np.float32(-0.5))
     at_y -= np.float32(0.5)
-    taps, weights = _taps(lookup.width, at_x.ravel(), at_y.ravel())
+    flat_x, flat_y = at_x.ravel(), at_y.ravel()
+    base = _corner(lookup.width, flat_x, flat_y)
+    offsets = _tap_offsets(lookup.width)
     flat_sky = sky_seen.ravel()
-    sky_weights = [weight[flat_sky] for weight in weights] if sky_seen.any() else []
     depth = depth.ravel()
     low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
-    intact = np.ones(depth.size, bool)  # all four taps show the pixel's surface: plain bilinear
+    # Each tap gathered from the lookup shifted by its offset: one index array for all four.
+    matching = []  # per tap: it shows the pixel's surface
     if use_motion:
         moving = ~still.ravel()
         motion = _as_pairs(current.to_previous[rows])
-        for tap, weight in zip(taps, weights):
-            bounds = np.take(lookup.bounds, tap)
+    for offset in offsets:
+        bounds = np.take(lookup.bounds[offset:], base)
+        if not use_motion:
+            matches = _within(bounds, low, high)
+        else:
             if lookup.next is not None:
                 # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
-                matches = np.abs(motion + np.take(lookup.next, tap)) <= np.float32(CONSISTENCY_PIXELS)
+                matches = np.abs(motion + np.take(lookup.next[offset:], base)) <= np.float32(CONSISTENCY_PIXELS)
             else:
                 matches = bounds.real < np.inf  # a surface there, and on the image
             matches &= moving | _within(bounds, low, high)
-            weight *= matches
-            intact &= matches
-    else:
-        for tap, weight in zip(taps, weights):
-            matches = _within(np.take(lookup.bounds, tap), low, high)
-            weight *= matches
-            intact &= matches
+        matching.append(matches)
     if sky_seen.any():
-        # Background pixels keep their bilinear weights where the previous frame showed
-        # background (the matching above, for surfaces, dropped them all).
-        sky_intact = np.ones(len(sky_weights[0]), bool)
-        for tap, weight, bilinear in zip(taps, weights, sky_weights):
-            matches = np.take(lookup.background, tap[flat_sky])
-            weight[flat_sky] = bilinear * matches
-            sky_intact &= matches
-        intact[flat_sky] = sky_intact
-
-    total = weights[0] + weights[1] + weights[2] + weights[3]
-    valid = (total > 0) & seen.ravel()
+        # Background pixels match where the previous frame showed background (the tests
+        # above, for surfaces, dropped them all).
+        sky_base = base[flat_sky]
+        for offset, matches in zip(offsets, matching):
+            matches[flat_sky] = np.take(lookup.background[offset:], sky_base)
+    # All four taps show the pixel's surface (most pixels): plain bilinear, and valid (the
+    # bilinear weights add up to 1). Elsewhere the weights of the taps that do, shared out.
+    intact = matching[0] & matching[1] & matching[2] & matching[3]
+    seen = seen.ravel()
+    valid = seen & intact
     channels = previous_image.shape[2]
+    # OpenCV's remap samples up to 4 channels; more are all sampled here.
+    sampled = np.flatnonzero(seen & ~intact) if channels <= 4 else np.flatnonzero(seen)
+    weights = _weights(flat_x[sampled], flat_y[sampled])
+    for weight, matches in zip(weights, matching):
+        weight *= matches[sampled]
+    total = weights[0] + weights[1] + weights[2] + weights[3]
+    shared = total > 0
+    rest, weights, total = sampled[shared], [weight[shared] for weight in weights], total[shared]
+    valid[rest] = True
     if channels <= 4:
         # Where all four taps count, the sample is plain bilinear: OpenCV's remap, at its
         # 1/32-pixel resolution (as Deforum's warp samples), over every pixel; the others
         # are put right below.
         import cv2
         image = cv2.remap(previous_image, at_x, at_y, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT).reshape(total.size, -1)
+                          borderMode=cv2.BORDER_CONSTANT).reshape(valid.size, -1)
         image[np.flatnonzero(~valid)] = 0.0  # the few not valid: faster than a mask over all
-        plain = intact
     else:
-        image = np.zeros((total.size, channels), np.float32)
-        plain = np.zeros_like(intact)
-    # Elsewhere the weights of the taps that count, shared out.
-    rest = np.flatnonzero(valid & ~plain)
+        image = np.zeros((valid.size, channels), np.float32)
     if rest.size:
-        weights, total = [weight[rest] for weight in weights], total[rest]
         # The taps' pixels in the image itself: a tap on the lookup's border has weight 0,
         # so the edge pixel it is moved onto adds nothing.
         flat = previous_image.reshape(-1, channels)
         colour = np.zeros((rest.size, channels), np.float32)
-        for tap, weight in zip(taps, weights):
-            colour += weight[:, None] * np.take(flat, _unbordered(tap[rest], lookup.width, view.height, view.width),
-                                                axis=0)
+        corner = base[rest]
+        for offset, weight in zip(offsets, weights):
+            colour += weight[:, None] * np.take(flat, _unbordered(corner + offset, lookup.width, view.height,
+                                                                  view.width), axis=0)
         image[rest] = colour / total[:, None]
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width),
                   source_x=source_x, source_y=source_y, located=surface | sky_seen)
@@ -397,23 +400,33 @@ def _inside(view: CameraView, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (x >= 0) & (x < view.width) & (y >= 0) & (y < view.height)
 
 
-def _taps(bordered_width: int, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The four pixel centres around each of N points, given as the point less half a pixel
-    (float32 pixel coordinates, -1 or more): their flat indices in a `_Lookup`'s bordered
-    layout and their bilinear weights."""
-    left, top = np.floor(x), np.floor(y)
-    fx, fy = x - left, y - top  # exact in float32: integers at pixel centres
+def _corner(bordered_width: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The flat index, in a `_Lookup`'s bordered layout, of the top-left of the four pixel
+    centres around each of N points, given as the point less half a pixel (float32 pixel
+    coordinates, -1 or more); the others are `_tap_offsets` further on."""
     # Integers below 2^24 are exact in float32: one conversion instead of integer arithmetic.
+    top = np.floor(y)
     top *= np.float32(bordered_width)
-    top += left
+    top += np.floor(x)
     top += np.float32(bordered_width + 1)
-    base = top.astype(np.intp)
+    return top.astype(np.intp)
+
+
+def _tap_offsets(bordered_width: int) -> tuple[int, int, int, int]:
+    """Top-left, top-right, bottom-left, bottom-right, from the top-left."""
+    return 0, 1, bordered_width, bordered_width + 1
+
+
+def _weights(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """The bilinear weights of the four taps (in `_tap_offsets`' order) of points given as in
+    `_corner`."""
+    fx, fy = x - np.floor(x), y - np.floor(y)  # exact in float32: integers at pixel centres
     gx, gy = 1 - fx, 1 - fy
     top_left = gx * gy
     np.multiply(fx, gy, out=gy)  # top right
     np.multiply(gx, fy, out=gx)  # bottom left
     np.multiply(fx, fy, out=fx)  # bottom right
-    return ([base, base + 1, base + bordered_width, base + bordered_width + 1], [top_left, gy, gx, fx])
+    return [top_left, gy, gx, fx]
 
 
 def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
