@@ -231,7 +231,12 @@ def capture_session(
         if material_override is not None:
             copy.view_layers[layer_name].material_override = material_override
         clock.render.engine = 'CYCLES'  # the operator checks the context scene's engine can render
-        yield CaptureSession(scene, copy, clock, layer_name, folder, passes, width, height, frame)
+        try:
+            yield CaptureSession(scene, copy, clock, layer_name, folder, passes, width, height, frame)
+        finally:
+            # Persistent data keeps the copy's Cycles engine in Blender's Render of that scene,
+            # which outlives the scene; turning it off frees the engine now (an RNA update).
+            copy.render.use_persistent_data = False
 
 
 # Shader nodes that make a surface see-through, hide it from the Z pass, or are volumes:

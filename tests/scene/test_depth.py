@@ -321,3 +321,23 @@ def test_a_failing_capture_leaves_no_temporary_data(scene, depth, errors):
         addon_utils.enable("cycles", default_set=False)
     assert len(bpy.data.scenes) == 1 and _snapshot(scene) == before
     np.testing.assert_allclose(depth.capture_depth(scene).z, 10.0, atol=1e-3)
+
+
+def _render_engines() -> int:
+    """How many render engines Python can reach (Cycles' engine is one while it lives)."""
+    import gc
+
+    import bpy
+    gc.collect()
+    return sum(isinstance(item, bpy.types.RenderEngine) for item in gc.get_objects())
+
+
+def test_a_capture_leaves_no_render_engine_alive(scene, depth):
+    """Captures keep Cycles' scene data between a session's renders (persistent data); the
+    engine holding it goes with the temporary scene instead of staying in Blender's list of
+    renders, where it would hold data of a scene that no longer exists."""
+    _wall(0.0)
+    before = _render_engines()
+    np.testing.assert_allclose(depth.capture_depth(scene).z, 10.0, atol=1e-3)
+    assert _render_engines() == before
+
