@@ -43,7 +43,7 @@ from .frame_files import to_float
 
 __all__ = ["ColourMode", "ColourReference", "colour_reference", "match_colours", "matched_bytes", "adjust_contrast",
            "unsharp_mask", "NOISE_TYPES", "add_noise", "perlin_envelope", "noise_image",
-           "FrameAdjustments", "adjust"]
+           "FrameAdjustments", "adjust", "adjust_bytes"]
 
 NOISE_TYPES = ("uniform", "perlin")
 _NOISE_GRID = 64  # Deforum draws noise at the frame size rounded down to this, then stretches it
@@ -465,8 +465,18 @@ def adjust(image: np.ndarray, reference: np.ndarray | ColourReference | None,
     """Deforum's steps between the warp and img2img, on one frame (HxWx3 float32 0..1 RGB):
     match colours to the reference (none when it is None, as on Deforum's first warped frame),
     contrast, anti-blur, noise. Rounds to 8 bits once; HxWx3 float32 on the 8-bit grid."""
+    return to_float(adjust_bytes(_to_bytes(image), reference, adjustments))
+
+
+def adjust_bytes(frame: np.ndarray, reference: np.ndarray | ColourReference | None,
+                 adjustments: FrameAdjustments) -> np.ndarray:
+    """`adjust` of an 8-bit frame (HxWx3 uint8, e.g. the previous frame warped as bytes),
+    as the 8-bit frame it gives: no round trip through float."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise DiffusionError(f"Expected an HxWx3 8-bit frame, got {getattr(frame, 'dtype', type(frame).__name__)} "
+                             f"{getattr(frame, 'shape', '')}", "pass the frame as HxWx3 uint8, or use adjust()")
     a = adjustments
-    height, width = np.shape(image)[:2]
+    height, width = frame.shape[:2]
     noise = None
     if a.noise > 0:
         _check_noise(a.noise, a.noise_type, a.perlin_w, a.perlin_h, a.perlin_octaves, height, width)
@@ -474,7 +484,8 @@ def adjust(image: np.ndarray, reference: np.ndarray | ColourReference | None,
         # matches colours and sharpens.
         noise = threads.pool().submit(_noise_picture, height, width, a.seed, a.noise_type, a.perlin_w, a.perlin_h,
                                       a.perlin_octaves, a.perlin_persistence)
-    frame = _to_bytes(image)
+    given = frame
+    frame = np.ascontiguousarray(frame)
     if a.colour_mode is not ColourMode.NONE and reference is not None:
         frame = _match_bytes(frame, _as_reference(reference), a.colour_mode)
     if a.contrast != 1:  # Deforum's product and rounding give the bytes back at 1
@@ -482,4 +493,4 @@ def adjust(image: np.ndarray, reference: np.ndarray | ColourReference | None,
     frame = _unsharp_bytes(frame, a.kernel, a.sigma, a.amount, a.threshold)
     if noise is not None:
         frame = _blend_noise(frame, noise.result(), a.noise)
-    return to_float(frame)
+    return frame.copy() if frame is given else frame  # a new frame, even where no step changed it

@@ -170,7 +170,8 @@ def _depth_slope(depth: np.ndarray) -> np.ndarray:
 class Warped:
     """The previous frame seen from the current one.
 
-    image: HxWxC float32 (the previous image's channels), sampled where `valid`, 0 elsewhere.
+    image: HxWxC (the previous image's channels and kind: float32, or uint8 for 8-bit frames),
+        sampled where `valid`, 0 elsewhere.
     valid: HxW bool, the pixels whose surface point the previous frame showed.
     source: HxWx2 float32, where each pixel's point was in the previous image (continuous
         pixel coordinates, x right, y down; outside the image where it entered at the
@@ -193,6 +194,9 @@ class Warped:
 def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeometry,
          background: bool = False) -> Warped:
     """`previous_image` (HxWxC of the previous frame's view) warped into `current`'s view.
+    A float image is sampled in float32; an 8-bit one (uint8, an animation frame as on
+    disk) with OpenCV's 8-bit bilinear, as Deforum warps its frames: rounded to bytes, within
+    one level of the float sample rounded, at a fraction of the memory traffic.
 
     background: also warp what shows no geometry (the World) as seen at infinity: valid
     where the previous frame showed background in that direction. Off, it is not valid.
@@ -211,7 +215,8 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     shared out among the taps that do, exactly, so no colour bleeds across a silhouette
     and the border pixels reach half a pixel outward.
     """
-    previous_image = np.ascontiguousarray(previous_image, dtype=np.float32)
+    kind = np.uint8 if np.asarray(previous_image).dtype == np.uint8 else np.float32
+    previous_image = np.ascontiguousarray(previous_image, dtype=kind)
     view = previous.view
     if previous_image.ndim != 3 or previous_image.shape[:2] != (view.height, view.width):
         raise DiffusionError(f"The previous image is {previous_image.shape}, its view '{view.name}' is "
@@ -221,7 +226,7 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     bands = _bands(height, width)
     if len(bands) == 1:
         return _warp_rows(previous_image, lookup, view, current, background, bands[0])
-    whole = Warped(image=np.empty((height, width, previous_image.shape[2]), np.float32),
+    whole = Warped(image=np.empty((height, width, previous_image.shape[2]), kind),
                    valid=np.empty((height, width), bool), source_x=np.empty((height, width), np.float32),
                    source_y=np.empty((height, width), np.float32), located=np.empty((height, width), bool))
 
@@ -347,7 +352,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
                           borderMode=cv2.BORDER_CONSTANT).reshape(valid.size, -1)
         image[np.flatnonzero(~valid)] = 0.0  # the few not valid: faster than a mask over all
     else:
-        image = np.zeros((valid.size, channels), np.float32)
+        image = np.zeros((valid.size, channels), previous_image.dtype)
     if rest.size:
         # The taps' pixels in the image itself: a tap on the lookup's border has weight 0,
         # so the edge pixel it is moved onto adds nothing.
@@ -357,7 +362,9 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         for offset, weight in zip(offsets, weights):
             colour += weight[:, None] * np.take(flat, _unbordered(corner + offset, lookup.width, view.height,
                                                                   view.width), axis=0)
-        image[rest] = colour / total[:, None]
+        colour /= total[:, None]
+        # A mean of bytes is within 0..255: rounded, it stores exactly.
+        image[rest] = np.rint(colour) if image.dtype == np.uint8 else colour
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width),
                   source_x=source_x, source_y=source_y, located=surface | sky_seen)
 

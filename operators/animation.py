@@ -281,19 +281,22 @@ class Painter:
             self.reference = colour.colour_reference(made.astype(np.float32) / 255.0)
             return made
         pixels, before = self.previous
-        warped = warp(to_float(pixels), before, geometry, background=True)
+        # Warped and adjusted as bytes, as Deforum does its 8-bit frames: the steps round to
+        # 8 bits anyway, and bytes move a quarter of the memory of floats.
+        warped = warp(pixels, before, geometry, background=True)
         adjustments = colour.FrameAdjustments(
             colour_mode=self.mode, contrast=plan.contrast, kernel=plan.kernel, sigma=plan.sigma, amount=plan.amount,
             threshold=plan.threshold, noise=plan.noise, seed=plan.seed)
-        adjusted = colour.adjust(warped.image, self.reference, adjustments)
+        adjusted = colour.adjust_bytes(warped.image, self.reference, adjustments)
         if plan.keeps_warp:
-            return to_bytes(adjusted)
+            return adjusted
+        init = to_float(adjusted)
         unseen = grown(~warped.valid, UNSEEN_GROW)
         if unseen.any():
             strength_map = np.where(unseen, 1.0, plan.denoise).astype(np.float32)
-            request = dataclasses.replace(request, init_image=adjusted, strength=1.0, strength_map=strength_map)
+            request = dataclasses.replace(request, init_image=init, strength=1.0, strength_map=strength_map)
         else:
-            request = dataclasses.replace(request, init_image=adjusted, strength=plan.denoise)
+            request = dataclasses.replace(request, init_image=init, strength=plan.denoise)
         image = self.engine().generate(request, report, cancel).images[0]
         if self.mode is not colour.ColourMode.NONE and self.reference is not None:
             return colour.matched_bytes(image, self.reference, self.mode)  # as Deforum does after img2img

@@ -49,8 +49,11 @@ def shot(size: int, frames: int):
 
 
 def frame(cache: str) -> dict:
-    """Warp, colour match, contrast, anti-blur, noise, 8-bit and PNG write of one 512² frame,
-    from real geometry of consecutive frames (median of 20)."""
+    """What one 512² frame costs besides its diffusion, step for step as the job does it
+    (operators/animation.py, Painter.diffuse): warp of the previous frame's bytes, colour
+    match, contrast, anti-blur, noise, the init image as floats; after the diffusion the
+    colour match of its output and the PNG write. From real geometry of consecutive frames;
+    median of 20."""
     import bpy  # noqa: F401  (before enable)
     import numpy as np
     modules = enable(cache)
@@ -67,19 +70,23 @@ def frame(cache: str) -> dict:
     picture = np.stack([0.5 + 0.4 * np.sin(7 * x + 3 * y), 0.5 + 0.4 * np.cos(5 * y - 2 * x), 0.4 + 0.3 * x * y], 2)
     previous = (np.clip(picture + rng.normal(0, 0.02, picture.shape), 0, 1) * 255).astype(np.uint8)
     reference = colour.colour_reference(previous.astype(np.float32) / 255.0)
-    adjustments = colour.FrameAdjustments()
+    adjustments = colour.FrameAdjustments()  # Deforum's defaults: LAB, anti-blur, Perlin noise
     folder = tempfile.mkdtemp(prefix="scene_diffusion_bench_png_")
     runs = []
     for index in range(20):
         started = time.perf_counter()
-        previous_float = files.to_float(previous)  # as the job does
-        warped = warp.warp(previous_float, geometry[index], geometry[index + 1], background=True)
-        colour.adjust(warped.image, reference, adjustments)  # the init image the diffusion would start from
-        # The frame written is the diffusion's output; the warped frame stands in for it
-        # (the noised init would cost the PNG coder what no real frame does).
-        pixels = files.to_bytes(warped.image)
+        warped = warp.warp(previous, geometry[index], geometry[index + 1], background=True)
+        adjusted = colour.adjust_bytes(warped.image, reference, adjustments)
+        files.to_float(adjusted)  # the init image the diffusion would start from
+        before = time.perf_counter() - started
+        # The diffusion's output (float32, as Engine.generate gives it): the warped frame
+        # stands in for it, made outside the time (the noised init would cost the PNG coder
+        # what no real frame does).
+        output = files.to_float(warped.image)
+        started = time.perf_counter()
+        pixels = colour.matched_bytes(output, reference, adjustments.colour_mode)  # as the job does after img2img
         files.write_frame(folder, index + 1, pixels, {"frame": index + 1})
-        runs.append(time.perf_counter() - started)
+        runs.append(before + time.perf_counter() - started)
         previous = pixels
     return {"frame": sorted(runs)[len(runs) // 2]}
 

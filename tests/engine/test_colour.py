@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.colour import (ColourMode, FrameAdjustments, add_noise, adjust, adjust_contrast, colour_reference,
-                           match_colours, matched_bytes, noise_image, perlin_envelope, unsharp_mask)
+from engine.colour import (ColourMode, FrameAdjustments, add_noise, adjust, adjust_bytes, adjust_contrast,
+                           colour_reference, match_colours, matched_bytes, noise_image, perlin_envelope, unsharp_mask)
 from engine.errors import DiffusionError
 
 DATA = Path(__file__).parent / "data" / "deforum_colour"
@@ -238,12 +238,28 @@ def test_adjust_equals_deforums_render_block(deforum):
     assert len(cases) == 4
     for case in cases:
         adjustments, noise = chain_settings(data[f"chain_{case}_settings"])
-        out = bytes_of(adjust(floats(data["image"]), floats(data["reference"]), adjustments))
-        if noise > 0:
-            white, draws = draws_of(data, f"chain_{case}")
-            envelope = perlin_envelope(64, 64, 8, 8, 4, 0.5, draws)
-            out = blend(out, noise_image(white, envelope, 64, 64), noise)
-        np.testing.assert_array_equal(out, data[f"chain_{case}_out"], err_msg=f"case {case}")
+        from_floats = bytes_of(adjust(floats(data["image"]), floats(data["reference"]), adjustments))
+        # The job's path: the 8-bit frame as it is, no floats on the way.
+        from_bytes = adjust_bytes(data["image"], floats(data["reference"]), adjustments)
+        for path, out in (("floats", from_floats), ("bytes", from_bytes)):
+            if noise > 0:
+                white, draws = draws_of(data, f"chain_{case}")
+                envelope = perlin_envelope(64, 64, 8, 8, 4, 0.5, draws)
+                out = blend(out, noise_image(white, envelope, 64, 64), noise)
+            np.testing.assert_array_equal(out, data[f"chain_{case}_out"], err_msg=f"case {case}, {path}")
+
+
+def test_adjust_bytes_takes_8_bit_frames_only_and_gives_a_new_one(deforum):
+    frame = deforum["chain"]["image"]
+    assert frame.dtype == np.uint8
+    nothing = FrameAdjustments(colour_mode=ColourMode.NONE, amount=0.0, noise=0.0)
+    out = adjust_bytes(frame, None, nothing)
+    np.testing.assert_array_equal(out, frame)
+    out[0, 0] ^= 1
+    assert not np.array_equal(out, frame)  # the frame given is left as it was
+    for wrong in (floats(frame), frame[..., :2], frame.astype(np.uint16)):
+        with pytest.raises(DiffusionError, match="8-bit frame"):
+            adjust_bytes(wrong, None, nothing)
 
 
 def test_adjust_noises_last_with_its_seed(deforum):
