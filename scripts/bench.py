@@ -632,8 +632,8 @@ def bench_animation(cache_dir: str, runs: int) -> list[Row]:
     grown = (memory["after_100"] - memory["after_10"]) / 2**20
     return [
         Row("animation frame at 512²: everything but the diffusion", frame["frame"] * 1000, "ms", 40.0,
-            "as the job: warp, colour match, contrast, anti-blur, noise, init as floats; after the diffusion its "
-            "colour match and the PNG write; median of 5 processes' medians of "
+            "as the job: warp, colour match, contrast, anti-blur, noise, init and strength map; after the diffusion "
+            "its colour match and the PNG write; median of 5 processes' medians of "
             f"20 frames, which ranged {frames[0] * 1000:.1f}–{frames[-1] * 1000:.1f} ms"),
         Row("8-frame animation over 8 x one generation", ratio, "x", 1.10,
             f"median of 5 pairs: {pipeline['total']:.1f} s against its 8 generations replayed alone, "

@@ -51,9 +51,9 @@ def shot(size: int, frames: int):
 def frame(cache: str) -> dict:
     """What one 512² frame costs besides its diffusion, step for step as the job does it
     (operators/animation.py, Painter.diffuse): warp of the previous frame's bytes, colour
-    match, contrast, anti-blur, noise, the init image as floats; after the diffusion the
-    colour match of its output and the PNG write. From real geometry of consecutive frames;
-    median of 20."""
+    match, contrast, anti-blur, noise, the init image as floats and its strength map; after
+    the diffusion the colour match of its output and the PNG write. From real geometry of
+    consecutive frames; median of 20."""
     import bpy  # noqa: F401  (before enable)
     import numpy as np
     modules = enable(cache)
@@ -62,6 +62,7 @@ def frame(cache: str) -> dict:
     warp = __import__(f"{MODULE}.engine.warp", fromlist=["warp"])
     colour = __import__(f"{MODULE}.engine.colour", fromlist=["adjust"])
     files = __import__(f"{MODULE}.engine.frame_files", fromlist=["write_frame"])
+    job = modules[f"{MODULE}.operators.animation"]
     geometry = [motion.frame_geometry(scene, f, 512, 512) for f in range(1, 22)]
     # A picture-like first frame (smooth shapes and some grain): noise would cost the PNG
     # coder several times what a real frame does.
@@ -78,6 +79,8 @@ def frame(cache: str) -> dict:
         warped = warp.warp(previous, geometry[index], geometry[index + 1], background=True)
         adjusted = colour.adjust_bytes(warped.image, reference, adjustments)
         files.to_float(adjusted)  # the init image the diffusion would start from
+        unseen = job.grown(~warped.valid, job.UNSEEN_GROW)  # and its strength map, redrawing what was unseen
+        np.where(unseen, 1.0, 0.5).astype(np.float32)
         before = time.perf_counter() - started
         # The diffusion's output (float32, as Engine.generate gives it): the warped frame
         # stands in for it, made outside the time (the noised init would cost the PNG coder
