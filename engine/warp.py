@@ -84,9 +84,10 @@ class _Lookup:
     the image drop out like hidden ones. Pairs of floats are kept as complex64, so one
     gather fetches both (measured: 40% faster than two).
 
-    bounds: low + i high, the depths each pixel's surface takes within a pixel of its
+    bounds: low - i high, the depths each pixel's surface takes within a pixel of its
         centre (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope;
-        +inf on the background and the border.
+        +inf (and -inf) on the background and the border. High is kept negated so that
+        one comparison of float pairs tests both ends (see `_within`).
     next: x + i y, each pixel's motion to the next frame (pixels), +inf where there is no
         geometry (so nothing leads back from there); None without motion vectors.
     """
@@ -98,7 +99,7 @@ class _Lookup:
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
         height, width = geometry.depth.shape
-        bounds = _bordered(height, width, np.complex64, np.inf)
+        bounds = _bordered(height, width, np.complex64, complex(np.inf, -np.inf))
         motion = None if geometry.to_next is None else _bordered(height, width, np.complex64, np.inf)
         background = _bordered(height, width, bool, False)
 
@@ -114,7 +115,7 @@ class _Lookup:
             inside = slice(rows.start + 1, rows.stop + 1), slice(1, width + 1)
             # Written in place: the slices are views of the bordered arrays.
             np.subtract(depth, reach, out=bounds[inside].real)
-            np.add(depth, reach, out=bounds[inside].imag)
+            np.subtract(-depth, reach, out=bounds[inside].imag)  # -(depth + reach), exactly
             np.logical_not(surface, out=background[inside])
             if motion is not None:
                 motion[inside] = np.where(surface, _as_pairs(geometry.to_next[rows]).reshape(surface.shape),
@@ -142,9 +143,20 @@ def _as_pairs(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32).view(np.complex64).ravel()
 
 
-def _within(bounds: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """N bools: [low, high] meets each of the gathered `_Lookup.bounds`."""
-    return (low <= bounds.imag) & (bounds.real <= high)
+def _limits(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """N complex64 high - i low: pixels' depth ranges as `_within` takes them."""
+    limits = np.empty(low.shape, np.complex64)
+    limits.real = high
+    np.negative(low, out=limits.imag)
+    return limits
+
+
+def _within(bounds: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """N bools: each pixel's depth range (`_limits`) meets its gathered `_Lookup.bounds`:
+    tap low <= pixel high and -tap high <= -pixel low, as one comparison of float pairs
+    (contiguous, unlike the two halves of a complex array apart), both true."""
+    both = np.less_equal(bounds.view(np.float32), limits.view(np.float32))
+    return both.view(np.uint16) == 0x0101  # two true bytes, in either byte order
 
 
 def _depth_slope(depth: np.ndarray) -> np.ndarray:
@@ -304,24 +316,19 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
     offsets = _tap_offsets(lookup.width)
     flat_sky = sky_seen.ravel()
     depth = depth.ravel()
-    low, high = depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE)
-    # Each tap gathered from the lookup shifted by its offset: one index array for all four.
-    matching = []  # per tap: it shows the pixel's surface
+    limits = _limits(depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE))
+    # Per tap: it shows the pixel's surface.
+    matching = [np.empty(base.size, bool) for _ in offsets]
+    moving = motion = None
     if use_motion:
         moving = ~still.ravel()
         motion = _as_pairs(current.to_previous[rows])
-    for offset in offsets:
-        bounds = np.take(lookup.bounds[offset:], base)
-        if not use_motion:
-            matches = _within(bounds, low, high)
-        else:
-            if lookup.next is not None:
-                # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
-                matches = np.abs(motion + np.take(lookup.next[offset:], base)) <= np.float32(CONSISTENCY_PIXELS)
-            else:
-                matches = bounds.real < np.inf  # a surface there, and on the image
-            matches &= moving | _within(bounds, low, high)
-        matching.append(matches)
+    # A chunk of pixels at a time: the arrays a chunk's tests pass through stay in the
+    # core's cache (measured: the tests ~20 % faster than over a whole band at once).
+    for start in range(0, base.size, TAP_CHUNK):
+        part = slice(start, start + TAP_CHUNK)
+        _match_taps(lookup, base[part], offsets, limits[part], None if motion is None else motion[part],
+                    None if moving is None else moving[part], [matches[part] for matches in matching])
     if sky_seen.any():
         # Background pixels match where the previous frame showed background (the tests
         # above, for surfaces, dropped them all).
@@ -367,6 +374,35 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         image[rest] = np.rint(colour) if image.dtype == np.uint8 else colour
     return Warped(image=image.reshape(height, width, -1), valid=valid.reshape(height, width),
                   source_x=source_x, source_y=source_y, located=surface | sky_seen)
+
+
+# Pixels whose taps are tested together (see _warp_rows).
+TAP_CHUNK = 1 << 16
+
+
+def _match_taps(lookup: _Lookup, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray,
+                motion: np.ndarray | None, moving: np.ndarray | None, out: list[np.ndarray]) -> None:
+    """Whether each tap shows the pixel's surface, into `out` (a bool array per offset).
+    Without `motion` (the pixels' complex to_previous; `moving`: not still), the tap's depth
+    bounds must meet the pixel's depth range (`_limits`); with it, the tap's motion to the
+    next frame must also lead back to the pixel, and only still pixels are held to the depths."""
+    any_moving = moving is not None and moving.any()
+    for offset, matches in zip(offsets, out):
+        # Each tap gathered from the lookup shifted by its offset: one index array for all four.
+        bounds = np.take(lookup.bounds[offset:], base)
+        if motion is None:
+            np.copyto(matches, _within(bounds, limits))
+            continue
+        if lookup.next is not None:
+            # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
+            np.less_equal(np.abs(motion + np.take(lookup.next[offset:], base)), np.float32(CONSISTENCY_PIXELS),
+                          out=matches)
+        else:
+            np.less(bounds.real, np.inf, out=matches)  # a surface there, and on the image
+        within = _within(bounds, limits)
+        if any_moving:
+            within |= moving
+        matches &= within
 
 
 def _unbordered(index: np.ndarray, bordered_width: int, height: int, width: int) -> np.ndarray:
