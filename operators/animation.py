@@ -291,10 +291,9 @@ class Painter:
         if plan.keeps_warp:
             return adjusted
         init = to_float(adjusted)
-        unseen = grown(~warped.valid, UNSEEN_GROW)
-        if unseen.any():
-            strength_map = np.where(unseen, 1.0, plan.denoise).astype(np.float32)
-            request = dataclasses.replace(request, init_image=init, strength=1.0, strength_map=strength_map)
+        strengths = strength_map(warped.valid, plan.denoise)
+        if strengths is not None:
+            request = dataclasses.replace(request, init_image=init, strength=1.0, strength_map=strengths)
         else:
             request = dataclasses.replace(request, init_image=init, strength=plan.denoise)
         image = self.engine().generate(request, report, cancel).images[0]
@@ -323,6 +322,15 @@ class Painter:
 
     def engine(self):
         return jobs.engine(self.cache_dir, *self.placement)
+
+
+def strength_map(valid: np.ndarray, denoise: float) -> np.ndarray | None:
+    """HxW float32: full strength where the warp showed nothing (grown by UNSEEN_GROW), the
+    frame's own elsewhere; None where it showed every pixel."""
+    unseen = grown(~valid, UNSEEN_GROW)
+    if not unseen.any():
+        return None
+    return np.where(unseen, np.float32(1.0), np.float32(denoise))
 
 
 def grown(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -79,8 +79,7 @@ def frame(cache: str) -> dict:
         warped = warp.warp(previous, geometry[index], geometry[index + 1], background=True)
         adjusted = colour.adjust_bytes(warped.image, reference, adjustments)
         files.to_float(adjusted)  # the init image the diffusion would start from
-        unseen = job.grown(~warped.valid, job.UNSEEN_GROW)  # and its strength map, redrawing what was unseen
-        np.where(unseen, 1.0, 0.5).astype(np.float32)
+        job.strength_map(warped.valid, 0.5)  # and its strength map: what the warp did not show is redrawn
         before = time.perf_counter() - started
         # The diffusion's output (float32, as Engine.generate gives it): the warped frame
         # stands in for it, made outside the time (the noised init would cost the PNG coder
