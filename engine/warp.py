@@ -20,7 +20,7 @@ frame N-1; `to_next` likewise to frame N+1.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .errors import DiffusionError
 from .views import CameraView
 from .visibility import DEPTH_TOLERANCE, SLOPE_PIXELS, Rays, check_depth, foreground
 
-__all__ = ["CONSISTENCY_PIXELS", "STILL_PIXELS", "FrameGeometry", "Warped", "warp"]
+__all__ = ["CONSISTENCY_PIXELS", "STILL_PIXELS", "FrameGeometry", "Warped", "warp", "with_stillness"]
 
 # Forward-backward check: following a pixel's motion to the previous frame and that
 # frame's motion back to the next must land within this distance (pixels) of where it
@@ -59,6 +59,11 @@ class FrameGeometry:
     depth: np.ndarray
     to_previous: np.ndarray | None = None
     to_next: np.ndarray | None = None
+    # Whether to_previous (still_before) and to_next (still_after) hold nothing but the
+    # camera's own motion (set by `with_stillness`). Between two frames that say so, the
+    # warp tests its taps by depth alone: following the vectors back would only repeat it.
+    still_before: bool = False
+    still_after: bool = False
 
     def __post_init__(self) -> None:
         check_depth(self.view, self.depth)
@@ -76,6 +81,12 @@ class FrameGeometry:
         the next warp's previous."""
         return _Lookup.of(self)
 
+    @functools.cached_property
+    def _next_lookup(self) -> np.ndarray | None:
+        """This frame's motion to the next frame as a previous frame (`_Lookup.next_of`),
+        made only for a warp that follows motion vectors back."""
+        return _Lookup.next_of(self)
+
 
 @dataclass(frozen=True, eq=False)
 class _Lookup:
@@ -88,19 +99,17 @@ class _Lookup:
         centre (DEPTH_TOLERANCE aside): its depth -/+ SLOPE_ALLOWANCE times its slope;
         +inf (and -inf) on the background and the border. High is kept negated so that
         one comparison of float pairs tests both ends (see `_within`).
-    next: x + i y, each pixel's motion to the next frame (pixels), +inf where there is no
-        geometry (so nothing leads back from there); None without motion vectors.
+    background: bool, the pixel shows the background (False on the border).
+    The motion to the next frame is apart (`next_of`): only warps along vectors need it.
     """
     width: int
     bounds: np.ndarray
-    next: np.ndarray | None
-    background: np.ndarray  # bool: the pixel shows the background (False on the border)
+    background: np.ndarray
 
     @classmethod
     def of(cls, geometry: FrameGeometry) -> _Lookup:
         height, width = geometry.depth.shape
         bounds = _bordered(height, width, np.complex64, complex(np.inf, -np.inf))
-        motion = None if geometry.to_next is None else _bordered(height, width, np.complex64, np.inf)
         background = _bordered(height, width, bool, False)
 
         def fill(rows: slice) -> None:
@@ -117,17 +126,61 @@ class _Lookup:
             np.subtract(depth, reach, out=bounds[inside].real)
             np.subtract(-depth, reach, out=bounds[inside].imag)  # -(depth + reach), exactly
             np.logical_not(surface, out=background[inside])
-            if motion is not None:
-                motion[inside] = np.where(surface, _as_pairs(geometry.to_next[rows]).reshape(surface.shape),
-                                          np.complex64(complex(np.inf, np.inf)))
 
-        bands = _bands(height, width)
-        if len(bands) == 1:
-            fill(bands[0])
-        else:
-            list(threads.pool().map(fill, bands))
-        return cls(width=width + 2, bounds=bounds.ravel(), next=None if motion is None else motion.ravel(),
-                   background=background.ravel())
+        _in_bands(fill, height, width)
+        return cls(width=width + 2, bounds=bounds.ravel(), background=background.ravel())
+
+    @staticmethod
+    def next_of(geometry: FrameGeometry) -> np.ndarray | None:
+        """x + i y, each pixel's motion to the next frame (pixels), flat in the bordered
+        layout; +inf where there is no geometry and on the border (so nothing leads back
+        from there). None without motion vectors."""
+        if geometry.to_next is None:
+            return None
+        height, width = geometry.depth.shape
+        motion = _bordered(height, width, np.complex64, np.inf)
+
+        def fill(rows: slice) -> None:
+            surface = foreground(geometry.depth[rows])
+            pairs = _as_pairs(geometry.to_next[rows]).reshape(surface.shape)
+            motion[rows.start + 1:rows.stop + 1, 1:width + 1] = np.where(surface, pairs,
+                                                                          np.complex64(complex(np.inf, np.inf)))
+
+        _in_bands(fill, height, width)
+        return motion.ravel()
+
+
+def _in_bands(fill, height: int, width: int) -> None:
+    """fill(rows) over the frame's bands of rows, side by side on the pool's threads."""
+    bands = _bands(height, width)
+    if len(bands) == 1:
+        fill(bands[0])
+    else:
+        list(threads.pool().map(fill, bands))
+
+
+def with_stillness(geometry: FrameGeometry, before: CameraView, after: CameraView) -> FrameGeometry:
+    """`geometry` with `still_before` and `still_after` worked out from the camera's views at
+    the previous frame (`before`) and at the next (`after`): a direction is still when every
+    surface pixel's motion vector lands within STILL_PIXELS of where the pixel's point, at
+    its depth, projects into that view, i.e. nothing seen in the frame moves but the camera
+    (Cycles' vectors of a still surface agree with the reprojection to ~1e-4 px). A point
+    behind the other camera counts as moving. Without vectors, the geometry as it is."""
+    if geometry.to_previous is None or geometry.to_next is None:
+        return geometry
+    view, depth = geometry.view, geometry.depth
+    surface = foreground(depth)
+    centres_x = np.arange(view.width, dtype=np.float32) + np.float32(0.5)
+    centres_y = np.arange(view.height, dtype=np.float32)[:, None] + np.float32(0.5)
+
+    def still(vectors: np.ndarray, target: CameraView) -> bool:
+        x, y, _ = _reprojected(view, depth, surface, target, exact=False)
+        with np.errstate(invalid="ignore"):  # NaN: behind the camera, which fails the test
+            off = np.maximum(np.abs(x - (centres_x + vectors[..., 0])), np.abs(y - (centres_y + vectors[..., 1])))
+            return bool(np.all(off[surface] <= STILL_PIXELS))
+
+    return replace(geometry, still_before=still(geometry.to_previous, before),
+                               still_after=still(geometry.to_next, after))
 
 
 def _bordered(height: int, width: int, dtype, border) -> np.ndarray:
@@ -220,7 +273,8 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     from those that show the same surface: with motion vectors, those whose `to_next`
     leads back to p (within CONSISTENCY_PIXELS) and, for surfaces that did not move,
     whose depth is the point's; without, those whose depth is the point's (engine.
-    visibility's relative tolerance plus the Z pass's own slope). A pixel none of whose
+    visibility's relative tolerance plus the Z pass's own slope), and so too between two
+    frames whose vectors are marked still (`with_stillness`: only the camera moved). A pixel none of whose
     four show its surface is not valid: the point was hidden, or the previous view did
     not reach it. Where all four show it (most pixels) the sample is OpenCV's bilinear
     remap, at its 1/32-pixel resolution as in Deforum's warp; elsewhere the weights are
@@ -234,16 +288,24 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
         raise DiffusionError(f"The previous image is {previous_image.shape}, its view '{view.name}' is "
                              f"{view.height} x {view.width}", "warp the image the previous frame's view produced")
     height, width = current.view.height, current.view.width
-    lookup = previous._lookup  # made once, shared read-only by the bands
+    # Motion vectors reach one frame either way: between frames further apart (or the same
+    # frame) only the camera's motion is known.
+    vectors = current.to_previous is not None and current.view.frame - view.frame == 1
+    # Between two frames whose vectors hold only the camera's motion (`with_stillness`),
+    # every surface is still: the depth test alone decides, and the vectors' round trip
+    # to the previous frame and back, which would only repeat it, is left out.
+    moves = vectors and not (current.still_before and previous.still_after)
+    # Made once, shared read-only by the bands.
+    lookup = _Taps(previous._lookup, previous._next_lookup if moves else None)
     bands = _bands(height, width)
     if len(bands) == 1:
-        return _warp_rows(previous_image, lookup, view, current, background, bands[0])
+        return _warp_rows(previous_image, lookup, view, current, background, vectors, moves, bands[0])
     whole = Warped(image=np.empty((height, width, previous_image.shape[2]), kind),
                    valid=np.empty((height, width), bool), source_x=np.empty((height, width), np.float32),
                    source_y=np.empty((height, width), np.float32), located=np.empty((height, width), bool))
 
     def band(rows: slice) -> None:
-        part = _warp_rows(previous_image, lookup, view, current, background, rows)
+        part = _warp_rows(previous_image, lookup, view, current, background, vectors, moves, rows)
         for name in ("image", "valid", "source_x", "source_y", "located"):
             getattr(whole, name)[rows] = getattr(part, name)
 
@@ -268,27 +330,42 @@ def _workers() -> int:
     return threads.workers()
 
 
-def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, current: FrameGeometry,
-               background: bool, rows: slice) -> Warped:
-    """warp() of the current frame's `rows` (a band of whole rows)."""
+@dataclass(frozen=True, eq=False)
+class _Taps:
+    """What the taps of a warp are tested against: the previous frame's `_Lookup`, and its
+    motion to the next frame (`_Lookup.next_of`) where the warp follows motion vectors and
+    the previous frame has them (None otherwise)."""
+    lookup: _Lookup
+    next: np.ndarray | None
+
+    @property
+    def width(self) -> int:
+        return self.lookup.width
+
+
+def _warp_rows(previous_image: np.ndarray, lookup: _Taps, view: CameraView, current: FrameGeometry,
+               background: bool, vectors: bool, moves: bool, rows: slice) -> Warped:
+    """warp() of the current frame's `rows` (a band of whole rows): positions from the
+    motion `vectors` or from the cameras; `moves`: something may have moved (vectors only),
+    so taps are followed back along the motion, and only still surfaces depth-tested."""
     first = rows.start
     height, width = rows.stop - rows.start, current.view.width
     depth_here = current.depth[rows]
     surface = foreground(depth_here)
-    # Motion vectors reach one frame either way: between frames further apart (or the
-    # same frame) only the camera's motion is known.
-    use_motion = current.to_previous is not None and current.view.frame - view.frame == 1
-    if use_motion:
+    if vectors:
         columns = np.arange(width, dtype=np.float32) + np.float32(0.5)
         row_centres = np.arange(first, rows.stop, dtype=np.float32) + np.float32(0.5)
         motion_x, motion_y = current.to_previous[rows, :, 0], current.to_previous[rows, :, 1]
         source_x, source_y = columns[None, :] + motion_x, row_centres[:, None] + motion_y
         seen = surface & _inside(view, source_x, source_y)
-        # Surfaces that did not move have a known depth in the previous view: test it too.
-        # Compared with the vectors within STILL_PIXELS only: float32 is plenty.
-        still_x, still_y, depth = _reprojected(current.view, depth_here, surface, view, first, exact=False)
-        with np.errstate(invalid="ignore"):
-            still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
+        if moves:
+            # Surfaces that did not move have a known depth in the previous view: test it too.
+            # Compared with the vectors within STILL_PIXELS only: float32 is plenty.
+            still_x, still_y, depth = _reprojected(current.view, depth_here, surface, view, first, exact=False)
+            with np.errstate(invalid="ignore"):
+                still = (np.abs(still_x - source_x) <= STILL_PIXELS) & (np.abs(still_y - source_y) <= STILL_PIXELS)
+        else:
+            depth = _reprojected_depth(current.view, depth_here, surface, view, first)
     else:
         source_x, source_y, depth = _reprojected(current.view, depth_here, surface, view, first)
         with np.errstate(invalid="ignore"):
@@ -320,7 +397,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
     # Per tap: it shows the pixel's surface.
     matching = [np.empty(base.size, bool) for _ in offsets]
     moving = motion = None
-    if use_motion:
+    if moves:
         moving = ~still.ravel()
         motion = _as_pairs(current.to_previous[rows])
     # A chunk of pixels at a time: the arrays a chunk's tests pass through stay in the
@@ -334,7 +411,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
         # above, for surfaces, dropped them all).
         sky_base = base[flat_sky]
         for offset, matches in zip(offsets, matching):
-            matches[flat_sky] = np.take(lookup.background[offset:], sky_base)
+            matches[flat_sky] = np.take(lookup.lookup.background[offset:], sky_base)
     # All four taps show the pixel's surface (most pixels): plain bilinear, and valid (the
     # bilinear weights add up to 1). Elsewhere the weights of the taps that do, shared out.
     intact = matching[0] & matching[1] & matching[2] & matching[3]
@@ -380,7 +457,7 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Lookup, view: CameraView, cu
 TAP_CHUNK = 1 << 16
 
 
-def _match_taps(lookup: _Lookup, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray,
+def _match_taps(lookup: _Taps, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray,
                 motion: np.ndarray | None, moving: np.ndarray | None, out: list[np.ndarray]) -> None:
     """Whether each tap shows the pixel's surface, into `out` (a bool array per offset).
     Without `motion` (the pixels' complex to_previous; `moving`: not still), the tap's depth
@@ -389,7 +466,7 @@ def _match_taps(lookup: _Lookup, base: np.ndarray, offsets: tuple[int, ...], lim
     any_moving = moving is not None and moving.any()
     for offset, matches in zip(offsets, out):
         # Each tap gathered from the lookup shifted by its offset: one index array for all four.
-        bounds = np.take(lookup.bounds[offset:], base)
+        bounds = np.take(lookup.lookup.bounds[offset:], base)
         if motion is None:
             np.copyto(matches, _within(bounds, limits))
             continue
@@ -507,6 +584,15 @@ def _reprojected(view: CameraView, depth: np.ndarray, surface: np.ndarray, targe
         x /= w
         y /= w
         return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False), target_depth
+
+
+def _reprojected_depth(view: CameraView, depth: np.ndarray, surface: np.ndarray, target: CameraView,
+                       first_row: int = 0) -> np.ndarray:
+    """`_reprojected`'s depth alone (HxW float32), for positions known otherwise."""
+    if view.type == 'PANO' or target.type == 'PANO':
+        return _reprojected_points(view, depth, surface, target, first_row)[2]
+    d = np.where(surface, depth, np.nan).astype(np.float32)
+    return _affine_times_depth(Rays.of(view), -target.camera_from_world[2], d, first_row)
 
 
 def _affine_times_depth(rays: Rays, row: np.ndarray, depth: np.ndarray, first_row: int = 0) -> np.ndarray:

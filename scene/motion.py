@@ -23,6 +23,10 @@ An orthographic camera's vectors are therefore kept only when its view is the sa
 frames N-1, N and N+1 (then moving objects come out exact: 8.0 px for one unit at 8 px
 per unit); otherwise they are left out and engine.warp reprojects with the camera's own
 motion (exact for everything that did not move).
+
+Vectors that hold nothing but the camera's motion (nothing seen moves) are marked so
+(engine.warp.with_stillness): between two such frames the warp reprojects with the cameras,
+which says the same with less work.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import numpy as np
 
 from ..engine.views import CameraView
 from ..engine.visibility import BACKGROUND_DEPTH
-from ..engine.warp import FrameGeometry
+from ..engine.warp import FrameGeometry, with_stillness
 from .camera import camera_view
 from .render import render_passes, resolve_camera
 
@@ -66,11 +70,13 @@ def geometry_of(scene: bpy.types.Scene, camera: bpy.types.Object, view: CameraVi
         return FrameGeometry(view, depth)
     to_previous = np.stack([vector[..., 0], -vector[..., 1]], axis=-1).astype(np.float32)
     to_next = np.stack([-vector[..., 2], vector[..., 3]], axis=-1).astype(np.float32)
-    if view.type == 'ORTHO' and not all(_same_view(view, camera_view(scene, camera, view.width, view.height,
-                                                                     neighbour))
-                                        for neighbour in (view.frame - 1, view.frame + 1)):
+    before, after = (camera_view(scene, camera, view.width, view.height, neighbour)
+                     for neighbour in (view.frame - 1, view.frame + 1))
+    if view.type == 'ORTHO' and not (_same_view(view, before) and _same_view(view, after)):
         return FrameGeometry(view, depth)
-    return FrameGeometry(view, depth, to_previous, to_next)
+    # Kept, and marked where they hold nothing but the camera's motion (the warp then
+    # reprojects instead, faster): a camera moving through a still scene.
+    return with_stillness(FrameGeometry(view, depth, to_previous, to_next), before, after)
 
 
 def _same_view(view: CameraView, other: CameraView) -> bool:

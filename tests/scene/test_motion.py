@@ -166,6 +166,7 @@ def test_vectors_follow_an_object_moved_by_known_amounts(scene, motion):
         there = camera.project(points + np.subtract(places[frame], places[2]))
         assert np.abs(getattr(geometry, field)[hit] - (there - centres)).max() < 1e-3, field
     assert (geometry.to_previous[~hit] == 0).all() and (geometry.to_next[~hit] == 0).all()
+    assert not geometry.still_before and not geometry.still_after  # the warp follows these vectors
     assert scene.frame_current == 1
 
 
@@ -193,6 +194,8 @@ def test_vectors_follow_a_camera_turning_and_rising_over_a_still_wall(scene, mot
         expected = cameras[frame].project(points) - _centres()
         assert np.abs(expected).max() > 2.0
         assert np.abs(getattr(geometry, field).reshape(-1, 2) - expected).max() < 1e-3, field
+    # Nothing but the camera moves: marked so, and the warp reprojects with the cameras.
+    assert geometry.still_before and geometry.still_after
 
 
 @pytest.mark.parametrize("camera_moves", [False, True])
@@ -217,6 +220,7 @@ def test_orthographic_vectors_are_kept_only_while_the_camera_stands_still(scene,
     assert np.abs(geometry.to_previous[on_card] - (-8.0, 2.0)).max() < 1e-3
     assert np.abs(geometry.to_next[on_card] - (4.0, -1.0)).max() < 1e-3
     assert np.abs(geometry.to_previous[~on_card]).max() == 0.0
+    assert not geometry.still_before and not geometry.still_after
 
 
 def test_the_warp_carries_a_moving_cards_pixels_and_marks_what_it_uncovered(scene, motion, ext):
