@@ -82,6 +82,11 @@ class FrameGeometry:
         return _Lookup.of(self)
 
     @functools.cached_property
+    def _cell_lookup(self) -> np.ndarray:
+        """This frame's `_Lookup.cells_of`, made only for a warp that tests depths alone."""
+        return _Lookup.cells_of(self._lookup)
+
+    @functools.cached_property
     def _next_lookup(self) -> np.ndarray | None:
         """This frame's motion to the next frame as a previous frame (`_Lookup.next_of`),
         made only for a warp that follows motion vectors back."""
@@ -129,6 +134,20 @@ class _Lookup:
 
         _in_bands(fill, height, width)
         return cls(width=width + 2, bounds=bounds.ravel(), background=background.ravel())
+
+    @staticmethod
+    def cells_of(lookup: _Lookup) -> np.ndarray:
+        """`bounds` of the cells of four pixel centres, indexed by their top-left pixel (the
+        layout's last row and column have no cell): the highest of the four lows and the
+        lowest of the four highs, so that a pixel's depth range meets all four taps' bounds
+        exactly when it meets its cell's (`_within`): one gather where most pixels need four.
+        Both are maxima of the float pairs (high is kept negated)."""
+        pairs = lookup.bounds.view(np.float32)
+        size, row = 2 * (lookup.bounds.size - lookup.width - 1), 2 * lookup.width
+        cells = np.maximum(pairs[:size], pairs[2:size + 2])
+        np.maximum(cells, pairs[row:row + size], out=cells)
+        np.maximum(cells, pairs[row + 2:row + 2 + size], out=cells)
+        return cells.view(np.complex64)
 
     @staticmethod
     def next_of(geometry: FrameGeometry) -> np.ndarray | None:
@@ -196,11 +215,12 @@ def _as_pairs(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32).view(np.complex64).ravel()
 
 
-def _limits(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """N complex64 high - i low: pixels' depth ranges as `_within` takes them."""
-    limits = np.empty(low.shape, np.complex64)
-    limits.real = high
-    np.negative(low, out=limits.imag)
+def _limits(depth: np.ndarray) -> np.ndarray:
+    """N complex64 high - i low: the depth ranges of pixels at these depths (N float32),
+    DEPTH_TOLERANCE either way, as `_within` takes them."""
+    limits = np.empty(depth.shape, np.complex64)
+    np.multiply(depth, np.float32(1.0 + DEPTH_TOLERANCE), out=limits.real)
+    np.multiply(depth, -np.float32(1.0 - DEPTH_TOLERANCE), out=limits.imag)  # -(d * f) exactly
     return limits
 
 
@@ -296,7 +316,8 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     # to the previous frame and back, which would only repeat it, is left out.
     moves = vectors and not (current.still_before and previous.still_after)
     # Made once, shared read-only by the bands.
-    lookup = _Taps(previous._lookup, previous._next_lookup if moves else None)
+    lookup = _Taps(previous._lookup, previous._next_lookup if moves else None,
+                   None if moves else previous._cell_lookup)
     bands = _bands(height, width)
     if len(bands) == 1:
         return _warp_rows(previous_image, lookup, view, current, background, vectors, moves, bands[0])
@@ -332,11 +353,12 @@ def _workers() -> int:
 
 @dataclass(frozen=True, eq=False)
 class _Taps:
-    """What the taps of a warp are tested against: the previous frame's `_Lookup`, and its
+    """What the taps of a warp are tested against: the previous frame's `_Lookup`; its
     motion to the next frame (`_Lookup.next_of`) where the warp follows motion vectors and
-    the previous frame has them (None otherwise)."""
+    the previous frame has them; its cells' bounds (`_Lookup.cells_of`) where it does not."""
     lookup: _Lookup
     next: np.ndarray | None
+    cells: np.ndarray | None
 
     @property
     def width(self) -> int:
@@ -392,37 +414,23 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Taps, view: CameraView, curr
     base = _corner(lookup.width, flat_x, flat_y)
     offsets = _tap_offsets(lookup.width)
     flat_sky = sky_seen.ravel()
-    depth = depth.ravel()
-    limits = _limits(depth * np.float32(1.0 - DEPTH_TOLERANCE), depth * np.float32(1.0 + DEPTH_TOLERANCE))
-    # Per tap: it shows the pixel's surface.
-    matching = [np.empty(base.size, bool) for _ in offsets]
-    moving = motion = None
-    if moves:
-        moving = ~still.ravel()
-        motion = _as_pairs(current.to_previous[rows])
-    # A chunk of pixels at a time: the arrays a chunk's tests pass through stay in the
-    # core's cache (measured: the tests ~20 % faster than over a whole band at once).
-    for start in range(0, base.size, TAP_CHUNK):
-        part = slice(start, start + TAP_CHUNK)
-        _match_taps(lookup, base[part], offsets, limits[part], None if motion is None else motion[part],
-                    None if moving is None else moving[part], [matches[part] for matches in matching])
-    if sky_seen.any():
-        # Background pixels match where the previous frame showed background (the tests
-        # above, for surfaces, dropped them all).
-        sky_base = base[flat_sky]
-        for offset, matches in zip(offsets, matching):
-            matches[flat_sky] = np.take(lookup.lookup.background[offset:], sky_base)
-    # All four taps show the pixel's surface (most pixels): plain bilinear, and valid (the
-    # bilinear weights add up to 1). Elsewhere the weights of the taps that do, shared out.
-    intact = matching[0] & matching[1] & matching[2] & matching[3]
+    limits = _limits(depth.ravel())
     seen = seen.ravel()
-    valid = seen & intact
     channels = previous_image.shape[2]
     # OpenCV's remap samples up to 4 channels; more are all sampled here.
-    sampled = np.flatnonzero(seen & ~intact) if channels <= 4 else np.flatnonzero(seen)
+    every = channels > 4
+    if moves:
+        intact, sampled, tapped = _followed_taps(lookup, base, offsets, limits, still, current.to_previous[rows],
+                                                 flat_sky, seen, every)
+    else:
+        intact, sampled, tapped = _depth_taps(lookup, base, offsets, limits, flat_sky, seen, every)
+    # All four taps show the pixel's surface (most pixels): plain bilinear, and valid (the
+    # bilinear weights add up to 1). Elsewhere (`sampled`) the weights of the taps that do
+    # (`tapped`), shared out.
+    valid = seen & intact
     weights = _weights(flat_x[sampled], flat_y[sampled])
-    for weight, matches in zip(weights, matching):
-        weight *= matches[sampled]
+    for weight, matches in zip(weights, tapped):
+        weight *= matches
     total = weights[0] + weights[1] + weights[2] + weights[3]
     shared = total > 0
     rest, weights, total = sampled[shared], [weight[shared] for weight in weights], total[shared]
@@ -457,19 +465,67 @@ def _warp_rows(previous_image: np.ndarray, lookup: _Taps, view: CameraView, curr
 TAP_CHUNK = 1 << 16
 
 
-def _match_taps(lookup: _Taps, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray,
-                motion: np.ndarray | None, moving: np.ndarray | None, out: list[np.ndarray]) -> None:
-    """Whether each tap shows the pixel's surface, into `out` (a bool array per offset).
-    Without `motion` (the pixels' complex to_previous; `moving`: not still), the tap's depth
-    bounds must meet the pixel's depth range (`_limits`); with it, the tap's motion to the
-    next frame must also lead back to the pixel, and only still pixels are held to the depths."""
-    any_moving = moving is not None and moving.any()
+def _followed_taps(lookup: _Taps, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray, still: np.ndarray,
+                   to_previous: np.ndarray, sky: np.ndarray, seen: np.ndarray,
+                   every: bool) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(intact, sampled, tapped) of a warp along motion vectors: which pixels all four taps
+    show the surface of; the pixels to sample tap by tap (the seen ones that are not intact,
+    or all seen ones with `every`); and for each tap, whether it shows them."""
+    matching = [np.empty(base.size, bool) for _ in offsets]
+    moving, motion = ~still.ravel(), _as_pairs(to_previous)
+    # A chunk of pixels at a time: the arrays a chunk's tests pass through stay in the
+    # core's cache (measured: the tests ~20 % faster than over a whole band at once).
+    for start in range(0, base.size, TAP_CHUNK):
+        part = slice(start, start + TAP_CHUNK)
+        _match_taps(lookup, base[part], offsets, limits[part], motion[part], moving[part],
+                    [matches[part] for matches in matching])
+    if sky.any():
+        # Background pixels match where the previous frame showed background (the tests
+        # above, for surfaces, dropped them all).
+        sky_base = base[sky]
+        for offset, matches in zip(offsets, matching):
+            matches[sky] = np.take(lookup.lookup.background[offset:], sky_base)
+    intact = matching[0] & matching[1] & matching[2] & matching[3]
+    sampled = np.flatnonzero(seen if every else seen & ~intact)
+    return intact, sampled, [matches[sampled] for matches in matching]
+
+
+def _depth_taps(lookup: _Taps, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray, sky: np.ndarray,
+                seen: np.ndarray, every: bool) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """`_followed_taps` of a warp that tests depths alone: all four taps pass where their
+    cell does (`_Lookup.cells_of`), so each tap is tested only where the cell's test fails."""
+    intact = np.empty(base.size, bool)
+    for start in range(0, base.size, TAP_CHUNK):
+        part = slice(start, start + TAP_CHUNK)
+        intact[part] = _within(np.take(lookup.cells, base[part]), limits[part])
+    sampled = np.flatnonzero(seen if every else seen & ~intact)
+    corner, range_, on_sky = base[sampled], limits[sampled], sky[sampled]
+    tapped = [_within(np.take(lookup.lookup.bounds[offset:], corner), range_) for offset in offsets]
+    if on_sky.any():
+        # Background pixels match where the previous frame showed background (their depth,
+        # NaN, passes no test above).
+        sky_corner = corner[on_sky]
+        for offset, matches in zip(offsets, tapped):
+            matches[on_sky] = np.take(lookup.lookup.background[offset:], sky_corner)
+    if not every:
+        # Background seen by all four taps: plain bilinear too.
+        whole = tapped[0] & tapped[1] & tapped[2] & tapped[3]
+        if whole.any():
+            intact[sampled[whole]] = True
+            sampled, tapped = sampled[~whole], [matches[~whole] for matches in tapped]
+    return intact, sampled, tapped
+
+
+def _match_taps(lookup: _Taps, base: np.ndarray, offsets: tuple[int, ...], limits: np.ndarray, motion: np.ndarray,
+                moving: np.ndarray, out: list[np.ndarray]) -> None:
+    """Whether each tap shows the pixel's surface, into `out` (a bool array per offset), for
+    pixels with motion vectors (`motion`: their complex to_previous; `moving`: not still): the
+    tap's motion to the next frame must lead back to the pixel, and for still pixels the
+    tap's depth bounds must also meet the pixel's depth range (`_limits`)."""
+    any_moving = moving.any()
     for offset, matches in zip(offsets, out):
         # Each tap gathered from the lookup shifted by its offset: one index array for all four.
         bounds = np.take(lookup.lookup.bounds[offset:], base)
-        if motion is None:
-            np.copyto(matches, _within(bounds, limits))
-            continue
         if lookup.next is not None:
             # p -> p + to_previous(p) -> that + to_next: back at p, if the tap shows this surface.
             np.less_equal(np.abs(motion + np.take(lookup.next[offset:], base)), np.float32(CONSISTENCY_PIXELS),
