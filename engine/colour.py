@@ -31,6 +31,7 @@ numpy only at import; cv2 is imported inside the functions that use it.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -154,7 +155,8 @@ def _match_bytes(image: np.ndarray, reference: ColourReference, mode: ColourMode
         source_quantiles = np.cumsum(source[channel]) / pixels
         # float64 -> uint8 truncates, as skimage's store into an image of the input's dtype does.
         table[:, 0, channel] = np.interp(source_quantiles, target_quantiles, target_values).astype(np.uint8)
-    matched = cv2.LUT(converted, table)
+    # In place where the conversion made a new image (not the caller's).
+    matched = cv2.LUT(converted, table, dst=None if into is None else converted)
     return matched if back is None else cv2.cvtColor(matched, back)
 
 
@@ -227,16 +229,25 @@ def _sharpen_table(amount: float) -> np.ndarray:
     return table
 
 
+def _byte_pairs(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """uint16 high << 8 | low of two uint8 arrays of one shape: their bytes interleaved by
+    OpenCV in one pass (in the machine's byte order), instead of three numpy passes."""
+    import cv2
+
+    shape = high.shape
+    first, second = (low, high) if sys.byteorder == "little" else (high, low)
+    pairs = cv2.merge([np.ascontiguousarray(first).reshape(shape[0], -1),
+                       np.ascontiguousarray(second).reshape(shape[0], -1)])
+    return pairs.view(np.uint16).reshape(shape)
+
+
 def _unsharp_bytes(image: np.ndarray, kernel: int, sigma: float, amount: float, threshold: float) -> np.ndarray:
     import cv2
 
     if amount == 0:  # Deforum skips the step (and its rounding) at 0
         return image
     blurred = cv2.GaussianBlur(image, (int(kernel), int(kernel)), sigma)
-    pairs = image.astype(np.uint16)
-    pairs <<= 8
-    pairs |= blurred
-    sharpened = np.take(_sharpen_table(float(amount)), pairs)
+    sharpened = np.take(_sharpen_table(float(amount)), _byte_pairs(image, blurred))
     if threshold > 0:
         np.copyto(sharpened, image, where=cv2.absdiff(image, blurred) < threshold)
     return sharpened

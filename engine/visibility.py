@@ -173,8 +173,11 @@ def silhouette_distance(depth: np.ndarray) -> np.ndarray:
 
 
 def foreground(depth: np.ndarray) -> np.ndarray:
-    """HxW bools: the Z pass's pixels where a ray hit something."""
-    return np.isfinite(depth) & (depth > 0) & (depth < BACKGROUND_DEPTH)
+    """HxW bools: the Z pass's pixels where a ray hit something (NaN and infinities fail
+    one of the two comparisons)."""
+    hit = np.greater(depth, 0)
+    hit &= depth < BACKGROUND_DEPTH
+    return hit
 
 
 def check_depth(view: CameraView, depth: np.ndarray) -> np.ndarray:

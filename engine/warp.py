@@ -647,7 +647,7 @@ def _reprojected_depth(view: CameraView, depth: np.ndarray, surface: np.ndarray,
     """`_reprojected`'s depth alone (HxW float32), for positions known otherwise."""
     if view.type == 'PANO' or target.type == 'PANO':
         return _reprojected_points(view, depth, surface, target, first_row)[2]
-    d = np.where(surface, depth, np.nan).astype(np.float32)
+    d = np.where(surface, depth, np.float32(np.nan)).astype(np.float32, copy=False)
     return _affine_times_depth(Rays.of(view), -target.camera_from_world[2], d, first_row)
 
 

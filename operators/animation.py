@@ -327,19 +327,16 @@ class Painter:
 def strength_map(valid: np.ndarray, denoise: float) -> np.ndarray | None:
     """HxW float32: full strength where the warp showed nothing (grown by UNSEEN_GROW), the
     frame's own elsewhere; None where it showed every pixel."""
-    unseen = grown(~valid, UNSEEN_GROW)
-    if not unseen.any():
-        return None
-    return np.where(unseen, np.float32(1.0), np.float32(denoise))
-
-
-def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
     import cv2
 
-    if not mask.any() or pixels <= 0:
-        return mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+    # What was shown, eroded: what was not, grown (outside the frame counts as shown, as it
+    # counts as not unseen when the unseen are dilated). The bools' bytes are 0 and 1.
+    size = 2 * UNSEEN_GROW + 1
+    kept = cv2.erode(np.ascontiguousarray(valid, bool).view(np.uint8),
+                     cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    if cv2.countNonZero(kept) == kept.size:
+        return None
+    return np.where(kept.view(bool), np.float32(denoise), np.float32(1.0))
 
 
 def frame_recipe(job: AnimationJob, plan: FramePlan, extra: dict) -> dict:
