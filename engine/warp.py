@@ -123,7 +123,8 @@ class _Lookup:
             depth = geometry.depth[above:below]
             surface = foreground(depth)
             depth = np.where(surface, depth, np.inf).astype(np.float32, copy=False)
-            reach = np.float32(SLOPE_ALLOWANCE) * _depth_slope(depth)
+            reach = _depth_slope(depth)
+            reach *= np.float32(SLOPE_ALLOWANCE)
             inner = slice(rows.start - above, rows.stop - above)
             depth, reach, surface = depth[inner], reach[inner], surface[inner]
             inside = slice(rows.start + 1, rows.stop + 1), slice(1, width + 1)
@@ -238,16 +239,21 @@ def _depth_slope(depth: np.ndarray) -> np.ndarray:
     one-sided differences, so a pixel at a depth edge gets its own surface's slope; 0
     where neither neighbour is geometry (a one-pixel sliver: only the relative tolerance
     applies)."""
-    slope = np.zeros(depth.shape, np.float32)
+    slope = None
     with np.errstate(invalid="ignore"):
         for axis in (0, 1):
-            step = np.moveaxis(np.abs(np.diff(depth, axis=axis)), axis, 0)  # NaN between background pixels
-            smaller = np.full(slope.shape, np.inf, np.float32)
+            step = np.diff(depth, axis=axis)  # NaN between background pixels
+            np.abs(step, out=step)
+            step = np.moveaxis(step, axis, 0)
+            smaller = np.empty(depth.shape, np.float32)  # every pixel is set below
             view = np.moveaxis(smaller, axis, 0)
             view[0], view[-1] = step[0], step[-1]
             np.fmin(step[:-1], step[1:], out=view[1:-1])
-            smaller[~np.isfinite(smaller)] = 0.0
-            slope += smaller
+            finite = smaller < np.inf  # NaN and inf are not
+            if slope is None:
+                slope = np.where(finite, smaller, np.float32(0.0))
+            else:
+                np.add(slope, smaller, out=slope, where=finite)
     return slope
 
 
