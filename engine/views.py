@@ -7,6 +7,7 @@ warping use it. numpy only, so the engine's projection and warping math can use 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,10 +52,13 @@ class CameraView:
         """3x3 camera space -> world space (columns: right, up and backward in world space)."""
         return self.world_from_camera[:3, :3].copy()
 
-    @property
+    @functools.cached_property
     def camera_from_world(self) -> np.ndarray:
-        """4x4, world space -> camera space: world_from_camera's inverse."""
-        return affine_inverse(self.world_from_camera)
+        """4x4, world space -> camera space: world_from_camera's inverse (made once, read-only:
+        every warp band and reprojection asks for it)."""
+        inverse = affine_inverse(self.world_from_camera)
+        inverse.flags.writeable = False
+        return inverse
 
     @property
     def forward(self) -> np.ndarray:

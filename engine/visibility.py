@@ -8,6 +8,7 @@ the rays of engine.views.CameraView and the same depth tolerance, kept here.
 from __future__ import annotations
 
 from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,13 @@ SILHOUETTE_BEND = 0.02
 NO_SILHOUETTE = 1e6
 
 
+@functools.lru_cache(maxsize=16)  # views hash by identity (eq=False): a view is kept while cached
+def _rays_of(cls: type, view: CameraView) -> Rays:
+    rays = cls._made(view)
+    rays.start.flags.writeable = rays.step.flags.writeable = False
+    return rays
+
+
 @dataclass(frozen=True, eq=False)
 class Rays:
     """A view's pixel rays: the point at depth d seen at pixel p is start(p) + d * step(p),
@@ -48,6 +56,11 @@ class Rays:
 
     @classmethod
     def of(cls, view: CameraView) -> Rays:
+        """The view's rays, made once per view (every warp band asks for them)."""
+        return _rays_of(cls, view)
+
+    @classmethod
+    def _made(cls, view: CameraView) -> Rays:
         if view.type == 'PANO':
             return cls(view, False, np.zeros((3, 3)), np.zeros((3, 3)))
         start, step = _unprojected_rays(view, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
