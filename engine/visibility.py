@@ -7,8 +7,8 @@ the rays of engine.views.CameraView and the same depth tolerance, kept here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np

@@ -200,7 +200,7 @@ def with_stillness(geometry: FrameGeometry, before: CameraView, after: CameraVie
             return bool(np.all(off[surface] <= STILL_PIXELS))
 
     return replace(geometry, still_before=still(geometry.to_previous, before),
-                               still_after=still(geometry.to_next, after))
+                   still_after=still(geometry.to_next, after))
 
 
 def _bordered(height: int, width: int, dtype, border) -> np.ndarray:
@@ -298,11 +298,11 @@ def warp(previous_image: np.ndarray, previous: FrameGeometry, current: FrameGeom
     image is sampled bilinearly from the four pixel centres around the point, but only
     from those that show the same surface: with motion vectors, those whose `to_next`
     leads back to p (within CONSISTENCY_PIXELS) and, for surfaces that did not move,
-    whose depth is the point's; without, those whose depth is the point's (engine.
-    visibility's relative tolerance plus the Z pass's own slope), and so too between two
-    frames whose vectors are marked still (`with_stillness`: only the camera moved). A pixel none of whose
-    four show its surface is not valid: the point was hidden, or the previous view did
-    not reach it. Where all four show it (most pixels) the sample is OpenCV's bilinear
+    whose depth is the point's; without, and between two frames whose vectors are marked
+    still (`with_stillness`: only the camera moved), those whose depth is the point's
+    (engine.visibility's relative tolerance plus the Z pass's own slope). A pixel none of
+    whose four show its surface is not valid: the point was hidden, or the previous view
+    did not reach it. Where all four show it (most pixels) the sample is OpenCV's bilinear
     remap, at its 1/32-pixel resolution as in Deforum's warp; elsewhere the weights are
     shared out among the taps that do, exactly, so no colour bleeds across a silhouette
     and the border pixels reach half a pixel outward.

@@ -25,8 +25,9 @@ per unit); otherwise they are left out and engine.warp reprojects with the camer
 motion (exact for everything that did not move).
 
 Vectors that hold nothing but the camera's motion (nothing seen moves) are marked so
-(engine.warp.with_stillness): between two such frames the warp reprojects with the cameras,
-which says the same with less work.
+(engine.warp.with_stillness): between two such frames the warp tests its taps by depth
+alone, as for a still scene, and leaves out the vectors' round trip (the same answer,
+with less work).
 """
 from __future__ import annotations
 
